@@ -1,0 +1,23 @@
+# crypto-data-feeder: raw OKX shards -> point-in-time universes -> cleaned Parquet ->
+# resampled bars -> a Qlib provider directory. Each stage is one rule file; the logic lives in
+# the `feeder` package. Run: snakemake --cores 8   (see README.md)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/universe.smk"
+include: "workflow/rules/backfill.smk"
+include: "workflow/rules/clean.smk"
+include: "workflow/rules/resample.smk"
+include: "workflow/rules/qlib.smk"
+
+
+rule all:
+    input:
+        QLIB_DIR,
+    default_target: True

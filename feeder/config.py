@@ -1,0 +1,159 @@
+"""Loading and validating config.yaml.
+
+The workflow (``workflow/rules/common.smk``) and the collector both go through
+:func:`check_config`, so a bad value is refused with the same message whichever one meets it
+first. Validation is against ``workflow/schemas/config.schema.yaml`` (JSON Schema); before
+that, :func:`explain_mistakes` turns the mistakes people actually make (``1h`` for ``60min``,
+a date in the wrong format, ...) into sentences that say what to write instead, because a bare
+JSON-Schema pattern error does not.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+# Frequency spellings other tools use, mapped to Qlib's names. Qlib parses only `day` and
+# `Nmin` (plus week/month); `1h` or `60m` raise inside Qlib and `1d` silently reads nothing.
+_FREQ_HINTS = {
+    "1m": "1min", "1t": "1min", "1minute": "1min",
+    "5m": "5min", "15m": "15min", "30m": "30min",
+    "1h": "60min", "60m": "60min", "1hour": "60min", "h": "60min", "4h": "240min",
+    "1d": "day", "d": "day", "1day": "day", "daily": "day", "1dutc": "day",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which key and what to write instead."""
+
+
+def explain_mistakes(config: dict[str, Any]) -> list[str]:
+    """Return human-readable problems that JSON Schema would report cryptically."""
+    problems: list[str] = []
+    for freq in config.get("frequencies") or []:
+        if not isinstance(freq, str):
+            continue
+        hint = _FREQ_HINTS.get(freq.strip().lower())
+        if hint and hint != freq:
+            problems.append(
+                f"frequencies: '{freq}' is not a Qlib frequency name; use '{hint}' "
+                "(Qlib understands only 'day' and 'Nmin', e.g. 1min, 5min, 60min)."
+            )
+    for key in ("start", "end"):
+        value = config.get(key)
+        if isinstance(value, dt.date):
+            config[key] = value.isoformat()  # YAML turns an unquoted date into a date object
+            continue
+        if value is None or not isinstance(value, str):
+            continue
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            problems.append(f"{key}: '{value}' is not a date; write it as YYYY-MM-DD, e.g. 2024-01-31.")
+    universe = config.get("universe") or {}
+    rank_by = universe.get("rank_by")
+    if rank_by in {"funding_rate", "funding"}:
+        problems.append(
+            "universe.rank_by: ranking by the signed funding rate picks coins by how crowded one "
+            "side is, not by how much trades; use 'abs_funding_rate' if that is what you want, "
+            "or the default 'quote_volume'."
+        )
+    if isinstance(universe.get("size"), int) and universe["size"] < 1:
+        problems.append("universe.size must be at least 1 (the number of instruments to keep each day).")
+    return problems
+
+
+def check_config(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate ``config`` in place (filling schema defaults) and return it.
+
+    Raises :class:`ConfigError` listing every problem found, each with the fix.
+    """
+    import jsonschema
+
+    problems = explain_mistakes(config)
+    if problems:
+        raise ConfigError("config.yaml is invalid:\n  - " + "\n  - ".join(problems))
+    schema = yaml.safe_load(schema_path.read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"{where}: {err.message}")
+        raise ConfigError(
+            "config.yaml is invalid (checked against workflow/schemas/config.schema.yaml):\n  - "
+            + "\n  - ".join(lines)
+        )
+    _fill_defaults(config, schema)
+    start = dt.date.fromisoformat(config["start"])
+    if config.get("end") and dt.date.fromisoformat(config["end"]) < start:
+        raise ConfigError(f"end ({config['end']}) is before start ({config['start']}); swap them or drop end.")
+    return config
+
+
+def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Fill in schema ``default`` values for missing keys, recursively (objects only)."""
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(instance[key], sub)
+
+
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read, merge ``overrides`` (top-level keys) and validate a config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; copy config.yaml from the repository root and edit it.")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(config).__name__}.")
+    config.update(overrides or {})
+    return check_config(config)
+
+
+def last_complete_day(now: dt.datetime, grace_minutes: int) -> dt.date:
+    """The newest UTC day that is over, allowing ``grace_minutes`` for its last candles."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.timezone.utc)
+    return (now.astimezone(dt.timezone.utc) - dt.timedelta(days=1, minutes=grace_minutes)).date()
+
+
+def build_days(config: dict[str, Any], *, now: dt.datetime | None = None) -> list[dt.date]:
+    """The UTC days the workflow builds: ``start`` .. ``end`` (or the last complete day)."""
+    start = dt.date.fromisoformat(config["start"])
+    if config.get("end"):
+        end = dt.date.fromisoformat(config["end"])
+    else:
+        end = last_complete_day(now or dt.datetime.now(dt.timezone.utc), int(config.get("grace_minutes", 15)))
+    if end < start:
+        raise ConfigError(
+            f"nothing to build yet: start is {start} but the last complete UTC day is {end}. "
+            "Pick an earlier start, or wait until the day is over."
+        )
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def market_name(config: dict[str, Any]) -> str:
+    """Qlib market name of the point-in-time universe, e.g. ``top50``."""
+    return f"top{int(config['universe']['size'])}"
+
+
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def is_day(text: str) -> bool:
+    """True for a ``YYYY-MM-DD`` string (used to constrain Snakemake wildcards)."""
+    return bool(_DAY_RE.match(text))

@@ -1,0 +1,18 @@
+"""Logging set-up shared by the workflow scripts and the collector."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_file: str | Path | None = None, *, level: int = logging.INFO) -> None:
+    """Log to stderr and, if given, to ``log_file`` (Snakemake's ``log:`` path)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)

@@ -1,0 +1,264 @@
+"""Point-in-time universes: which instruments are "the top N" on each UTC day.
+
+Why point-in-time: a backtest that picks today's top coins and runs them over last year is
+survivorship- and look-ahead-biased. Here the universe of day D is computed only from data
+that existed before D: the trailing mean of daily USDT turnover over ``window_days`` days
+before D (from OKX's ``1Dutc`` candles' ``volCcyQuote``). Every day's full ranking is kept
+with its metric, so membership can be audited and re-derived for another N without refetching.
+
+Eligibility is config (``universe`` block): instrument type, settlement currency, contract type,
+OKX ``instCategory`` (``"1"`` = crypto; stocks and commodities perpetuals are others) and
+excluded base currencies such as stablecoins.
+
+Limit no code can lift: OKX's instrument list holds only live instruments. Instruments delisted
+before we first recorded a snapshot are unknown to us, so their days cannot be ranked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+RANKING_SCHEMA = {
+    "day": pl.Date,
+    "inst": pl.Utf8,
+    "rank": pl.Int32,
+    "metric": pl.Float64,
+    "days_observed": pl.Int32,
+    "member": pl.Boolean,
+}
+
+INSTRUMENT_COLUMNS = ("instId", "instType", "settleCcy", "ctType", "ctVal", "ctValCcy", "baseCcy",
+                      "quoteCcy", "instCategory", "listTime", "state")
+
+
+def instruments_frame(instruments: list[dict[str, Any]]) -> pl.DataFrame:
+    """OKX ``/public/instruments`` items as a typed frame (missing fields become null).
+
+    ``base`` is derived from the instrument id (``BTC-USDT-SWAP`` → ``BTC``) because SWAP items
+    leave ``baseCcy`` empty. ``instCategory`` is absent from older payloads; null there means
+    "not stated", which :func:`eligible` treats as crypto (the only kind OKX listed then).
+    """
+    rows = [{col: (str(item[col]) if item.get(col) not in (None, "") else None) for col in INSTRUMENT_COLUMNS}
+            for item in instruments]
+    frame = pl.DataFrame(rows, schema={col: pl.Utf8 for col in INSTRUMENT_COLUMNS}, orient="row")
+    return frame.with_columns(base=pl.col("instId").str.split("-").list.first())
+
+
+def eligible(instruments: pl.DataFrame, universe_cfg: dict[str, Any]) -> pl.DataFrame:
+    """Instruments that may enter the universe under the config's filters."""
+    cond = pl.col("instType") == universe_cfg.get("inst_type", "SWAP")
+    if universe_cfg.get("settle_ccy"):
+        cond &= pl.col("settleCcy") == universe_cfg["settle_ccy"]
+    if universe_cfg.get("ct_type"):
+        cond &= pl.col("ctType") == universe_cfg["ct_type"]
+    categories = universe_cfg.get("inst_category") or []
+    if categories:
+        cond &= pl.col("instCategory").is_null() | pl.col("instCategory").is_in(categories)
+    excluded = [b.upper() for b in universe_cfg.get("exclude_bases") or []]
+    if excluded:
+        cond &= ~pl.col("base").str.to_uppercase().is_in(excluded)
+    return instruments.filter(cond)
+
+
+def daily_metric_frame(rows_by_inst: dict[str, list[list[str]]]) -> pl.DataFrame:
+    """``1Dutc`` candle rows per instrument → (inst, day, quote_volume).
+
+    Only closed bars count (``confirm == "1"`` where present): the running bar of today is not
+    a day's turnover.
+    """
+    frames = []
+    for inst, rows in rows_by_inst.items():
+        if not rows:
+            continue
+        frames.append(pl.DataFrame({
+            "inst": [inst] * len(rows),
+            "ts": [int(r[0]) for r in rows],
+            "quote_volume": [r[7] if len(r) > 7 else None for r in rows],
+            "confirm": [r[8] if len(r) > 8 else "1" for r in rows],
+        }, schema={"inst": pl.Utf8, "ts": pl.Int64, "quote_volume": pl.Utf8, "confirm": pl.Utf8}))
+    if not frames:
+        return pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+    return (
+        pl.concat(frames)
+        .filter(pl.col("confirm") == "1")
+        .select(
+            "inst",
+            day=pl.from_epoch("ts", time_unit="ms").dt.date(),
+            metric=pl.col("quote_volume").cast(pl.Float64, strict=False),
+        )
+        .drop_nulls("metric")
+        .unique(["inst", "day"], keep="last")
+        .sort("inst", "day")
+    )
+
+
+def rank_day(daily: pl.DataFrame, *, day: dt.date, size: int, window_days: int) -> pl.DataFrame:
+    """The full ranking for ``day`` from daily metrics strictly before ``day``.
+
+    Instruments with fewer than ``window_days`` observed days (new listings) are averaged over
+    the days they have; an instrument with no observation in the window is not ranked.
+    Ties break on the instrument id so the result is deterministic.
+    """
+    window_start = day - dt.timedelta(days=window_days)
+    ranked = (
+        daily.lazy()
+        .filter((pl.col("day") >= window_start) & (pl.col("day") < day))
+        .group_by("inst")
+        .agg(metric=pl.col("metric").mean(), days_observed=pl.len().cast(pl.Int32))
+        .sort(["metric", "inst"], descending=[True, False])
+        .with_row_index("rank", offset=1)
+        .select(
+            day=pl.lit(day, dtype=pl.Date),
+            inst="inst",
+            rank=pl.col("rank").cast(pl.Int32),
+            metric="metric",
+            days_observed="days_observed",
+            member=pl.col("rank") <= size,
+        )
+        .collect()
+    )
+    return ranked.cast(RANKING_SCHEMA)  # type: ignore[arg-type]
+
+
+def members(ranking: pl.DataFrame) -> list[str]:
+    """Instrument ids that are members in a ranking, best first."""
+    return ranking.filter(pl.col("member")).sort("rank")["inst"].to_list()
+
+
+def rank_live_tickers(tickers: list[dict[str, Any]], instruments: pl.DataFrame, universe_cfg: dict[str, Any]) -> list[str]:
+    """Top-N instruments by 24h quote turnover from a live tickers snapshot.
+
+    Used by the collector before the workflow has produced any universe file. For SWAP,
+    ``volCcy24h`` is in base coin, so turnover ≈ ``volCcy24h × last``; for SPOT, ``volCcy24h``
+    is already quote currency.
+    """
+    allowed = set(eligible(instruments, universe_cfg)["instId"].to_list())
+    scored = []
+    for t in tickers:
+        inst = t.get("instId")
+        if inst not in allowed:
+            continue
+        try:
+            vol_ccy, last = float(t.get("volCcy24h") or "nan"), float(t.get("last") or "nan")
+        except ValueError:
+            continue
+        turnover = vol_ccy if t.get("instType") == "SPOT" else vol_ccy * last
+        if turnover == turnover:  # not NaN
+            scored.append((-turnover, inst))
+    scored.sort()
+    return [inst for _, inst in scored[: int(universe_cfg["size"])]]
+
+
+# -- stage entry points (called by workflow/scripts) -------------------------------------------
+
+
+def fetch_instruments(*, exchange: dict[str, Any], inst_type: str, out_path: Path) -> pl.DataFrame:
+    """Fetch OKX's instrument list for ``inst_type`` and write it as Parquet (atomically)."""
+    from feeder.rest import OkxRestClient
+
+    with OkxRestClient.from_exchange(exchange) as client:
+        frame = instruments_frame(client.instruments(inst_type))
+    log.info("instruments: %d %s instruments listed", frame.height, inst_type)
+    _write_parquet_atomically(frame, out_path)
+    return frame
+
+
+def fetch_daily_metrics(
+    *,
+    exchange: dict[str, Any],
+    universe_cfg: dict[str, Any],
+    instruments_path: Path,
+    first_day: dt.date,
+    last_day: dt.date,
+    out_path: Path,
+) -> pl.DataFrame:
+    """Fetch the daily ranking metric of every eligible instrument for [first_day, last_day].
+
+    ``quote_volume``: the ``volCcyQuote`` of OKX ``1Dutc`` candles (USDT turnover of the UTC day).
+    ``abs_funding_rate``: the mean absolute settled funding rate of each UTC day.
+    ``open_interest`` has no REST history at OKX (snapshots only): it needs the collector's
+    recorded open interest, which this stage does not read yet, so it is refused clearly.
+    """
+    from feeder.rest import OkxApiError, OkxRestClient
+
+    rank_by = universe_cfg.get("rank_by", "quote_volume")
+    if rank_by == "open_interest":
+        raise NotImplementedError(
+            "universe.rank_by: open_interest needs open-interest history, which OKX does not serve "
+            "over REST; ranking from the collector's recorded open interest is not built yet. "
+            "Use quote_volume (default) or abs_funding_rate."
+        )
+    candidates = eligible(pl.read_parquet(instruments_path), universe_cfg)["instId"].to_list()
+    start_ms = _day_ms(first_day)
+    end_ms = _day_ms(last_day + dt.timedelta(days=1))
+    frames: list[pl.DataFrame] = []
+    with OkxRestClient.from_exchange(exchange) as client:
+        for i, inst in enumerate(candidates, 1):
+            try:
+                if rank_by == "quote_volume":
+                    rows = client.history_candles(inst, "1Dutc", start_ms=start_ms, end_ms=end_ms)
+                    frames.append(daily_metric_frame({inst: rows}))
+                else:
+                    rows = client.funding_rate_history(inst, start_ms=start_ms, end_ms=end_ms)
+                    frames.append(funding_metric_frame(inst, rows))
+            except OkxApiError as exc:
+                log.warning("daily metrics: skipping %s: %s", inst, exc)
+            if i % 20 == 0 or i == len(candidates):
+                log.info("daily metrics (%s): %d/%d instruments, %d requests", rank_by, i, len(candidates),
+                         client.requests_sent)
+    daily = pl.concat(frames) if frames else pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+    _write_parquet_atomically(daily, out_path)
+    return daily
+
+
+def funding_metric_frame(inst: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Funding-rate history rows → (inst, day, metric = mean |rate| of that UTC day)."""
+    if not rows:
+        return pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+    return (
+        pl.DataFrame({"ts": [int(r["fundingTime"]) for r in rows],
+                      "rate": [r.get("realizedRate") or r.get("fundingRate") for r in rows]},
+                     schema={"ts": pl.Int64, "rate": pl.Utf8})
+        .select(day=pl.from_epoch("ts", time_unit="ms").dt.date(),
+                rate=pl.col("rate").cast(pl.Float64, strict=False).abs())
+        .drop_nulls()
+        .group_by("day").agg(metric=pl.col("rate").mean())
+        .select(inst=pl.lit(inst), day="day", metric="metric")
+        .sort("day")
+    )
+
+
+def build_universe_day(*, daily_path: Path, day: dt.date, size: int, window_days: int, out_path: Path) -> pl.DataFrame:
+    """Rank day ``day`` from the daily metrics file and write its full ranking."""
+    ranking = rank_day(pl.read_parquet(daily_path), day=day, size=size, window_days=window_days)
+    log.info("universe %s: %d ranked, %d members; top: %s", day, ranking.height,
+             int(ranking["member"].sum()), ", ".join(members(ranking)[:5]))
+    _write_parquet_atomically(ranking, out_path)
+    return ranking
+
+
+def read_memberships(paths: list[Path]) -> pl.DataFrame:
+    """Concatenate per-day universe files → (day, inst, member)."""
+    frames = [pl.read_parquet(p, columns=["day", "inst", "member"]) for p in paths]
+    if not frames:
+        return pl.DataFrame(schema={"day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean})
+    return pl.concat(frames)
+
+
+def _day_ms(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def _write_parquet_atomically(frame: pl.DataFrame, out_path: Path) -> None:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, out_path)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment in .venv and install the pinned
+# dependencies into it. Idempotent: a second run with nothing changed takes a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "bootstrap: $PYTHON not found. This project needs Python 3.11 (cryptofeed 2.4.1 is the newest release for it)." >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing pinned dependencies (first run: about 2 minutes)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

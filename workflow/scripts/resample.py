@@ -1,0 +1,17 @@
+"""Resample one day's 1m bars to one frequency. Logic: feeder.resample."""
+import datetime as dt
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
+
+from feeder.logs import setup_logging  # noqa: E402
+from feeder.resample import resample_day  # noqa: E402
+
+setup_logging(snakemake.log[0])  # noqa: F821
+resample_day(
+    clean_dir=Path(snakemake.input[0]),  # noqa: F821
+    day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
+    freq=snakemake.wildcards.freq,  # noqa: F821
+    out_path=Path(snakemake.output[0]),  # noqa: F821
+)
