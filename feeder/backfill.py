@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from feeder.records import records_from_rest
 from feeder.rest import OkxApiError, OkxRestClient
 from feeder.shards import write_shard_atomically
 
@@ -77,15 +78,6 @@ def missing_ranges(have_ts: Iterable[int], *, start_ms: int, end_ms: int) -> lis
     return ranges
 
 
-def rest_records(inst: str, rows: Sequence[Sequence[str]], *, recv_ts: int) -> list[dict[str, Any]]:
-    """REST candle rows as raw records (ARCHITECTURE.md) with ``source: "rest"``."""
-    return [
-        {"v": 1, "source": "rest", "channel": "candle1m", "inst": inst, "ts": int(row[0]),
-         "recv_ts": recv_ts, "data": list(row)}
-        for row in rows
-    ]
-
-
 def backfill_day(
     *,
     client: OkxRestClient,
@@ -122,9 +114,11 @@ def backfill_day(
                 summary["errors"][inst] = f"{exc.code}: {exc.msg}"
                 log.warning("backfill %s %s: %s", day, inst, exc)
                 break
-            recv = int(time.time() * 1000)
-            records.extend(rest_records(inst, rows, recv_ts=recv))
-            fetched += len(rows)
+            parsed = records_from_rest("candle1m", rows, recv_ts=int(time.time() * 1000), inst=inst)
+            for reject in parsed.rejects:  # cleaning would drop these too; say so where they came from
+                log.warning("backfill %s %s: REST row rejected: %s", day, inst, reject)
+            records.extend(parsed.records)
+            fetched += len(parsed.records)
         summary["fetched"][inst] = fetched
         if i % 10 == 0 or i == len(instruments):
             log.info("backfill %s: %d/%d instruments, %d bars fetched, %d requests, %.1fs",

@@ -1,0 +1,59 @@
+"""Seeded standard workload: N symbols x D days of 1m candles as sealed WebSocket shards.
+
+Written through the project's own shard writer (feeder.shards.ShardWriter) with a simulated
+receipt clock, so the benchmark measures the real pipeline on real-format input. Candle values
+come from the simulator's market model (okxsim.Market), the same world the simulator serves over
+REST, so the workflow's universe and backfill steps see a consistent exchange. A share of lines
+is written twice (duplicates, as after a reconnect replay), which cleaning must remove.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from pathlib import Path
+
+from feeder.records import encode_record
+from feeder.shards import ShardWriter
+from okxsim import Market
+
+MINUTE_MS = 60_000
+
+
+def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.date], n_symbols: int,
+             duplicate_share: float = 0.01) -> dict[str, float]:
+    """Write the workload; return counts (candles, lines, bytes, seconds)."""
+    market = Market(seed=seed, history_start=history_start)
+    at_ms = int(dt.datetime.combine(days[0], dt.time(), dt.timezone.utc).timestamp() * 1000)
+    swaps = [i["instId"] for i in market.instruments(at_ms, "SWAP")
+             if i["instId"].endswith("-USDT-SWAP") and i.get("instCategory", "1") == "1"][:n_symbols]
+    rng = random.Random(seed)
+    now = {"t": 0.0}
+    writer = ShardWriter(raw_root, "ws", clock=lambda: now["t"], flush_interval_s=3600)
+    candles = lines = 0
+    t0 = time.perf_counter()
+    for day in days:
+        rows = {inst: market.candles_1m(inst, day.isoformat()) for inst in swaps}
+        by_minute: dict[int, list[tuple[str, list[str]]]] = {}
+        for inst, inst_rows in rows.items():
+            for row in inst_rows:
+                by_minute.setdefault(int(row[0]), []).append((inst, row))
+        for minute in sorted(by_minute):
+            recv = minute + MINUTE_MS + 150
+            now["t"] = recv / 1000
+            for inst, row in by_minute[minute]:
+                line = encode_record({"v": 1, "source": "ws", "channel": "candle1m", "inst": inst, "ts": minute,
+                                      "recv_ts": recv, "data": row})
+                writer.write_line("candle1m", recv, line)
+                candles += 1
+                lines += 1
+                if rng.random() < duplicate_share:
+                    writer.write_line("candle1m", recv, line)
+                    lines += 1
+    now["t"] += 7200
+    writer.tick()
+    writer.close()
+    size = sum(p.stat().st_size for p in raw_root.rglob("*.jsonl"))
+    return {"symbols": len(swaps), "candles": candles, "lines": lines, "bytes": size,
+            "seconds": time.perf_counter() - t0}

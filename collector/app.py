@@ -1,0 +1,389 @@
+"""The collector process: ``python -m collector --config config.yaml``.
+
+Lifecycle (why each step is where it is):
+
+1. **Recover** every ``.jsonl.open`` left by a dead collector before writing anything, so the
+   raw layer is consistent whatever happened last time (``feeder.shards.recover``).
+2. **REST, once**: instruments (for cryptofeed's symbol table and the universe filters) and,
+   without a universe file, the live tickers ranking. Done before the event loop starts;
+   cryptofeed's own blocking REST calls are avoided by filling its symbol table ourselves.
+3. **Stream**: one ``OkxFeed`` (public + business connections), every frame captured raw
+   into hourly shards; the loop flushes/seals every 0.25 s, so data reaches the OS within
+   ``flush_interval_s`` and hours are sealed on time even for quiet channels.
+4. **Stop** on SIGTERM/SIGINT or ``--duration-s``: stop cryptofeed, then seal every open
+   shard and exit 0. A shard write failure (disk full, permissions) stops the collector
+   with exit code 3 and a message saying what to do; the supervisor's restart then
+   recovers the unfinished shard.
+
+Universe hot-swap: every ``collector.universe_poll_s`` the newest universe file is checked;
+when its members differ, a feed for the new set is started *before* the old one is stopped,
+so the switch loses nothing (records of instruments in both sets can be written twice during
+the overlap; cleaning deduplicates on (inst, ts)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cryptofeed import FeedHandler
+
+from feeder.rest import OkxRestClient
+from feeder.shards import ShardWriteError, ShardWriter, recover
+
+from collector.capture import RawCapture
+from collector.clock import ExchangeClock, LocalClock, ReceiptClock, choose_clock
+from collector.metrics import Metrics
+from collector.okx_feed import OkxFeed
+from collector.settings import CHANNEL_MAP, CollectorSettings, ConfigError, load_settings
+from collector.universe import (
+    Selection,
+    install_symbols,
+    newest_universe_file,
+    select_instruments,
+    std_symbol,
+    universe_members,
+)
+
+log = logging.getLogger("collector")
+
+EXIT_OK = 0
+EXIT_STARTUP = 1
+EXIT_CONFIG = 2
+EXIT_SHARD_WRITE = 3
+
+#: cryptofeed FeedHandler config: no feedhandler.log in the cwd (our logging goes to stderr,
+#: the supervisor keeps it), plain asyncio (uvloop 0.23 needs a loop set up front; not needed).
+CRYPTOFEED_CONFIG: dict[str, Any] = {"uvloop": False, "log": {"disabled": True}}
+
+TICK_S = 0.25
+CLOCK_RESYNC_S = 30.0
+
+
+class _StopDuringStartup(Exception):
+    pass
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """TLS context trusting ``ca_file`` (the simulator's CA); None = websockets' default."""
+    if not ca_file:
+        return None
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
+def pin_ca_file(session: Any, ca_file: str) -> None:
+    """Make a requests session really verify against ``ca_file``.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the environment override
+    ``Session.verify`` (it only honours a ``verify`` passed per request), so on a machine with
+    those set, a session told to trust the simulator's CA still uses the system bundle and
+    fails with CERTIFICATE_VERIFY_FAILED. Passing ``verify`` on every request fixes that.
+    """
+    original = session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        if kwargs.get("verify") in (None, True):
+            kwargs["verify"] = ca_file
+        return original(method, url, **kwargs)
+
+    session.request = request
+
+
+def _inst_type_of(inst_id: str) -> str:
+    parts = inst_id.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP"
+    if len(parts) == 2:
+        return "SPOT"
+    return "FUTURES"
+
+
+class CollectorApp:
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        *,
+        duration_s: float | None = None,
+        clock_mode: str = "auto",
+        forward_to_cryptofeed: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.duration_s = duration_s
+        self.clock_mode = clock_mode
+        self.forward = forward_to_cryptofeed
+        self.metrics = Metrics()
+        self.clock: ReceiptClock = LocalClock()
+        self.exit_code = EXIT_OK
+        self._stop: asyncio.Event | None = None
+        self._stop_reason = ""
+        self._client: Any = None
+        self._instruments: list[dict[str, Any]] = []
+        self.selection: Selection | None = None
+        self.writer: ShardWriter | None = None
+        self.capture: RawCapture | None = None
+        self.feed: OkxFeed | None = None
+
+    # -- start-up (blocking, before the loop) ------------------------------------------
+
+    def _startup(self) -> None:
+        s = self.settings
+        report = recover(s.raw_root)
+        log.info("start-up recovery under %s: %s", s.raw_root, report.summary())
+        for shard in report.sealed:
+            if shard.cut_lines:
+                log.warning("recovery cut %d partial line(s) (%d bytes) from %s", shard.cut_lines, shard.cut_bytes,
+                            shard.path)
+        for path in report.in_use:
+            log.warning("recovery skipped %s: a live writer holds it (is another collector running on %s?)",
+                        path, s.raw_root)
+
+        self._client = OkxRestClient(base_url=s.rest_url, ca_file=s.ca_file, timeout_s=s.timeout_s)
+        if s.ca_file:
+            pin_ca_file(self._client._session, s.ca_file)
+        self.clock = choose_clock(self.clock_mode, self._client.server_time_ms)
+        self._instruments = self._fetch_instruments()
+        today = dt.datetime.fromtimestamp(self.clock.now(), tz=dt.timezone.utc).date()
+        self.selection = select_instruments(
+            symbols=s.symbols, work_root=s.work_root, universe_cfg=s.universe, instruments=self._instruments,
+            tickers=lambda: self._client.tickers(s.universe.get("inst_type", "SWAP")), today=today)
+        install_symbols(self._instruments)
+        log.info("recording %s for %d instrument(s) from %s: %s", ", ".join(s.channels),
+                 len(self.selection.instruments), self.selection.origin, ", ".join(self.selection.instruments))
+
+    def _fetch_instruments(self) -> list[dict[str, Any]]:
+        types = {self.settings.universe.get("inst_type", "SWAP")}
+        types |= {_inst_type_of(i) for i in self.settings.symbols or ()}
+        instruments: list[dict[str, Any]] = []
+        for inst_type in sorted(types):
+            instruments.extend(self._client.instruments(inst_type))
+        return instruments
+
+    # -- feed ----------------------------------------------------------------------------
+
+    def _make_feed(self, instruments: Sequence[str]) -> OkxFeed:
+        s = self.settings
+        std = []
+        for inst in instruments:
+            sym = std_symbol(inst)
+            if sym is None:
+                raise ValueError(f"instrument {inst} is not a SWAP or SPOT id this collector can subscribe")
+            std.append(sym)
+        assert self.capture is not None
+        return OkxFeed(
+            public_url=s.ws_public_url,
+            business_url=s.ws_business_url,
+            frame_sink=self.capture,
+            ssl_context=ssl_context(s.ca_file),
+            subscribe_chunk=s.subscribe_chunk,
+            forward_to_cryptofeed=self.forward,
+            symbols=std,
+            channels=[CHANNEL_MAP[c] for c in s.channels],
+            candle_interval="1m",
+            config=CRYPTOFEED_CONFIG,
+        )
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        if self._stop is not None and not self._stop.is_set():
+            self._stop_reason = reason
+            log.info("stopping: %s", reason)
+            self._stop.set()
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        self.exit_code = EXIT_SHARD_WRITE
+        self.request_stop(f"shard write failed: {exc}")
+
+    async def _supervise(self) -> None:
+        assert self._stop is not None and self.capture is not None
+        started = time.monotonic()
+        next_resync = started + 2.0
+        next_universe = started + self.settings.universe_poll_s
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), TICK_S)
+            self.capture.tick()
+            now = time.monotonic()
+            if self.duration_s is not None and now - started >= self.duration_s:
+                self.request_stop(f"--duration-s {self.duration_s:g} reached")
+            if isinstance(self.clock, ExchangeClock) and now >= next_resync:
+                # 2, 4, 8, ... s then every 30 s: the rate estimate sharpens with a longer baseline
+                next_resync = now + min(CLOCK_RESYNC_S, max(2.0, now - started))
+                try:
+                    await loop.run_in_executor(None, self.clock.resync)
+                except Exception as exc:
+                    log.warning("exchange clock resync failed (%s); keeping the current estimate", exc)
+            if self.settings.symbols is None and now >= next_universe:
+                next_universe = now + self.settings.universe_poll_s
+                await self._maybe_swap_universe(loop)
+
+    async def _maybe_swap_universe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Switch to a newer universe file's members (start new feed, then stop the old one)."""
+        assert self.selection is not None and self.feed is not None
+        today = dt.datetime.fromtimestamp(self.clock.now(), tz=dt.timezone.utc).date()
+        path = newest_universe_file(self.settings.work_root, today=today)
+        if path is None or self.selection.origin == f"universe file {path}":
+            return
+        try:
+            members = await loop.run_in_executor(None, universe_members, path)
+            if set(members) == set(self.selection.instruments):
+                self.selection = Selection(self.selection.instruments, f"universe file {path}")
+                return
+            instruments = await loop.run_in_executor(None, self._fetch_instruments)
+            selection = select_instruments(symbols=None, work_root=self.settings.work_root,
+                                           universe_cfg=self.settings.universe, instruments=instruments, today=today)
+            install_symbols(instruments)
+            new_feed = self._make_feed(selection.instruments)
+        except Exception as exc:
+            log.error("universe %s: cannot switch to it (%s); still recording the current set", path, exc)
+            return
+        added = sorted(set(selection.instruments) - set(self.selection.instruments))
+        removed = sorted(set(self.selection.instruments) - set(selection.instruments))
+        log.info("universe changed (%s): +%d %s, -%d %s", path.name, len(added), added, len(removed), removed)
+        new_feed.start(loop)
+        old, self.feed, self.selection = self.feed, new_feed, selection
+        self.metrics.instruments.set(len(selection.instruments))
+        await asyncio.sleep(2.0)  # let the new connections subscribe before the old ones go
+        old.stop()
+        await old.shutdown()
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        def startup_signal(signum: int, _frame: Any) -> None:
+            raise _StopDuringStartup(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, startup_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._startup()
+        except _StopDuringStartup as exc:
+            log.info("stopped by %s during start-up; nothing to seal", exc)
+            return EXIT_OK
+        except Exception as exc:
+            log.error("start-up failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return EXIT_STARTUP
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        assert self.selection is not None
+        s = self.settings
+        self.writer = ShardWriter(s.raw_root, "ws", self.clock.now, flush_interval_s=s.flush_interval_s)
+        self.capture = RawCapture(self.writer, clock=self.clock, channels=s.channels, metrics=self.metrics,
+                                  on_fatal=self._on_fatal)
+        self.metrics.serve(s.metrics_host, s.metrics_port)
+        self.metrics.up_since.set(time.time())
+        self.metrics.instruments.set(len(self.selection.instruments))
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        fh = FeedHandler(config=CRYPTOFEED_CONFIG)
+        try:
+            self.feed = self._make_feed(self.selection.instruments)
+            fh.add_feed(self.feed)
+            fh.run(start_loop=False, install_signal_handlers=False)
+            loop.run_until_complete(self._supervise())
+        except Exception as exc:
+            log.error("collector failed: %s", exc, exc_info=True)
+            self.exit_code = self.exit_code or EXIT_STARTUP
+        finally:
+            self._shutdown(loop, fh)
+        return self.exit_code
+
+    def _shutdown(self, loop: asyncio.AbstractEventLoop, fh: FeedHandler) -> None:
+        fh.feeds = [self.feed] if self.feed is not None else []  # the current feed (after a universe swap too)
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.wait_for(fh.stop_async(loop=loop), 10))
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        if self.capture is not None:
+            self.capture.closed = True
+            log.info("capture: %s", self.capture.summary())
+        if self.writer is not None:
+            try:
+                sealed = self.writer.close()
+                log.info("sealed %d shard(s) on exit; %d records, %d bytes written in total", len(sealed),
+                         self.writer.stats.records, self.writer.stats.bytes)
+            except ShardWriteError as exc:
+                log.critical("%s", exc)
+                self.exit_code = EXIT_SHARD_WRITE
+        if self._client is not None:
+            self._client.close()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m collector",
+        description="Record OKX WebSocket market data losslessly into hourly raw JSONL shards (paths.raw/ws).")
+    p.add_argument("--config", required=True, help="config.yaml (relative paths are taken from the working directory)")
+    p.add_argument("--duration-s", type=float, default=None, help="stop (and seal) after this many seconds")
+    p.add_argument("--symbols", default=None,
+                   help="comma-separated OKX instrument ids (e.g. BTC-USDT-SWAP,ETH-USDT-SWAP) instead of the universe")
+    p.add_argument("--clock", choices=("auto", "local", "exchange"), default="auto",
+                   help="time base of recv_ts and shard hours. 'exchange' follows /api/v5/public/time (the "
+                        "simulator's clock starts in the past and runs fast); 'local' is this machine's clock; "
+                        "'auto' (default) measures the exchange clock at start-up and uses it only if it differs "
+                        "from the local one by more than 5 s or runs at another rate")
+    p.add_argument("--metrics-port", type=int, default=None, help="override collector.metrics_port (0 = off)")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p.parse_args(argv)
+
+
+class _QuietReconnects(logging.Filter):
+    """Drop the traceback cryptofeed attaches to every expected disconnect (one line is enough);
+    unexpected exceptions ("encountered an exception") keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "encountered connection issue" in record.msg:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # cryptofeed logs every reconnect with a traceback at WARNING; keep its INFO chatter out.
+    feedhandler = logging.getLogger("feedhandler")
+    feedhandler.setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    if level != "DEBUG":
+        feedhandler.addFilter(_QuietReconnects())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        settings = load_settings(args.config, symbols=args.symbols.split(",") if args.symbols else None,
+                                 metrics_port=args.metrics_port)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    if args.duration_s is not None and args.duration_s <= 0:
+        log.error("--duration-s must be > 0")
+        return EXIT_CONFIG
+    return CollectorApp(settings, duration_s=args.duration_s, clock_mode=args.clock).run()

@@ -1,0 +1,430 @@
+"""OKX v5 WebSocket endpoints (``/ws/v5/public`` and ``/ws/v5/business``) and the pusher.
+
+Protocol details copied from OKX: ``{"op":"subscribe","args":[...]}`` requests, one ack
+per arg with an 8-hex ``connId`` (and the request ``id`` echoed), candle channels only on
+``/business`` (64001 on ``/public``), other channels only on ``/public`` (64002 on
+``/business``), 60018 for unknown channels/instruments, text ``ping`` → ``pong``, and
+close code 4004 after 30 s without any subscription.
+
+One pusher task serves every connection: each pass it computes what became due at the
+simulated time (final candles of bars that just closed, partial candles, tickers, ...),
+builds each frame once per (channel, instId) and appends it to the subscribers' send
+queues. A writer task per connection drains its queue, so one slow client never stalls
+the pusher and no per-message sleeps exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+from .common import DAY_MS, MINUTE_MS, day_index
+from .control import FaultState, SimClock
+from .market import BARS, Market
+
+log = logging.getLogger("okxsim.ws")
+
+PUBLIC_CHANNELS = {"tickers", "trades", "funding-rate", "open-interest"}
+SWAP_ONLY = {"funding-rate", "open-interest"}
+MSG_64001 = ("This channel has been migrated to the '/business' URL. Please subscribe using the new URL. "
+             "More details can refer to: "
+             "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url.")
+MSG_64002 = ('This channel is not supported by "/business" URL. Please use "/private" URL(for private channels), '
+             'or "/public" URL(for public channels). More details can refer to: '
+             "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url.")
+MALFORMED_FRAME = '{"arg":{"channel":"candle1m","instId":'  # deliberately invalid JSON
+
+
+def candle_bar(channel: str) -> str | None:
+    """``"candle1m"`` → ``"1m"``; None for non-candle channels or unknown bars."""
+    if channel.startswith("candle") and channel[6:] in BARS:
+        return channel[6:]
+    return None
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+@dataclass
+class PushConfig:
+    """Cadences in simulated seconds, each with a real-time floor so high speeds stay cheap."""
+
+    max_sleep_s: float = 0.02
+    partial_every_sim_s: float = 15.0
+    partial_min_real_s: float = 0.03
+    ticker_every_sim_s: float = 5.0
+    ticker_min_real_s: float = 0.1
+    oi_every_sim_s: float = 15.0
+    oi_min_real_s: float = 0.1
+    trades_every_sim_s: float = 2.0
+    trades_min_real_s: float = 0.25
+    funding_every_sim_s: float = 60.0
+    funding_min_real_s: float = 0.1
+    idle_timeout_s: float = 30.0
+    max_backlog: int = 200_000
+
+
+class Conn:
+    """One client connection: its subscriptions and an outgoing frame queue."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, kind: str, max_backlog: int) -> None:
+        self.ws = ws
+        self.request = request
+        self.kind = kind  # "public" | "business"
+        self.conn_id = os.urandom(4).hex()
+        self.subs: set[tuple[str, str]] = set()
+        self.queue: deque[str] = deque()
+        self.wake = asyncio.Event()
+        self.idle_since: float | None = time.monotonic()
+        self.closing = False
+        self.max_backlog = max_backlog
+        self.frames_sent = 0
+        self._close_task: asyncio.Future[bool] | None = None
+
+    def send(self, frame: str) -> None:
+        if self.closing:
+            return
+        self.queue.append(frame)
+        self.wake.set()
+        if len(self.queue) > self.max_backlog:
+            self.close_soon(4007, "Buffer is full, cannot write data")
+
+    def close_soon(self, code: int, message: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.queue.clear()
+            self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=message.encode()))
+
+    async def writer(self) -> None:
+        try:
+            while not self.ws.closed:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.queue and not self.ws.closed:
+                    await self.ws.send_str(self.queue.popleft())
+                    self.frames_sent += 1
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass
+
+
+class Hub:
+    """Connections, the subscription index and the pusher loop."""
+
+    def __init__(self, market: Market, clock: SimClock, faults: FaultState, cfg: PushConfig | None = None) -> None:
+        self.market = market
+        self.clock = clock
+        self.faults = faults
+        self.cfg = cfg or PushConfig()
+        self.conns: set[Conn] = set()
+        self.subs: dict[tuple[str, str], set[Conn]] = {}
+        self.stats: dict[str, float] = {"frames": 0, "finals": 0, "max_final_lag_sim_ms": 0,
+                                        "max_final_lag_real_ms": 0.0, "passes": 0}
+        self._stop = asyncio.Event()
+        self._warm_day: int | None = None
+
+    # ------------------------------------------------------------------ connections
+    async def handle(self, request: web.Request, kind: str) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, autoping=True, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = Conn(ws, request, kind, self.cfg.max_backlog)
+        self.conns.add(conn)
+        writer = asyncio.ensure_future(conn.writer())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    if msg.data == "ping":
+                        conn.send("pong")
+                    else:
+                        self._on_request(conn, msg.data)
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            self._drop(conn)
+            writer.cancel()
+        return ws
+
+    def _drop(self, conn: Conn) -> None:
+        self.conns.discard(conn)
+        for key in conn.subs:
+            s = self.subs.get(key)
+            if s is not None:
+                s.discard(conn)
+                if not s:
+                    del self.subs[key]
+        conn.subs.clear()
+
+    def _error(self, conn: Conn, req_id: Any, code: str, msg: str) -> None:
+        frame: dict[str, Any] = {"id": req_id} if req_id is not None else {}
+        frame.update({"event": "error", "msg": msg, "code": code, "connId": conn.conn_id})
+        conn.send(_dumps(frame))
+
+    def _on_request(self, conn: Conn, text: str) -> None:
+        try:
+            req = json.loads(text)
+        except ValueError:
+            req = None
+        if not isinstance(req, dict) or req.get("op") not in ("subscribe", "unsubscribe"):
+            self._error(conn, req.get("id") if isinstance(req, dict) else None, "60012",
+                        f"Invalid request: {text}")
+            return
+        req_id = req.get("id")
+        args = req.get("args")
+        if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
+            self._error(conn, req_id, "60013", "Invalid args")
+            return
+        now = self.clock.now_ms()
+        for arg in args:
+            channel, inst_id = str(arg.get("channel", "")), arg.get("instId")
+            problem = self._check(conn, channel, inst_id, now)
+            if problem:
+                self._error(conn, req_id, *problem)
+                continue
+            key = (channel, str(inst_id))
+            ack: dict[str, Any] = {"id": req_id} if req_id is not None else {}
+            ack.update({"event": req["op"], "arg": {"channel": channel, "instId": inst_id},
+                        "connId": conn.conn_id})
+            conn.send(_dumps(ack))
+            if req["op"] == "subscribe":
+                conn.subs.add(key)
+                self.subs.setdefault(key, set()).add(conn)
+                conn.idle_since = None
+                frame = self._safe_frame(key, now)  # the current state right after the ack, like OKX
+                if frame:
+                    conn.send(frame)
+            else:
+                conn.subs.discard(key)
+                if key in self.subs:
+                    self.subs[key].discard(conn)
+                    if not self.subs[key]:
+                        del self.subs[key]
+                if not conn.subs:
+                    conn.idle_since = time.monotonic()
+
+    def _check(self, conn: Conn, channel: str, inst_id: Any, now: int) -> tuple[str, str] | None:
+        """(code, msg) if the subscription is invalid on this connection."""
+        wrong = (f"Wrong URL or channel:{channel}, instId:{inst_id} doesn't exist. "
+                 "Please use the correct URL, channel and parameters referring to API document.")
+        if channel.startswith("candle"):
+            if conn.kind == "public":
+                return "64001", MSG_64001
+            if candle_bar(channel) is None:
+                return "60018", wrong
+        elif channel in PUBLIC_CHANNELS:
+            if conn.kind == "business":
+                return "64002", MSG_64002
+        else:
+            return "60018", wrong
+        spec = self.market.by_id.get(inst_id) if isinstance(inst_id, str) else None
+        if spec is None or spec.state_at(now) is None or (channel in SWAP_ONLY and not spec.is_swap):
+            return "60018", wrong
+        return None
+
+    # ------------------------------------------------------------------ frames
+    def _frame(self, key: tuple[str, str], now: int, final_boundary: int | None = None) -> str | None:
+        """The push frame for ``key`` at ``now`` (None when there is nothing to send).
+
+        For candles, ``final_boundary`` selects the bar that closed at that instant;
+        otherwise the bar in progress is sent as a partial (``confirm "0"``).
+        """
+        channel, inst_id = key
+        spec = self.market.by_id[inst_id]
+        bar = candle_bar(channel)
+        data: Any
+        if bar is not None:
+            bar_ms, off = BARS[bar]
+            if final_boundary is not None:
+                start = final_boundary - bar_ms
+                got = self.market.bar_agg(spec, bar_ms, start, max(now, final_boundary))
+            else:
+                start = now - (now - off) % bar_ms
+                got = self.market.bar_agg(spec, bar_ms, start, now)
+                if got is not None and got[1]:
+                    return None
+            if got is None:
+                return None
+            data = self.market.format_row(spec, start, got[0], got[1])
+        else:
+            if spec.state_at(now) != "live":
+                return None
+            if channel == "tickers":
+                data = self.market.ticker(inst_id, now)
+            elif channel == "funding-rate":
+                data = self.market.funding_rate(inst_id, now)
+            elif channel == "open-interest":
+                data = self.market.open_interest(inst_id, now)
+            else:
+                data = self.market.trade(inst_id, now)
+            if data is None:
+                return None
+        return _dumps({"arg": {"channel": channel, "instId": inst_id}, "data": [data]})
+
+    def _safe_frame(self, key: tuple[str, str], now: int, final_boundary: int | None = None) -> str | None:
+        """``_frame`` that logs instead of raising, so one bad instrument cannot stop the others."""
+        try:
+            return self._frame(key, now, final_boundary)
+        except Exception:
+            log.exception("building a frame for %s failed", key)
+            return None
+
+    def _fanout(self, key: tuple[str, str], frame: str) -> None:
+        for conn in list(self.subs.get(key, ())):
+            conn.send(frame)
+            self.stats["frames"] += 1
+
+    def _push_class(self, pred: Callable[[str], bool], now: int) -> None:
+        for key in list(self.subs):
+            if pred(key[0]):
+                frame = self._safe_frame(key, now)
+                if frame:
+                    self._fanout(key, frame)
+
+    def _push_finals(self, boundary: int, now: int, mono: float) -> None:
+        for key in list(self.subs):
+            bar = candle_bar(key[0])
+            if bar is None:
+                continue
+            bar_ms, off = BARS[bar]
+            if (boundary - off) % bar_ms:
+                continue
+            frame = self._safe_frame(key, now, final_boundary=boundary)
+            if frame:
+                self._fanout(key, frame)
+                self.stats["finals"] += 1
+        lag_real = (mono - self.clock.mono_at(boundary)) * 1000.0
+        self.stats["max_final_lag_sim_ms"] = max(self.stats["max_final_lag_sim_ms"], now - boundary)
+        if lag_real != float("-inf"):
+            self.stats["max_final_lag_real_ms"] = max(self.stats["max_final_lag_real_ms"], lag_real)
+
+    # ------------------------------------------------------------------ fault actions
+    async def drop_all(self, abort: bool = True) -> int:
+        """Cut every connection now (abort = no close handshake, like a network failure)."""
+        conns = list(self.conns)
+        for conn in conns:
+            conn.closing = True
+            transport = conn.request.transport
+            if abort and transport is not None:
+                transport.abort()
+            else:
+                await conn.ws.close(code=1001, message=b"going away")
+        return len(conns)
+
+    def send_malformed(self) -> int:
+        for conn in list(self.conns):
+            conn.send(MALFORMED_FRAME)
+        return len(self.conns)
+
+    # ------------------------------------------------------------------ pusher
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """The pusher loop (see the module docstring)."""
+        cfg = self.cfg
+        classes: dict[str, tuple[float, float, Callable[[str], bool]]] = {
+            "partial": (cfg.partial_every_sim_s, cfg.partial_min_real_s, lambda ch: candle_bar(ch) is not None),
+            "tickers": (cfg.ticker_every_sim_s, cfg.ticker_min_real_s, lambda ch: ch == "tickers"),
+            "oi": (cfg.oi_every_sim_s, cfg.oi_min_real_s, lambda ch: ch == "open-interest"),
+            "trades": (cfg.trades_every_sim_s, cfg.trades_min_real_s, lambda ch: ch == "trades"),
+            "funding": (cfg.funding_every_sim_s, cfg.funding_min_real_s, lambda ch: ch == "funding-rate"),
+        }
+        now = self.clock.now_ms()
+        boundary = now - now % MINUTE_MS
+        next_due = {name: now for name in classes}
+        last_real = {name: 0.0 for name in classes}
+        burst_acc = 0.0
+        last_pass = time.monotonic()
+        last_idle_check = 0.0
+        while not self._stop.is_set():
+            try:
+                mono = time.monotonic()
+                now = self.clock.now_ms(mono)
+                silent = self.faults.is_silent(mono)
+                self.stats["passes"] += 1
+                while boundary + MINUTE_MS <= now:  # every minute boundary crossed, in order
+                    boundary += MINUTE_MS
+                    if not silent:
+                        self._push_finals(boundary, now, mono)
+                for name, (every_s, min_real, pred) in classes.items():
+                    if now >= next_due[name] and mono - last_real[name] >= min_real:
+                        if not silent:
+                            self._push_class(pred, now)
+                        last_real[name] = mono
+                        every = int(every_s * 1000)
+                        next_due[name] = now - now % every + every
+                rate = self.faults.burst_at(mono)
+                if rate > 0 and not silent:
+                    burst_acc += rate * (mono - last_pass)
+                    n = int(burst_acc)
+                    burst_acc -= n
+                    if n:
+                        self._burst(n, now)
+                else:
+                    burst_acc = 0.0
+                last_pass = mono
+                if mono - last_idle_check > 0.5:
+                    last_idle_check = mono
+                    self._close_idle(mono)
+                self._prewarm(now)
+            except Exception:  # keep pushing: one bad frame must not silence the simulator
+                log.exception("pusher pass failed")
+                mono = time.monotonic()
+            await self._sleep(boundary + MINUTE_MS, next_due, last_real, classes, mono)
+
+    async def _sleep(self, next_boundary: int, next_due: dict[str, int], last_real: dict[str, float],
+                     classes: dict[str, tuple[float, float, Any]], mono: float) -> None:
+        wake = self.clock.mono_at(next_boundary) + 0.0002
+        for name, (_, min_real, _) in classes.items():
+            wake = min(wake, max(self.clock.mono_at(next_due[name]), last_real[name] + min_real))
+        delay = min(max(wake - time.monotonic(), 0.0005), self.cfg.max_sleep_s)
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
+
+    def _burst(self, n: int, now: int) -> None:
+        """Burst fault: ``n`` extra partial candle frames to every connection with candle subs."""
+        frames: dict[tuple[str, str], str | None] = {}
+        for conn in list(self.conns):
+            keys = [k for k in conn.subs if candle_bar(k[0]) is not None]
+            if not keys:
+                continue
+            for i in range(n):
+                key = keys[i % len(keys)]
+                if key not in frames:
+                    frames[key] = self._safe_frame(key, now)
+                if frames[key]:
+                    conn.send(frames[key])  # type: ignore[arg-type]
+
+    def _close_idle(self, mono: float) -> None:
+        for conn in list(self.conns):
+            if conn.idle_since is not None and mono - conn.idle_since > self.cfg.idle_timeout_s:
+                conn.close_soon(4004, "No data received in 30s")
+
+    def _prewarm(self, now: int) -> None:
+        """Generate tomorrow's candles shortly before midnight, two instruments per pass
+        (subscribed ones first), so the day rollover does not stall the pusher."""
+        if now % DAY_MS < DAY_MS - 30 * MINUTE_MS:
+            return
+        nxt = day_index(now) + 1
+        if self._warm_day == nxt:
+            return
+        subscribed = {k[1] for k in self.subs}
+        order = sorted(self.market.specs, key=lambda s: s.inst_id not in subscribed)
+        done = 0
+        for spec in order:
+            if self.market.is_cached(spec, nxt):
+                continue
+            if done >= 2:
+                return
+            self.market.day_data(spec, nxt)
+            done += 1
+        self._warm_day = nxt

@@ -1,0 +1,366 @@
+"""feeder.qlib_export: write a small provider and read it back with real Qlib."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feeder.qlib_export import (
+    calendar_frame,
+    decode_feature,
+    dense_series,
+    encode_feature,
+    export_from_workflow,
+    export_qlib,
+)
+from feeder.resample import resample_bars
+
+FRI, SAT, SUN = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
+DAYS = [FRI, SAT, SUN]
+T0 = dt.datetime(2024, 3, 1)
+FREQS = ["1min", "5min", "60min", "day"]
+MARKET = "top3"
+
+
+def minute(m: int) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=m)
+
+
+def one_minute_bars() -> pl.DataFrame:
+    """Three instruments over Fri-Sun with holes, including one across Friday's midnight.
+
+    BTC: every minute except Sat 12:00-12:09. ETH: from Fri 01:40 to Sun 22:00, missing
+    Fri 23:58 - Sat 00:02. DOGE: Saturday 06:00-06:29 only. Prices carry decimals that float32
+    cannot hold exactly, so the test checks the float32 rounding too.
+    """
+    m = pl.int_range(0, 3 * 1440, eager=True).alias("m")
+    btc = m.to_frame().filter(~pl.col("m").is_between(1440 + 720, 1440 + 729)).with_columns(
+        pl.lit("BTC-USDT-SWAP").alias("inst"), (60000.123456 + pl.col("m") * 0.1).alias("close")
+    )
+    eth = m.to_frame().filter(
+        pl.col("m").is_between(100, 2 * 1440 + 1320) & ~pl.col("m").is_between(1438, 1442)
+    ).with_columns(pl.lit("ETH-USDT-SWAP").alias("inst"), (3000.987654 + pl.col("m") * 0.01).alias("close"))
+    doge = m.to_frame().filter(pl.col("m").is_between(1440 + 360, 1440 + 389)).with_columns(
+        pl.lit("DOGE-USDT-SWAP").alias("inst"), (0.1234567 + pl.col("m") * 1e-7).alias("close")
+    )
+    return (
+        pl.concat([btc, eth, doge])
+        .with_columns(
+            (pl.lit(T0) + pl.duration(minutes=pl.col("m"))).cast(pl.Datetime("ms")).alias("ts"),
+            (pl.col("close") * 0.999).alias("open"),
+            (pl.col("close") * 1.001).alias("high"),
+            (pl.col("close") * 0.998).alias("low"),
+            ((pl.col("m") % 7) * 0.25).alias("volume"),
+        )
+        .with_columns((pl.col("volume") * pl.col("close")).alias("amount"))
+        .select("inst", "ts", "open", "high", "low", "close", "volume", "amount")
+    )
+
+
+def write_bars(root: Path, bars_1m: pl.DataFrame, days: list[dt.date]) -> dict[str, list[Path]]:
+    paths: dict[str, list[Path]] = {}
+    for freq in FREQS:
+        for day in days:
+            path = root / "bars" / freq / f"{day}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            resample_bars(bars_1m.filter(pl.col("ts").dt.date() == day), freq).write_parquet(path)
+            paths.setdefault(freq, []).append(path)
+    return paths
+
+
+MEMBERSHIP = pl.DataFrame(
+    {
+        "day": [FRI, SAT, SUN, FRI, SAT, SUN, SAT, SAT, SUN],
+        "inst": ["BTC-USDT-SWAP"] * 3 + ["ETH-USDT-SWAP"] * 3 + ["DOGE-USDT-SWAP", "SOL-USDT-SWAP", "SOL-USDT-SWAP"],
+        "member": [True, True, True, True, False, True, True, True, False],
+    },
+    schema={"day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean},
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("qlib_export")
+    bars_1m = one_minute_bars()
+    paths = write_bars(root, bars_1m, DAYS)
+    qlib_dir = root / "qlib"
+    summary = export_qlib(
+        bars_paths=paths, days=DAYS, membership=MEMBERSHIP, market_name=MARKET, qlib_dir=qlib_dir
+    )
+    return {"root": root, "qlib_dir": qlib_dir, "bars_1m": bars_1m, "paths": paths, "summary": summary}
+
+
+@pytest.fixture(scope="module")
+def D(dataset: dict[str, Any]) -> Any:  # noqa: N802 (Qlib's own name)
+    qlib = pytest.importorskip("qlib")
+    from qlib.data import D as qlib_d
+
+    # qlib.init clears Qlib's in-process caches (calendars, instruments by market name)
+    qlib.init(provider_uri=str(dataset["qlib_dir"]), region="us", logging_level=logging.WARNING)
+    return qlib_d
+
+
+def expected_bars(dataset: dict[str, Any], freq: str) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(p) for p in dataset["paths"][freq]])
+
+
+def qlib_frame(frame: Any) -> pl.DataFrame:
+    """Qlib's pandas result (MultiIndex instrument, datetime) → polars inst, ts, columns."""
+    flat = frame.reset_index()
+    return pl.from_pandas(flat).rename({"instrument": "inst", "datetime": "ts"}).with_columns(
+        pl.col("ts").cast(pl.Datetime("ms"))
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def test_calendars_are_complete_24_7(dataset: dict[str, Any]) -> None:
+    cal_dir = dataset["qlib_dir"] / "calendars"
+    one = (cal_dir / "1min.txt").read_text().splitlines()
+    assert len(one) == 3 * 1440
+    assert one[0] == "2024-03-01 00:00:00" and one[-1] == "2024-03-03 23:59:00"
+    # Friday's last minute, Saturday's midnight: present although ETH has no bar there
+    assert one[1439:1441] == ["2024-03-01 23:59:00", "2024-03-02 00:00:00"]
+    assert "2024-03-02 12:05:00" in one  # a minute where BTC has a hole
+    assert (cal_dir / "day.txt").read_text().splitlines() == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    assert len((cal_dir / "5min.txt").read_text().splitlines()) == 3 * 288
+    sixty = (cal_dir / "60min.txt").read_text().splitlines()
+    assert len(sixty) == 72 and sixty[-1] == "2024-03-03 23:00:00"
+    assert dataset["summary"]["freqs"]["1min"]["slots"] == 4320
+
+
+def test_instrument_files(dataset: dict[str, Any]) -> None:
+    inst_dir = dataset["qlib_dir"] / "instruments"
+    assert (inst_dir / "all.txt").read_text().splitlines() == [
+        "BTC-USDT-SWAP\t2024-03-01 00:00:00\t2024-03-03 23:59:00",
+        "DOGE-USDT-SWAP\t2024-03-02 00:00:00\t2024-03-02 23:59:00",
+        "ETH-USDT-SWAP\t2024-03-01 00:00:00\t2024-03-03 23:59:00",
+    ]
+    assert (inst_dir / f"{MARKET}.txt").read_text().splitlines() == [
+        "BTC-USDT-SWAP\t2024-03-01 00:00:00\t2024-03-03 23:59:00",
+        "DOGE-USDT-SWAP\t2024-03-02 00:00:00\t2024-03-02 23:59:00",
+        "ETH-USDT-SWAP\t2024-03-01 00:00:00\t2024-03-01 23:59:00",
+        "ETH-USDT-SWAP\t2024-03-03 00:00:00\t2024-03-03 23:59:00",
+        "SOL-USDT-SWAP\t2024-03-02 00:00:00\t2024-03-02 23:59:00",  # member without data
+    ]
+
+
+def test_feature_bins_byte_format(dataset: dict[str, Any]) -> None:
+    features = dataset["qlib_dir"] / "features"
+    assert sorted(p.name for p in features.iterdir()) == ["btc-usdt-swap", "doge-usdt-swap", "eth-usdt-swap"]
+    assert len(list((features / "btc-usdt-swap").iterdir())) == 9 * len(FREQS)
+    start, values = decode_feature((features / "eth-usdt-swap" / "close.1min.bin").read_bytes())
+    assert start == 100 and len(values) == 2 * 1440 + 1320 - 100 + 1
+    assert np.isnan(values[1438 - 100 : 1443 - 100]).all() and not np.isnan(values[1443 - 100])
+    assert values[0] == np.float32(3000.987654 + 100 * 0.01)
+    start, factor = decode_feature((features / "doge-usdt-swap" / "factor.5min.bin").read_bytes())
+    assert start == (1440 + 360) // 5 and factor.tolist() == [1.0] * 6
+    start, day_close = decode_feature((features / "doge-usdt-swap" / "close.day.bin").read_bytes())
+    assert start == 1 and len(day_close) == 1
+    raw = (features / "btc-usdt-swap" / "volume.1min.bin").read_bytes()
+    assert len(raw) == 4 * (1 + 3 * 1440)
+    assert np.frombuffer(raw[:4], dtype="<f4")[0] == 0.0
+
+
+def test_empty_vwap_is_nan_not_invented(dataset: dict[str, Any]) -> None:
+    # minutes with m % 7 == 0 have volume 0: vwap must be NaN there, volume 0.0
+    _, vwap = decode_feature((dataset["qlib_dir"] / "features" / "btc-usdt-swap" / "vwap.1min.bin").read_bytes())
+    _, volume = decode_feature((dataset["qlib_dir"] / "features" / "btc-usdt-swap" / "volume.1min.bin").read_bytes())
+    assert np.isnan(vwap[0]) and volume[0] == 0.0
+    assert vwap[1] == np.float32(60000.123456 + 0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# Real Qlib
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freq", FREQS)
+def test_qlib_reads_every_frequency_back(dataset: dict[str, Any], D: Any, freq: str) -> None:
+    fields = ["$open", "$high", "$low", "$close", "$volume", "$amount", "$vwap", "$factor", "$coverage"]
+    insts = ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "DOGE-USDT-SWAP"]
+    got = qlib_frame(D.features(insts, fields, "2024-03-01 00:00:00", "2024-03-03 23:59:00", freq=freq))
+    got = got.rename({f: f[1:] for f in fields})
+    expected = expected_bars(dataset, freq).with_columns(pl.lit(1.0).alias("factor"))
+    joined = got.join(expected, on=["inst", "ts"], how="left", suffix="_exp")
+    present = joined.filter(pl.col("factor_exp").is_not_null())
+    assert present.height == expected.height  # every bar comes back
+    for field in ("open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage"):
+        exp = present[f"{field}_exp"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
+        np.testing.assert_array_equal(present[field].to_numpy(), exp, err_msg=f"{freq} {field}")
+    # every other row Qlib returns is a hole between an instrument's first and last bar: all NaN
+    holes = joined.filter(pl.col("factor_exp").is_null())
+    assert holes.select(pl.all_horizontal(pl.col(f).is_nan() for f in ("close", "volume", "factor"))).to_series().all()
+
+
+def test_qlib_midnight_and_holes_1min(D: Any) -> None:
+    got = qlib_frame(
+        D.features(["BTC-USDT-SWAP", "ETH-USDT-SWAP"], ["$close", "$volume"], "2024-03-01 23:56:00",
+                   "2024-03-02 00:04:00", freq="1min")
+    )  # fmt: skip
+    ts = [minute(m) for m in range(1436, 1445)]
+    btc = got.filter(pl.col("inst") == "BTC-USDT-SWAP")
+    assert btc["ts"].to_list() == ts
+    want = np.float32([60000.123456 + m * 0.1 for m in range(1436, 1445)])
+    np.testing.assert_array_equal(btc["$close"].to_numpy(), want)
+    eth = got.filter(pl.col("inst") == "ETH-USDT-SWAP")
+    assert eth["ts"].to_list() == ts  # the hole's minutes are rows, with NaN
+    closes = eth["$close"].to_numpy()
+    assert np.isnan(closes[2:7]).all() and not np.isnan(closes[[0, 1, 7, 8]]).any()
+    assert closes[0] == np.float32(3000.987654 + 1436 * 0.01)
+
+
+def test_qlib_weekend_days(D: Any) -> None:
+    got = qlib_frame(D.features(["BTC-USDT-SWAP"], ["$close"], "2024-03-01", "2024-03-03", freq="day"))
+    assert got["ts"].to_list() == [dt.datetime(2024, 3, d) for d in (1, 2, 3)]
+    cal = D.calendar(start_time="2024-03-02 00:00:00", end_time="2024-03-03 23:59:00", freq="1min")
+    assert len(cal) == 2 * 1440  # Saturday and Sunday, every minute
+
+
+def test_qlib_instrument_spans(D: Any) -> None:
+    import pandas as pd
+
+    top = D.list_instruments(D.instruments(MARKET), as_list=False, freq="1min")
+    ts = pd.Timestamp
+    assert top == {
+        "BTC-USDT-SWAP": [(ts("2024-03-01 00:00:00"), ts("2024-03-03 23:59:00"))],
+        "DOGE-USDT-SWAP": [(ts("2024-03-02 00:00:00"), ts("2024-03-02 23:59:00"))],
+        "ETH-USDT-SWAP": [
+            (ts("2024-03-01 00:00:00"), ts("2024-03-01 23:59:00")),
+            (ts("2024-03-03 00:00:00"), ts("2024-03-03 23:59:00")),
+        ],
+        "SOL-USDT-SWAP": [(ts("2024-03-02 00:00:00"), ts("2024-03-02 23:59:00"))],
+    }
+    everything = D.list_instruments(D.instruments("all"), as_list=False, freq="1min")
+    assert everything["ETH-USDT-SWAP"] == [(ts("2024-03-01 00:00:00"), ts("2024-03-03 23:59:00"))]
+    assert sorted(everything) == ["BTC-USDT-SWAP", "DOGE-USDT-SWAP", "ETH-USDT-SWAP"]
+
+
+def test_qlib_market_is_point_in_time(D: Any) -> None:
+    got = qlib_frame(
+        D.features(D.instruments(MARKET), ["$close"], "2024-03-01 00:00:00", "2024-03-03 23:59:00", freq="1min")
+    )
+    eth_days = got.filter(pl.col("inst") == "ETH-USDT-SWAP")["ts"].dt.date().unique().sort().to_list()
+    assert eth_days == [FRI, SUN]  # not a member on Saturday
+    # the full-datetime span end keeps Sunday's last minutes (a date-only end would clip them)
+    btc = got.filter(pl.col("inst") == "BTC-USDT-SWAP")
+    assert btc["ts"].max() == minute(3 * 1440 - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Re-export, errors, the byte format
+# --------------------------------------------------------------------------------------------
+
+
+def test_reexport_swaps_directory(tmp_path: Path) -> None:
+    bars_1m = one_minute_bars()
+    paths = write_bars(tmp_path, bars_1m, DAYS)
+    qlib_dir = tmp_path / "qlib"
+    export_qlib(bars_paths=paths, days=DAYS, membership=MEMBERSHIP, market_name=MARKET, qlib_dir=qlib_dir)
+    assert (qlib_dir / "features" / "doge-usdt-swap").is_dir()
+    # second build: only Sunday, only 1min and day
+    sunday = {f: [p for p in ps if p.stem == str(SUN)] for f, ps in paths.items() if f in ("1min", "day")}
+    summary = export_qlib(bars_paths=sunday, days=[SUN], membership=MEMBERSHIP, market_name=MARKET, qlib_dir=qlib_dir)
+    assert summary["instruments"] == 2
+    assert sorted(p.name for p in (qlib_dir / "calendars").iterdir()) == ["1min.txt", "day.txt"]
+    assert not (qlib_dir / "features" / "doge-usdt-swap").exists()
+    start, close = decode_feature((qlib_dir / "features" / "eth-usdt-swap" / "close.1min.bin").read_bytes())
+    assert start == 0 and len(close) == 1321
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars", "qlib"]  # no temp dirs left
+
+
+def test_export_from_workflow_matches_export_qlib(dataset: dict[str, Any], tmp_path: Path) -> None:
+    universe_paths = []
+    for day, part in MEMBERSHIP.partition_by("day", as_dict=True).items():
+        path = tmp_path / "universe" / f"{day[0]}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.with_columns(pl.lit(1, dtype=pl.Int32).alias("rank"), pl.lit(1.0).alias("metric")).write_parquet(path)
+        universe_paths.append(path)
+    flat = [p for freq in FREQS for p in dataset["paths"][freq]]
+    qlib_dir = tmp_path / "qlib"
+    export_from_workflow(bar_paths=flat, universe_paths=universe_paths, freqs=FREQS, days=DAYS,
+                         market_name=MARKET, qlib_dir=qlib_dir)  # fmt: skip
+    for rel in ("instruments/all.txt", f"instruments/{MARKET}.txt", "calendars/5min.txt",
+                "features/eth-usdt-swap/close.1min.bin", "features/doge-usdt-swap/vwap.day.bin"):  # fmt: skip
+        assert (qlib_dir / rel).read_bytes() == (dataset["qlib_dir"] / rel).read_bytes(), rel
+    with pytest.raises(ValueError, match="outside bars"):
+        export_from_workflow(bar_paths=flat, universe_paths=[], freqs=["day"], days=DAYS, market_name=MARKET,
+                             qlib_dir=tmp_path / "other")  # fmt: skip
+
+
+def test_instrument_batches_write_the_same_files(
+    dataset: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feeder.qlib_export as qe
+
+    monkeypatch.setattr(qe, "INSTRUMENTS_PER_PASS", 2)  # 3 instruments → 2 passes per frequency
+    qlib_dir = tmp_path / "qlib"
+    summary = export_qlib(bars_paths=dataset["paths"], days=DAYS, membership=MEMBERSHIP, market_name=MARKET,
+                          qlib_dir=qlib_dir)  # fmt: skip
+    assert summary == dataset["summary"]
+    files = sorted(p.relative_to(qlib_dir) for p in qlib_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(dataset["qlib_dir"]) for p in dataset["qlib_dir"].rglob("*") if p.is_file())
+    for rel in files:
+        assert (qlib_dir / rel).read_bytes() == (dataset["qlib_dir"] / rel).read_bytes(), rel
+
+
+def test_bad_arguments_leave_target_untouched(tmp_path: Path) -> None:
+    qlib_dir = tmp_path / "qlib"
+    for kwargs, match in (
+        ({"bars_paths": {"1h": []}, "market_name": MARKET}, "use 60min"),
+        ({"bars_paths": {"day": []}, "market_name": "all"}, "market name"),
+        ({"bars_paths": {"day": []}, "market_name": "../x"}, "market name"),
+        ({"bars_paths": {"day": []}, "market_name": MARKET, "fields": ("close", "rsi")}, "rsi"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            export_qlib(days=DAYS, membership=MEMBERSHIP, qlib_dir=qlib_dir, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_without_bars(tmp_path: Path) -> None:
+    summary = export_qlib(
+        bars_paths={"1min": [], "day": []}, days=[SAT], membership=MEMBERSHIP, market_name=MARKET,
+        qlib_dir=tmp_path / "qlib",
+    )  # fmt: skip
+    assert summary["instruments"] == 0
+    assert len((tmp_path / "qlib" / "calendars" / "1min.txt").read_text().splitlines()) == 1440
+    assert (tmp_path / "qlib" / "instruments" / "all.txt").read_text() == ""
+
+
+def test_calendar_frame_formats() -> None:
+    assert calendar_frame(SUN, SUN, "day")["slot"].to_list() == ["2024-03-03"]
+    assert calendar_frame(FRI, SAT, "60min")["slot"].to_list()[23:25] == ["2024-03-01 23:00:00", "2024-03-02 00:00:00"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.integers(0, 5000),
+        st.floats(width=32, allow_nan=True, allow_infinity=True),
+        min_size=1,
+        max_size=200,
+    )
+)
+def test_bin_round_trip(series: dict[int, float]) -> None:
+    slots = np.array(sorted(series), dtype=np.int64)
+    values = np.array([series[s] for s in slots], dtype=np.float32)
+    first, dense = dense_series(slots, values)
+    start, decoded = decode_feature(encode_feature(first, dense))
+    assert start == slots.min()
+    assert len(decoded) == slots.max() - slots.min() + 1
+    np.testing.assert_array_equal(decoded[slots - start], values)  # NaN == NaN here
+    holes = np.ones(len(decoded), dtype=bool)
+    holes[slots - start] = False
+    assert np.isnan(decoded[holes]).all()
+    assert decoded.dtype == np.dtype("<f4")

@@ -1,0 +1,389 @@
+"""feeder.shards: hourly shards, sealing, crash recovery, atomic REST shards."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feeder import shards as S
+from feeder.records import encode_record
+
+H = S.HOUR_MS
+T0 = 1_709_589_600_000  # 2024-03-04T22:00:00Z
+
+
+class FakeClock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+def rec(recv_ts: int, *, channel: str = "candle1m", inst: str = "BTC-USDT-SWAP", n: int = 0) -> dict:
+    return {"v": 1, "source": "ws", "channel": channel, "inst": inst, "ts": recv_ts - recv_ts % 60_000,
+            "recv_ts": recv_ts, "data": [str(recv_ts), str(n), "1", "1", "1", "1", "1", "1", "1"]}
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def digest(paths: list[Path]) -> dict[Path, tuple[str, int]]:
+    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in paths}
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def test_layout_write_flush_seal_and_hour_rollover(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + 5_000)
+    w = S.ShardWriter(tmp_path, "ws", clock, flush_interval_s=1.0, seal_grace_s=2.0, pid=4242)
+    assert w.writer_id == f"{T0 + 5_000}-4242"
+    r1, r2 = rec(T0 + 5_000, n=1), rec(T0 + 6_000, channel="funding-rate", n=2)
+    w.write(r1)
+    w.write(r2)
+    hour22 = tmp_path / "ws" / "candle1m" / "2024-03-04" / "22"
+    open_file = hour22 / f"{w.writer_id}.jsonl.open"
+    assert open_file.exists()
+    assert open_file.read_bytes() == b""  # buffered until a flush is due
+    clock.ms += 1_000
+    w.tick()
+    assert open_file.read_bytes() == encode_record(r1)  # flushed within flush_interval_s
+    # next hour: a record goes to hour 23; hour 22 stays open during the grace period
+    clock.ms = T0 + H + 500
+    r3 = rec(T0 + H + 500, n=3)
+    w.write(r3)
+    assert open_file.exists()
+    clock.ms = T0 + H + 2_000
+    sealed = w.tick()
+    assert sorted(p.name for p in sealed) == [f"{w.writer_id}.jsonl"] * 2
+    assert not open_file.exists()
+    assert (hour22 / f"{w.writer_id}.jsonl").read_bytes() == encode_record(r1)
+    assert (tmp_path / "ws" / "funding-rate" / "2024-03-04" / "22" / f"{w.writer_id}.jsonl").exists()
+    w.close()
+    hour23 = tmp_path / "ws" / "candle1m" / "2024-03-04" / "23" / f"{w.writer_id}.jsonl"
+    assert hour23.read_bytes() == encode_record(r3)
+    assert not list(tmp_path.rglob("*.open"))
+    assert w.close() == []  # idempotent
+
+
+def test_receipt_hour_not_exchange_ts_decides_the_shard(tmp_path: Path) -> None:
+    # the 23:59 candle received at 00:00:00.2 of the next day goes into that day's 00 shard
+    recv = T0 + 2 * H + 200  # 2024-03-05T00:00:00.200Z
+    r = dict(rec(recv), ts=T0 + 2 * H - 60_000)
+    with S.ShardWriter(tmp_path, clock=FakeClock(recv)) as w:
+        w.write(r)
+    [path] = S.sealed_shards(tmp_path, "ws", "candle1m")
+    assert path.parent.name == "00" and path.parent.parent.name == "2024-03-05"
+    assert S.sealed_shards(tmp_path, "ws", "candle1m", "2024-03-05") == [path]
+    assert list(S.read_records([path])) == [r]
+
+
+def test_day_rollover_and_quiet_channel_sealed_by_tick(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + 2 * H - 10)  # 23:59:59.990
+    w = S.ShardWriter(tmp_path, clock=clock, seal_grace_s=0)
+    w.write(rec(clock.ms, channel="open-interest"))
+    clock.ms += 10
+    assert [p.parent.name for p in w.tick()] == ["23"]  # no new record needed
+    assert w.open_paths == []
+    w.close()
+
+
+def test_late_record_after_seal_never_touches_the_sealed_file(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + H - 1_000)
+    w = S.ShardWriter(tmp_path, clock=clock, seal_grace_s=0, pid=7)
+    w.write(rec(T0 + H - 1_000, n=1))
+    clock.ms = T0 + H + 10
+    [sealed] = w.tick()
+    before = digest([sealed])
+    w.write(rec(T0 + H - 500, n=2))  # received in hour 22, processed after its seal
+    w.close()
+    assert digest([sealed]) == before
+    files = S.sealed_shards(tmp_path, "ws", "candle1m")
+    assert len(files) == 2 and files[0] == sealed
+    assert files[1].name.endswith("-7.jsonl") and files[1].name != sealed.name
+    assert [r["data"][1] for r in S.read_records(files)] == ["1", "2"]
+    assert w.stats.late_reopens == 1
+
+
+def test_restart_within_the_hour_gets_a_new_file(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + 1_000)
+    with S.ShardWriter(tmp_path, clock=clock) as w1:
+        w1.write(rec(T0 + 1_000, n=1))
+    [first] = all_files(tmp_path)
+    before = digest([first])
+    clock.ms += 5_000
+    with S.ShardWriter(tmp_path, clock=clock) as w2:
+        w2.write(rec(T0 + 6_000, n=2))
+    assert w2.writer_id != w1.writer_id
+    assert digest([first]) == before
+    assert [r["data"][1] for r in S.read_records(S.sealed_shards(tmp_path, "ws", "candle1m"))] == ["1", "2"]
+
+
+def test_bad_names_and_lines_are_refused(tmp_path: Path) -> None:
+    w = S.ShardWriter(tmp_path, clock=FakeClock(T0))
+    for channel in ("../etc", "Candle1m", "", "a/b"):
+        with pytest.raises(ValueError):
+            w.write(rec(T0, channel=channel))
+    with pytest.raises(ValueError):
+        w.write_line("trades", T0, b'{"a":1}')  # no newline
+    with pytest.raises(ValueError):
+        w.write_line("trades", T0, b'{"a":1}\n{"b":2}\n')
+    w.close()
+    with pytest.raises(RuntimeError):
+        w.write(rec(T0))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class _FullDisk:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_enospc_raises_clear_error_and_keeps_sealed_shards(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + 1_000)
+    w = S.ShardWriter(tmp_path, clock=clock, seal_grace_s=0)
+    w.write(rec(T0 + 1_000))
+    clock.ms = T0 + H + 1
+    sealed = w.tick()
+    before = digest(sealed)
+    w.write(rec(T0 + H + 1))
+    shard = next(iter(w._open.values()))
+    shard.file = _FullDisk(shard.file)
+    with pytest.raises(S.ShardWriteError) as info:
+        w.write(rec(T0 + H + 2))
+    err = info.value
+    assert err.errno == errno.ENOSPC
+    assert str(shard.open_path) in str(err) and "Free space" in str(err) and "paths.raw" in str(err)
+    with pytest.raises(S.ShardWriteError):  # the writer stays failed
+        w.write(rec(T0 + H + 3))
+    with pytest.raises(S.ShardWriteError):
+        w.close()
+    assert digest(sealed) == before
+    assert S.recover(tmp_path).sealed  # the unfinished file is recoverable
+
+
+def test_eacces_on_create_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def deny(path, flags, *args):
+        if str(path).endswith(".jsonl.open"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(S.os, "open", deny)
+    w = S.ShardWriter(tmp_path, clock=FakeClock(T0))
+    with pytest.raises(S.ShardWriteError) as info:
+        w.write(rec(T0))
+    assert info.value.errno == errno.EACCES
+    assert "no permission" in str(info.value) and "2024-03-04/22" in str(info.value)
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _open_shard(root: Path, name: str, content: bytes, hour: str = "22") -> Path:
+    d = root / "ws" / "candle1m" / "2024-03-04" / hour
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    p.write_bytes(content)
+    return p
+
+
+def test_recover_cuts_partial_last_line_and_seals(tmp_path: Path) -> None:
+    good = encode_record(rec(T0 + 1)) + encode_record(rec(T0 + 2))
+    p = _open_shard(tmp_path, "100-1.jsonl.open", good + b'{"v":1,"source":"ws","chan')
+    report = S.recover(tmp_path)
+    final = p.with_name("100-1.jsonl")
+    assert not p.exists() and final.read_bytes() == good
+    [r] = report.sealed
+    assert (r.path, r.cut_lines, r.kept_bytes) == (final, 1, len(good))
+    assert report.cut_lines == 1 and report.cut_bytes == len(b'{"v":1,"source":"ws","chan')
+    assert "cut 1 partial line" in report.summary()
+
+
+def test_recover_cuts_complete_but_invalid_last_line(tmp_path: Path) -> None:
+    good = encode_record(rec(T0 + 1))
+    p = _open_shard(tmp_path, "100-1.jsonl.open", good + b"\x00\x00\x00\n")
+    report = S.recover(tmp_path)
+    assert p.with_name("100-1.jsonl").read_bytes() == good and report.cut_lines == 1
+
+
+def test_recover_keeps_clean_file_whole_and_removes_empty(tmp_path: Path) -> None:
+    good = encode_record(rec(T0 + 1))
+    clean = _open_shard(tmp_path, "100-1.jsonl.open", good)
+    empty = _open_shard(tmp_path, "100-2.jsonl.open", b"")
+    only_partial = _open_shard(tmp_path, "100-3.jsonl.open", b'{"v":1', hour="23")
+    report = S.recover(tmp_path)
+    assert clean.with_name("100-1.jsonl").read_bytes() == good
+    assert report.cut_lines == 1
+    assert set(report.removed_empty) == {empty, only_partial}
+    assert not list(tmp_path.rglob("*.open"))
+
+
+def test_recover_never_touches_sealed_files_or_live_writers(tmp_path: Path) -> None:
+    sealed = _open_shard(tmp_path, "100-1.jsonl", encode_record(rec(T0)) + b"garbage-without-newline")
+    conflict_open = _open_shard(tmp_path, "100-1.jsonl.open", encode_record(rec(T0 + 5)))
+    live = S.ShardWriter(tmp_path, clock=FakeClock(T0 + 10))
+    live.write(rec(T0 + 10))
+    live.flush()
+    before = digest([sealed])
+    report = S.recover(tmp_path)
+    assert digest([sealed]) == before
+    assert report.in_use == live.open_paths
+    assert report.conflicts == [conflict_open] and conflict_open.exists()
+    assert report.sealed == []
+    live.close()
+
+
+def test_recover_on_missing_root(tmp_path: Path) -> None:
+    assert S.recover(tmp_path / "nope").sealed == []
+
+
+# --------------------------------------------------------------------------- atomic shards
+
+
+def test_write_shard_atomically(tmp_path: Path) -> None:
+    path = S.rest_shard_path(tmp_path, "candle1m", "2024-03-04")
+    assert path == tmp_path / "rest" / "candle1m" / "2024-03-04.jsonl"
+    records = [dict(rec(T0 + i), source="rest") for i in range(3)]
+    assert S.write_shard_atomically(path, records) == 3
+    assert list(S.read_records([path])) == records
+    before = path.read_bytes()
+
+    def failing():
+        yield records[0]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(S.ShardWriteError) as info:
+        S.write_shard_atomically(path, failing())
+    assert info.value.errno == errno.ENOSPC and str(path) in str(info.value)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # temp file cleaned up
+
+
+# --------------------------------------------------------------------------- properties
+
+record_sequences = st.lists(
+    st.tuples(
+        st.one_of(st.integers(min_value=0, max_value=3 * H),  # gap to the previous record
+                  st.integers(min_value=-H // 2, max_value=0)),  # the clock stepping back
+        st.sampled_from(["candle1m", "funding-rate", "trades"]),
+        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seq=record_sequences, grace=st.sampled_from([0.0, 2.0]), tick_every=st.integers(1, 5))
+def test_sealed_shards_replay_exactly_what_was_written(tmp_path_factory, seq, grace, tick_every) -> None:
+    root = tmp_path_factory.mktemp("prop")
+    clock = FakeClock(T0 - 7_000)
+    w = S.ShardWriter(root, clock=clock, seal_grace_s=grace, buffer_size=128)
+    written: dict[str, list[dict]] = {}
+    for i, (gap, channel, text) in enumerate(seq):
+        clock.ms += gap
+        r = {"v": 1, "source": "ws", "channel": channel, "inst": f"I-{text}", "ts": clock.ms // 60_000 * 60_000,
+             "recv_ts": clock.ms, "data": {"n": i, "s": text, "ts": str(clock.ms)}}
+        w.write(r)
+        written.setdefault(channel, []).append(r)
+        if i % tick_every == 0:
+            w.tick()
+    w.close()
+    assert not list(root.rglob("*.open"))
+    for channel, expected in written.items():
+        got = list(S.read_records(S.sealed_shards(root, "ws", channel)))
+        # write order within each receipt hour; hours in order (identical if the clock only advances)
+        assert got == sorted(expected, key=lambda r: S.hour_of(r["recv_ts"]))
+        for path in S.sealed_shards(root, "ws", channel):  # every record sits in its receipt hour
+            hours = {S.hour_of(r["recv_ts"]) for r in S.read_records([path])}
+            assert len(hours) == 1 and S.hour_dir(root, "ws", channel, hours.pop()) == path.parent
+
+
+# --------------------------------------------------------------------------- real SIGKILL
+
+_CHILD = textwrap.dedent("""
+    import sys, time
+    from feeder.records import encode_record
+    from feeder.shards import ShardWriter
+    root, torn_at = sys.argv[1], int(sys.argv[2])
+    w = ShardWriter(root, flush_interval_s=0.005, buffer_size=1000)
+    i = 0
+    while True:
+        now = int(time.time() * 1000)
+        r = {"v": 1, "source": "ws", "channel": "trades", "inst": "BTC-USDT-SWAP", "ts": now,
+             "recv_ts": now, "data": {"seq": i, "pad": "x" * (i % 97)}}
+        if i == torn_at:   # a write the kill cuts in half (what a short write looks like on disk)
+            shard = next(iter(w._open.values()))
+            line = encode_record(r)
+            shard.file.write(line[: len(line) // 2])
+            shard.file.flush()
+            print("torn", flush=True)
+            time.sleep(60)
+        w.write(r)
+        i += 1
+        if i % 50 == 0:
+            w.flush()
+            print(i, flush=True)   # every record before i is in the OS now
+""")
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["kill-while-writing", "kill-after-torn-write"])
+def test_sigkill_mid_write_loses_at_most_the_unflushed_tail(tmp_path: Path, torn: bool) -> None:
+    target = 3000
+    args = [sys.executable, "-c", _CHILD, str(tmp_path), str(target if torn else -1)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    confirmed = 0
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().strip()
+            if not line or line == "torn":
+                break
+            confirmed = int(line)
+            if not torn and confirmed >= target:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert confirmed >= target, "child did not write fast enough"
+    assert list(tmp_path.rglob("*.jsonl.open"))
+    report = S.recover(tmp_path)
+    assert report.cut_lines == (1 if torn else report.cut_lines) and report.cut_lines <= 1
+    assert not list(tmp_path.rglob("*.open"))
+    got = [r["data"]["seq"] for r in S.read_records(S.sealed_shards(tmp_path, "ws", "trades"))]
+    assert got == list(range(len(got)))          # in order, no gaps, no duplicates
+    assert len(got) >= confirmed                 # every flushed record survived the kill
+    if torn:
+        assert len(got) == target
+    for path in S.sealed_shards(tmp_path, "ws", "trades"):
+        data = path.read_bytes()
+        assert data.endswith(b"\n")
+        for line in data.splitlines():
+            json.loads(line)

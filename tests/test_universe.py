@@ -1,0 +1,90 @@
+"""Point-in-time universes: ranking uses only days before D; eligibility follows config."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feeder.universe import daily_metric_frame, eligible, instruments_frame, members, rank_day, rank_live_tickers
+
+FIXTURES = Path(__file__).parent / "fixtures" / "okx-samples"
+UNIVERSE_CFG = {"size": 2, "inst_type": "SWAP", "settle_ccy": "USDT", "ct_type": "linear",
+                "inst_category": ["1"], "exclude_bases": ["USDC"]}
+
+
+def daily(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"inst": pl.Utf8, "day": pl.Utf8, "metric": pl.Float64}, orient="row").with_columns(
+        pl.col("day").str.to_date()
+    )
+
+
+def test_real_instrument_payloads_are_typed_and_filtered():
+    items = json.loads((FIXTURES / "rest_instruments_swap_2025.json").read_text())["data"]
+    items += json.loads((FIXTURES / "rest_instruments_swap.json").read_text())["data"]
+    frame = instruments_frame(items)
+    assert set(frame["base"].to_list()) >= {"BTC", "ETH", "UNI", "SHIB"}
+    kept = set(eligible(frame, UNIVERSE_CFG)["instId"].to_list())
+    # inverse (USD-margined) swaps are out; linear USDT swaps are in
+    assert "BTC-USD-SWAP" not in kept and "UNI-USD-SWAP" not in kept
+    assert {"BTC-USDT-SWAP", "ETH-USDT-SWAP"} <= kept
+
+
+def test_instcategory_and_stablecoin_exclusion():
+    items = [
+        {"instId": "BTC-USDT-SWAP", "instType": "SWAP", "settleCcy": "USDT", "ctType": "linear", "instCategory": "1"},
+        {"instId": "TSLA-USDT-SWAP", "instType": "SWAP", "settleCcy": "USDT", "ctType": "linear", "instCategory": "3"},
+        {"instId": "USDC-USDT-SWAP", "instType": "SWAP", "settleCcy": "USDT", "ctType": "linear", "instCategory": "1"},
+    ]
+    assert eligible(instruments_frame(items), UNIVERSE_CFG)["instId"].to_list() == ["BTC-USDT-SWAP"]
+
+
+def test_rank_uses_trailing_window_before_the_day():
+    frame = daily([
+        ("A", "2024-03-01", 10.0), ("A", "2024-03-02", 10.0),
+        ("B", "2024-03-01", 30.0), ("B", "2024-03-02", 1.0),
+        ("C", "2024-03-02", 12.0),
+        ("C", "2024-03-03", 1e12),  # day D itself: must not count
+    ])
+    ranking = rank_day(frame, day=dt.date(2024, 3, 3), size=2, window_days=2)
+    assert ranking.columns == ["day", "inst", "rank", "metric", "days_observed", "member"]
+    assert ranking["inst"].to_list() == ["B", "C", "A"]  # B mean 15.5 > C 12 > A 10
+    assert members(ranking) == ["B", "C"]
+    assert ranking.filter(pl.col("inst") == "B")["days_observed"].item() == 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABCDEF"), st.integers(0, 9), st.floats(0, 1e9)), min_size=1),
+       st.integers(0, 9), st.floats(0, 1e12))
+def test_no_look_ahead_changing_day_d_and_later_does_not_change_rank(rows, future_offset, new_value):
+    base = dt.date(2024, 3, 1)
+    frame = daily([(i, (base + dt.timedelta(days=d)).isoformat(), v) for i, d, v in rows]).unique(["inst", "day"])
+    day = base + dt.timedelta(days=5)
+    before = rank_day(frame, day=day, size=3, window_days=7)
+    altered = frame.with_columns(
+        metric=pl.when(pl.col("day") >= day).then(pl.lit(new_value)).otherwise(pl.col("metric"))
+    ).vstack(daily([("Z", (day + dt.timedelta(days=future_offset)).isoformat(), new_value)]))
+    assert rank_day(altered, day=day, size=3, window_days=7).equals(before)
+
+
+def test_daily_metric_frame_ignores_unconfirmed_and_reads_quote_turnover():
+    rows = [
+        ["1709251200000", "1", "1", "1", "1", "10", "10", "123.5", "1"],
+        ["1709337600000", "1", "1", "1", "1", "10", "10", "999", "0"],  # today's running bar
+    ]
+    frame = daily_metric_frame({"X-USDT-SWAP": rows})
+    assert frame.to_dicts() == [{"inst": "X-USDT-SWAP", "day": dt.date(2024, 3, 1), "metric": 123.5}]
+
+
+def test_live_ticker_ranking_uses_quote_turnover_not_contracts():
+    instruments = instruments_frame([
+        {"instId": f"{b}-USDT-SWAP", "instType": "SWAP", "settleCcy": "USDT", "ctType": "linear"} for b in "ABC"
+    ])
+    tickers = [
+        {"instType": "SWAP", "instId": "A-USDT-SWAP", "last": "100", "vol24h": "1", "volCcy24h": "10"},      # 1,000
+        {"instType": "SWAP", "instId": "B-USDT-SWAP", "last": "0.01", "vol24h": "9e9", "volCcy24h": "9e5"},  # 9,000
+        {"instType": "SWAP", "instId": "C-USDT-SWAP", "last": "1", "vol24h": "5", "volCcy24h": "5"},        # 5
+    ]
+    assert rank_live_tickers(tickers, instruments, UNIVERSE_CFG) == ["B-USDT-SWAP", "A-USDT-SWAP"]
