@@ -30,13 +30,13 @@ import datetime as dt
 import logging
 import signal
 import ssl
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from cryptofeed import FeedHandler
 
+from feeder.logs import setup_logging as feeder_setup_logging
 from feeder.rest import OkxRestClient
 from feeder.shards import ShardWriteError, ShardWriter, recover
 
@@ -69,8 +69,9 @@ TICK_S = 0.25
 CLOCK_RESYNC_S = 30.0
 
 
-class _StopDuringStartup(Exception):
-    pass
+class _StopDuringStartup(BaseException):
+    """SIGTERM/SIGINT before the loop runs. A BaseException so no ``except Exception`` on the
+    start-up path (REST retries, clock calibration fallback) can swallow it."""
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext | None:
@@ -157,6 +158,10 @@ class CollectorApp:
         self.selection = select_instruments(
             symbols=s.symbols, work_root=s.work_root, universe_cfg=s.universe, instruments=self._instruments,
             tickers=lambda: self._client.tickers(s.universe.get("inst_type", "SWAP")), today=today)
+        unsupported = [i for i in self.selection.instruments if std_symbol(i) is None]
+        if unsupported:
+            raise ValueError(f"{unsupported}: only SWAP (BASE-QUOTE-SWAP) and SPOT (BASE-QUOTE) instruments can be "
+                             "recorded; remove the others from --symbols")
         install_symbols(self._instruments)
         log.info("recording %s for %d instrument(s) from %s: %s", ", ".join(s.channels),
                  len(self.selection.instruments), self.selection.origin, ", ".join(self.selection.instruments))
@@ -319,6 +324,8 @@ class CollectorApp:
             self.capture.closed = True
             log.info("capture: %s", self.capture.summary())
         if self.writer is not None:
+            # sealing takes milliseconds: a second SIGTERM must not cut it short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 sealed = self.writer.close()
                 log.info("sealed %d shard(s) on exit; %d records, %d bytes written in total", len(sealed),
@@ -360,15 +367,10 @@ class _QuietReconnects(logging.Filter):
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # cryptofeed logs every reconnect with a traceback at WARNING; keep its INFO chatter out.
+    """The project's logging (stderr, :mod:`feeder.logs`) plus cryptofeed's logger tamed."""
+    feeder_setup_logging(level=getattr(logging, level))
     feedhandler = logging.getLogger("feedhandler")
+    # cryptofeed logs every reconnect with a traceback at WARNING and a lot at INFO
     feedhandler.setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     if level != "DEBUG":
         feedhandler.addFilter(_QuietReconnects())

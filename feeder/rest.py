@@ -18,13 +18,15 @@ The same code talks to the real OKX or to the local simulator: only ``base_url``
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -67,47 +69,67 @@ class OkxUnavailableError(RuntimeError):
     """The request still failed after every retry (network down, exchange overloaded)."""
 
 
-@dataclass
-class _Window:
-    """Sliding-window limiter for one endpoint: at most ``limit`` starts per ``seconds``."""
-
-    limit: int
-    seconds: float
-    starts: deque[float] = field(default_factory=deque)
-
-    def delay(self, now: float) -> float:
-        while self.starts and now - self.starts[0] >= self.seconds:
-            self.starts.popleft()
-        if len(self.starts) < self.limit:
-            return 0.0
-        return self.seconds - (now - self.starts[0])
-
-
 class RateLimiter:
-    """Client-side per-endpoint limits, shared by all threads using one client."""
+    """Client-side per-endpoint sliding-window limits.
 
-    def __init__(self, limits: dict[str, tuple[int, float]] | None = None, *, safety: float = 1.05) -> None:
+    OKX counts requests per IP, not per process: two backfill jobs run back to back by Snakemake
+    share one budget. With ``state_dir`` set, the recent request times of each endpoint live in a
+    small file there, locked with ``flock`` around each check, so every process on the machine that
+    uses the same directory shares the window. Without it, the window is per client (threads
+    share it).
+    """
+
+    def __init__(self, limits: dict[str, tuple[int, float]] | None = None, *,
+                 state_dir: str | Path | None = None, safety: float = 1.1) -> None:
         self._limits = dict(RATE_LIMITS if limits is None else limits)
-        self._windows: dict[str, _Window] = {}
+        self._local: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
-        self._safety = safety  # a little slack: the server's window edges need not match ours
+        self._safety = safety  # slack: the server's window edges need not match ours
+        self._state_dir = Path(state_dir) if state_dir else None
+        if self._state_dir:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
 
     def acquire(self, path: str) -> float:
         """Block until a request to ``path`` is allowed; return the seconds waited."""
+        limit, seconds = self._limits.get(path, _DEFAULT_LIMIT)
+        seconds *= self._safety
         waited = 0.0
         while True:
             with self._lock:
-                window = self._windows.get(path)
-                if window is None:
-                    limit, seconds = self._limits.get(path, _DEFAULT_LIMIT)
-                    window = self._windows[path] = _Window(limit, seconds * self._safety)
-                now = time.monotonic()
-                pause = window.delay(now)
-                if pause <= 0:
-                    window.starts.append(now)
-                    return waited
+                pause = self._try(path, limit, seconds)
+            if pause <= 0:
+                return waited
             time.sleep(pause)
             waited += pause
+
+    def _try(self, path: str, limit: int, seconds: float) -> float:
+        """Record a start and return 0 if allowed now, else the pause before trying again."""
+        if self._state_dir is None:
+            starts = self._local.setdefault(path, deque())
+            return _admit(starts, limit, seconds, time.time())
+        state_file = self._state_dir / (path.strip("/").replace("/", "_") + ".json")
+        with open(state_file, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            try:
+                starts = deque(json.loads(fh.read() or "[]"))
+            except ValueError:
+                starts = deque()
+            pause = _admit(starts, limit, seconds, time.time())
+            if pause <= 0:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(json.dumps(list(starts)))
+            return pause
+
+
+def _admit(starts: deque[float], limit: int, seconds: float, now: float) -> float:
+    while starts and now - starts[0] >= seconds:
+        starts.popleft()
+    if len(starts) < limit:
+        starts.append(now)
+        return 0.0
+    return seconds - (now - starts[0])
 
 
 class OkxRestClient:
@@ -123,6 +145,7 @@ class OkxRestClient:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         rate_limits: dict[str, tuple[int, float]] | None = None,
+        rate_state_dir: str | Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -131,11 +154,12 @@ class OkxRestClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self._sleep = sleep
-        self._limiter = RateLimiter(rate_limits)
+        self._limiter = RateLimiter(rate_limits, state_dir=rate_state_dir)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = "crypto-data-feeder/0.1"
-        if ca_file:
-            self._session.verify = ca_file
+        # Passed per request: a session-level `verify` loses to REQUESTS_CA_BUNDLE /
+        # CURL_CA_BUNDLE from the environment (a long-standing requests behaviour).
+        self._verify: str | bool = ca_file or True
         self.requests_sent = 0
         self.retries = 0
 
@@ -143,7 +167,8 @@ class OkxRestClient:
     def from_exchange(cls, exchange: dict[str, Any], **kwargs: Any) -> OkxRestClient:
         """Build a client from config.yaml's ``exchange`` block."""
         return cls(base_url=exchange["rest_url"], ca_file=exchange.get("ca_file"),
-                   timeout_s=float(exchange.get("timeout_s", 10)), **kwargs)
+                   timeout_s=float(exchange.get("timeout_s", 10)),
+                   rate_state_dir=exchange.get("rate_state_dir"), **kwargs)
 
     def close(self) -> None:
         self._session.close()
@@ -165,7 +190,7 @@ class OkxRestClient:
             self._limiter.acquire(path)
             self.requests_sent += 1
             try:
-                resp = self._session.get(url, params=params, timeout=self.timeout_s)
+                resp = self._session.get(url, params=params, timeout=self.timeout_s, verify=self._verify)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 last_problem = f"{type(exc).__name__}: {exc}"
             else:

@@ -45,7 +45,8 @@ def simulator(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [PYTHON, "-m", "okxsim", "--port", "0", "--seed", str(seed), "--clock-start", clock_start,
            "--speed", str(speed), "--history-start", history_start, "--cert-dir", str(cert_dir),
-           *(extra_args or [])]
+           # OKX's current docs allow 300 candles per history-candles page (100 in older ones).
+           "--history-limit-max", "300", *(extra_args or [])]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
         try:

@@ -81,7 +81,7 @@ class Market:
     """The simulated exchange's data, as a pure function of its constructor arguments."""
 
     def __init__(self, seed: int = 7, history_start: Any = "2024-02-01", clock_start: Any = "2024-03-04T22:00:00Z",
-                 n_swaps: int = 80, cache_days: int = 1024) -> None:
+                 n_swaps: int = 80, cache_days: int = 512) -> None:
         """Build the universe. Pass the server's ``seed``, ``history_start``, ``clock_start`` and
         ``n_swaps`` to get the same world: listing/delisting times are placed inside
         [history_start, clock_start] (``/sim/state`` → ``market_args`` has the exact values).

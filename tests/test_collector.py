@@ -650,3 +650,30 @@ def test_universe_hot_swap(standin: StandIn, tmp_path: Path) -> None:
     assert subscribed == ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "XRP-USDT-SWAP"]
     assert sorted(r["inst"] for r in ws_records(tmp_path / "raw", "candle1m")) == [
         "BTC-USDT-SWAP", "ETH-USDT-SWAP", "XRP-USDT-SWAP"]
+
+
+def test_sigkilled_collector_is_recovered_by_the_next_start(standin: StandIn, tmp_path: Path) -> None:
+    base = f"127.0.0.1:{standin.port}"
+    config = write_config(tmp_path, rest=f"https://{base}", ws_public=f"wss://{base}/ws/v5/public",
+                          ws_business=f"wss://{base}/ws/v5/business", ca_file=str(standin.ca_file),
+                          channels=["candle1m", "funding-rate"])
+    proc = start_collector(config, "--symbols", "BTC-USDT-SWAP,ETH-USDT-SWAP")
+    raw = tmp_path / "raw"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not [p for p in raw.rglob("*.jsonl.open") if p.stat().st_size]:
+        time.sleep(0.1)
+    time.sleep(1.0)  # > flush_interval_s: everything received is in the OS
+    proc.kill()
+    proc.communicate()
+    left = sorted(raw.rglob("*.jsonl.open"))
+    assert left, "expected unsealed shards after SIGKILL"
+    before = {p: p.read_bytes() for p in left}
+    proc = start_collector(config, "--symbols", "BTC-USDT-SWAP", "--duration-s", "2")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-4000:]
+    assert f"recovered {len(left)} unsealed shard(s), cut 0 partial line(s)" in err
+    for path, data in before.items():
+        assert path.with_name(path.name[: -len(".open")]).read_bytes() == data
+    assert not list(raw.rglob("*.open"))
+    # 2 candles (BTC, ETH) from the killed run + 1 from the second one, each in its own file
+    assert len(ws_records(raw, "candle1m")) == 3 and len(S.sealed_shards(raw, "ws", "candle1m")) == 2

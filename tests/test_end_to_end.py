@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import requests
 
+import okxsim
+
 from harness.processes import REPO, run_collector, simulator, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
@@ -26,19 +28,22 @@ WINDOW = 7
 FREQS = ["1min", "60min", "day"]
 
 
-def truth_candles(sim, inst: str, bar: str, start_ms: int, end_ms: int) -> list[list[str]]:
-    """All of the simulator's candles in [start_ms, end_ms), oldest first, straight from REST."""
+def market_of(sim):
+    """The simulator's own ground truth (the same rows its REST API serves), rebuilt in-process."""
+    state = requests.get(f"{sim.rest}/sim/state", verify=sim.ca_file, timeout=10).json()
+    return okxsim.Market(**state["market_args"]), state
+
+
+def truth_candles(market, inst: str, bar: str, start_ms: int, end_ms: int, now_ms: int) -> list[list[str]]:
+    """Closed candles in [start_ms, end_ms), oldest first, exactly as REST history-candles pages them."""
     rows, after = [], end_ms
     while True:
-        body = requests.get(f"{sim.rest}/api/v5/market/history-candles", verify=sim.ca_file, timeout=10,
-                            params={"instId": inst, "bar": bar, "after": after, "limit": 100}).json()
-        assert body["code"] == "0", body
-        page = [r for r in body["data"] if int(r[0]) >= start_ms]
-        rows += page
-        if len(page) < len(body["data"]) or not body["data"]:
+        page = market.candles(inst, bar, now_ms, after=after, limit=100)
+        rows += [r for r in page if int(r[0]) >= start_ms]
+        if not page or min(int(r[0]) for r in page) <= start_ms:
             break
-        after = min(int(r[0]) for r in body["data"])
-    return sorted(rows, key=lambda r: int(r[0]))
+        after = min(int(r[0]) for r in page)
+    return sorted((r for r in rows if r[8] == "1"), key=lambda r: int(r[0]))
 
 
 def ms(day: str) -> int:
@@ -47,8 +52,8 @@ def ms(day: str) -> int:
 
 def expected_members(sim, day: str) -> list[str]:
     """Top-N by trailing 7-day mean of 1Dutc volCcyQuote before `day`, computed independently."""
-    insts = requests.get(f"{sim.rest}/api/v5/public/instruments", params={"instType": "SWAP"},
-                         verify=sim.ca_file, timeout=10).json()["data"]
+    market, state = market_of(sim)
+    insts = market.instruments(state["sim_now"], "SWAP")
     stable = {"USDT", "USDC", "DAI", "FDUSD", "TUSD", "USDE", "PYUSD", "USDD", "USDP", "BUSD", "EURT", "USTC"}
     eligible = [i["instId"] for i in insts
                 if i["settleCcy"] == "USDT" and i["ctType"] == "linear" and i.get("instCategory", "1") == "1"
@@ -56,7 +61,7 @@ def expected_members(sim, day: str) -> list[str]:
     day_ms = ms(day)
     scores = []
     for inst in eligible:
-        rows = truth_candles(sim, inst, "1Dutc", day_ms - WINDOW * 86_400_000, day_ms)
+        rows = truth_candles(market, inst, "1Dutc", day_ms - WINDOW * 86_400_000, day_ms, state["sim_now"])
         if rows:
             scores.append((-np.mean([float(r[7]) for r in rows]), inst))
     return [inst for _, inst in sorted(scores)[:SIZE]]
@@ -96,32 +101,36 @@ def test_stream_shards_were_written_and_sealed(built):
 
 
 def test_qlib_1min_and_day_equal_the_ground_truth(built):
+    """Every bar of every member-day equals the simulator's REST truth; no bar is invented."""
     sim, data = built
-    members = expected_members(sim, END)
-    qlib_dir = data / "qlib"
-    got = qlib_read(qlib_dir, (
-        f"insts = {members!r}\nout = {{}}\n"
+    market, state = market_of(sim)
+    members_by_day = {day: expected_members(sim, day) for day in (START, END)}
+    insts = sorted({i for m in members_by_day.values() for i in m})
+    got = qlib_read(data / "qlib", (
+        f"insts = {insts!r}\nout = {{}}\n"
         "for freq, s, e in (('1min', '" + START + "', '" + END + " 23:59:00'), ('day', '" + START + "', '" + END + "')):\n"
         "    df = D.features(insts, ['$open','$high','$low','$close','$volume','$amount'], s, e, freq=freq)\n"
         "    out[freq] = {i: {str(ts): [float(x) for x in row] for ts, row in g.droplevel(0).iterrows()} for i, g in df.groupby(level=0)}\n"
         "print(json.dumps(out))"))
-    for inst in members:
-        truth_1m = truth_candles(sim, inst, "1m", ms(START), ms(END) + 86_400_000)
-        assert len(truth_1m) > 2000, inst
-        got_1m = got["1min"][inst]
-        compared = 0
-        for row in truth_1m:
-            ts = dt.datetime.fromtimestamp(int(row[0]) / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            want = np.float32([row[1], row[2], row[3], row[4], row[6], row[7]])  # swap volume = volCcy
-            assert np.array_equal(np.float32(got_1m[ts]), want), (inst, ts, got_1m[ts], row)
-            compared += 1
-        # nothing invented: every non-NaN Qlib minute is a truth minute
-        present = {ts for ts, vals in got_1m.items() if not np.isnan(vals[3])}
-        assert len(present) == compared
-        for row in truth_candles(sim, inst, "1Dutc", ms(START), ms(END) + 86_400_000):
-            day = dt.datetime.fromtimestamp(int(row[0]) / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+    compared = 0
+    for day, members in members_by_day.items():
+        for inst in members:
+            truth_1m = truth_candles(market, inst, "1m", ms(day), ms(day) + 86_400_000, state["sim_now"])
+            assert len(truth_1m) > 1000, (inst, day)
+            got_1m = got["1min"][inst]
+            for row in truth_1m:
+                ts = dt.datetime.fromtimestamp(int(row[0]) / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                want = np.float32([row[1], row[2], row[3], row[4], row[6], row[7]])  # swap volume = volCcy
+                assert np.array_equal(np.float32(got_1m[ts]), want), (inst, ts, got_1m[ts], row)
+                compared += 1
+            present = {ts for ts, vals in got_1m.items() if ts.startswith(day) and not np.isnan(vals[3])}
+            assert len(present) == len(truth_1m), (inst, day, "Qlib has minutes the exchange does not")
+            (daily,) = truth_candles(market, inst, "1Dutc", ms(day), ms(day) + 86_400_000, state["sim_now"])
             vals = np.float32(got["day"][inst][f"{day} 00:00:00"])
-            assert np.allclose(vals, np.float32([row[1], row[2], row[3], row[4], row[6], row[7]]), rtol=2e-6), (inst, day)
+            want = np.float32([daily[1], daily[2], daily[3], daily[4], daily[6], daily[7]])
+            assert np.allclose(vals, want, rtol=2e-6), (inst, day, vals, want)
+    print(f"compared {compared} one-minute bars with the simulator's ground truth")
+    assert compared > 2 * 5 * 1000
 
 
 def test_point_in_time_membership_spans(built):

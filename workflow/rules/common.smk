@@ -46,8 +46,12 @@ def ws_candle_shards(wildcards) -> list[str]:
 
 
 def rest_params() -> dict:
-    """What the REST-calling scripts need to build their client (no secrets: public API only)."""
-    return dict(config["exchange"])
+    """What the REST-calling scripts need to build their client (no secrets: public API only).
+
+    `rate_state_dir` makes every job share one rate-limit window per endpoint: OKX counts
+    requests per IP, not per process.
+    """
+    return dict(config["exchange"], rate_state_dir=f"{WORK}/.okx-rate-limits")
 
 
 def universe_of_day(wildcards) -> str:
