@@ -83,24 +83,6 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext | None:
     return ctx
 
 
-def pin_ca_file(session: Any, ca_file: str) -> None:
-    """Make a requests session really verify against ``ca_file``.
-
-    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the environment override
-    ``Session.verify`` (it only honours a ``verify`` passed per request), so on a machine with
-    those set, a session told to trust the simulator's CA still uses the system bundle and
-    fails with CERTIFICATE_VERIFY_FAILED. Passing ``verify`` on every request fixes that.
-    """
-    original = session.request
-
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        if kwargs.get("verify") in (None, True):
-            kwargs["verify"] = ca_file
-        return original(method, url, **kwargs)
-
-    session.request = request
-
-
 def _inst_type_of(inst_id: str) -> str:
     parts = inst_id.split("-")
     if parts[-1] == "SWAP":
@@ -150,8 +132,6 @@ class CollectorApp:
                         path, s.raw_root)
 
         self._client = OkxRestClient(base_url=s.rest_url, ca_file=s.ca_file, timeout_s=s.timeout_s)
-        if s.ca_file:
-            pin_ca_file(self._client._session, s.ca_file)
         self.clock = choose_clock(self.clock_mode, self._client.server_time_ms)
         self._instruments = self._fetch_instruments()
         today = dt.datetime.fromtimestamp(self.clock.now(), tz=dt.timezone.utc).date()
