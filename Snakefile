@@ -15,9 +15,11 @@ include: "workflow/rules/backfill.smk"
 include: "workflow/rules/clean.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/qlib.smk"
+include: "workflow/rules/coverage.smk"
 
 
 rule all:
     input:
         QLIB_DIR,
+        f"{WORK}/coverage.parquet",
     default_target: True

@@ -25,16 +25,15 @@ def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.dat
              duplicate_share: float = 0.01) -> dict[str, float]:
     """Write the workload; return counts (candles, lines, bytes, seconds)."""
     market = Market(seed=seed, history_start=history_start)
-    at_ms = int(dt.datetime.combine(days[0], dt.time(), dt.timezone.utc).timestamp() * 1000)
-    swaps = [i["instId"] for i in market.instruments(at_ms, "SWAP")
-             if i["instId"].endswith("-USDT-SWAP") and i.get("instCategory", "1") == "1"][:n_symbols]
+    members = {day: top_by_turnover(market, day, n_symbols) for day in days}
+    swaps = sorted({inst for day_members in members.values() for inst in day_members})
     rng = random.Random(seed)
     now = {"t": 0.0}
     writer = ShardWriter(raw_root, "ws", clock=lambda: now["t"], flush_interval_s=3600)
     candles = lines = 0
     t0 = time.perf_counter()
     for day in days:
-        rows = {inst: market.candles_1m(inst, day.isoformat()) for inst in swaps}
+        rows = {inst: market.candles_1m(inst, day.isoformat()) for inst in members[day]}
         by_minute: dict[int, list[tuple[str, list[str]]]] = {}
         for inst, inst_rows in rows.items():
             for row in inst_rows:
@@ -55,5 +54,26 @@ def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.dat
     writer.tick()
     writer.close()
     size = sum(p.stat().st_size for p in raw_root.rglob("*.jsonl"))
-    return {"symbols": len(swaps), "candles": candles, "lines": lines, "bytes": size,
+    return {"symbols": n_symbols, "distinct_symbols": len(swaps), "candles": candles, "lines": lines, "bytes": size,
             "seconds": time.perf_counter() - t0}
+
+
+STABLE_BASES = {"USDT", "USDC", "DAI", "FDUSD", "TUSD", "USDE", "PYUSD", "USDD", "USDP", "BUSD", "EURT", "USTC"}
+
+
+def top_by_turnover(market: Market, day: dt.date, size: int, window_days: int = 7) -> list[str]:
+    """The day's top-N the workflow will pick (trailing mean daily turnover), computed here
+    independently from the market model, so the stream covers every member and the backfill
+    has nothing to fetch."""
+    at_ms = int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)
+    scores = []
+    for item in market.instruments(at_ms, "SWAP"):
+        inst = item["instId"]
+        if (item.get("settleCcy") != "USDT" or item.get("ctType") != "linear" or item.get("instCategory", "1") != "1"
+                or inst.split("-")[0] in STABLE_BASES):
+            continue
+        vols = [market.day_quote_volume(inst, (day - dt.timedelta(days=k)).isoformat()) for k in range(1, window_days + 1)]
+        vols = [v for v in vols if v > 0]
+        if vols:
+            scores.append((-sum(vols) / len(vols), inst))
+    return [inst for _, inst in sorted(scores)[:size]]

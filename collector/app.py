@@ -12,13 +12,20 @@ Lifecycle (why each step is where it is):
    ``flush_interval_s`` and hours are sealed on time even for quiet channels.
 4. **Stop** on SIGTERM/SIGINT or ``--duration-s``: stop cryptofeed, then seal every open
    shard and exit 0. A shard write failure (disk full, permissions) stops the collector
-   with exit code 3 and a message saying what to do; the supervisor's restart then
-   recovers the unfinished shard.
+   with exit code 3 and a message saying what to do (sealed shards are untouched; the open
+   ones are cut back to complete lines and sealed); the supervisor restarts it.
+
+Before anything is written, the raw directory is test-written (:func:`feeder.shards.probe_writable`);
+while that fails (disk still full) the collector waits and retries instead of exiting, so a
+supervisor does not crash-loop it, and it resumes by itself when space returns. Metrics are
+served from the first moment, so ``python -m collector status`` can say what is wrong.
 
 Universe hot-swap: every ``collector.universe_poll_s`` the newest universe file is checked;
 when its members differ, a feed for the new set is started *before* the old one is stopped,
-so the switch loses nothing (records of instruments in both sets can be written twice during
-the overlap; cleaning deduplicates on (inst, ts)).
+and the old one is stopped only once every new connection is subscribed and answering, so
+the switch loses nothing (records of instruments in both sets can be written twice during
+the overlap; cleaning deduplicates on (inst, ts)). The delay between publishing a universe
+and streaming it is at most ``universe_poll_s`` plus the time to connect.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import datetime as dt
 import logging
 import signal
 import ssl
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +46,7 @@ from cryptofeed import FeedHandler
 
 from feeder.logs import setup_logging as feeder_setup_logging
 from feeder.rest import OkxRestClient
-from feeder.shards import ShardWriteError, ShardWriter, recover
+from feeder.shards import RecoveryReport, ShardWriteError, ShardWriter, probe_writable, recover
 
 from collector.capture import RawCapture
 from collector.clock import ExchangeClock, LocalClock, ReceiptClock, choose_clock
@@ -67,6 +75,11 @@ CRYPTOFEED_CONFIG: dict[str, Any] = {"uvloop": False, "log": {"disabled": True}}
 
 TICK_S = 0.25
 CLOCK_RESYNC_S = 30.0
+DISK_RETRY_S = 2.0           # while the raw directory cannot be written: re-test this often
+DISK_LOG_EVERY_S = 60.0      # ... and repeat the critical log line this often
+HANDOVER_TIMEOUT_S = 30.0    # universe change: longest wait for the new feed before the old one goes
+HANDOVER_MARGIN_S = 1.0      # ... and the overlap kept after the new feed answers
+SWAP_ONLY_CHANNELS = frozenset({"funding-rate", "open-interest"})
 
 
 class _StopDuringStartup(BaseException):
@@ -100,12 +113,21 @@ class CollectorApp:
         duration_s: float | None = None,
         clock_mode: str = "auto",
         forward_to_cryptofeed: bool = False,
+        candle_updates: bool = False,
     ) -> None:
         self.settings = settings
         self.duration_s = duration_s
         self.clock_mode = clock_mode
         self.forward = forward_to_cryptofeed
+        self.candle_updates = candle_updates
         self.metrics = Metrics()
+        self.metrics.bind(self)
+        self.phase = "starting"
+        self.disk_problem: str | None = None
+        self.recovery: RecoveryReport | None = None
+        self.retired_connects: dict[str, int] = {}
+        self.retired_reconnects: dict[str, int] = {}
+        self.universe_switches = 0
         self.clock: ReceiptClock = LocalClock()
         self.exit_code = EXIT_OK
         self._stop: asyncio.Event | None = None
@@ -119,9 +141,30 @@ class CollectorApp:
 
     # -- start-up (blocking, before the loop) ------------------------------------------
 
+    def _wait_for_disk(self) -> None:
+        """Block (sleeping, SIGTERM still works) until the raw directory can be written."""
+        problem = probe_writable(self.settings.raw_root)
+        if problem is None:
+            return
+        self.phase, self.disk_problem = "waiting_for_disk", str(problem)
+        log.critical("%s Waiting until it can be written (re-testing every %gs); nothing is recorded meanwhile, "
+                     "the workflow's repair path fetches the missed bars later.", problem, DISK_RETRY_S)
+        last_log = time.monotonic()
+        while problem is not None:
+            time.sleep(DISK_RETRY_S)
+            problem = probe_writable(self.settings.raw_root)
+            if problem is not None:
+                self.disk_problem = str(problem)
+                if time.monotonic() - last_log >= DISK_LOG_EVERY_S:
+                    last_log = time.monotonic()
+                    log.critical("still cannot write raw shards: %s", problem)
+        log.info("%s is writable again; starting", self.settings.raw_root)
+        self.phase, self.disk_problem = "starting", None
+
     def _startup(self) -> None:
         s = self.settings
-        report = recover(s.raw_root)
+        self._wait_for_disk()
+        report = self.recovery = recover(s.raw_root)
         log.info("start-up recovery under %s: %s", s.raw_root, report.summary())
         for shard in report.sealed:
             if shard.cut_lines:
@@ -178,6 +221,12 @@ class CollectorApp:
             config=CRYPTOFEED_CONFIG,
         )
 
+    def _expect(self, instruments: Sequence[str]) -> None:
+        """Tell the capture which (channel, instId) pairs should now deliver data (health check)."""
+        assert self.capture is not None
+        self.capture.expect((channel, inst) for channel in self.settings.channels for inst in instruments
+                            if channel not in SWAP_ONLY_CHANNELS or inst.endswith("-SWAP"))
+
     # -- the loop ------------------------------------------------------------------------
 
     def request_stop(self, reason: str) -> None:
@@ -188,7 +237,8 @@ class CollectorApp:
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.exit_code = EXIT_SHARD_WRITE
-        self.request_stop(f"shard write failed: {exc}")
+        self.disk_problem = str(exc)
+        self.request_stop(f"shard write failed (exit code {EXIT_SHARD_WRITE})")
 
     async def _supervise(self) -> None:
         assert self._stop is not None and self.capture is not None
@@ -236,12 +286,25 @@ class CollectorApp:
             return
         added = sorted(set(selection.instruments) - set(self.selection.instruments))
         removed = sorted(set(self.selection.instruments) - set(selection.instruments))
-        log.info("universe changed (%s): +%d %s, -%d %s", path.name, len(added), added, len(removed), removed)
+        log.info("universe changed (%s): +%d %s, -%d %s; starting the new subscriptions before dropping the old",
+                 path.name, len(added), added, len(removed), removed)
+        t0 = time.monotonic()
         new_feed.start(loop)
         old, self.feed, self.selection = self.feed, new_feed, selection
-        self.metrics.instruments.set(len(selection.instruments))
-        await asyncio.sleep(2.0)  # let the new connections subscribe before the old ones go
+        self._expect(selection.instruments)
+        if await new_feed.wait_ready(HANDOVER_TIMEOUT_S):
+            await asyncio.sleep(HANDOVER_MARGIN_S)  # let the acks of every subscribe message arrive
+            log.info("universe switch: new connections streaming after %.1fs; closing the old ones",
+                     time.monotonic() - t0)
+        else:
+            log.warning("universe switch: the new connections are not streaming after %gs (still retrying); "
+                        "closing the old ones anyway", HANDOVER_TIMEOUT_S)
         old.stop()
+        for endpoint, n in old.connects.items():
+            self.retired_connects[endpoint] = self.retired_connects.get(endpoint, 0) + n
+        for endpoint, n in old.reconnects.items():
+            self.retired_reconnects[endpoint] = self.retired_reconnects.get(endpoint, 0) + n
+        self.universe_switches += 1
         await old.shutdown()
 
     def run(self) -> int:
@@ -250,6 +313,8 @@ class CollectorApp:
             raise _StopDuringStartup(signal.Signals(signum).name)
 
         previous = {sig: signal.signal(sig, startup_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        s = self.settings
+        self.metrics.serve(s.metrics_host, s.metrics_port)
         try:
             self._startup()
         except _StopDuringStartup as exc:
@@ -262,13 +327,12 @@ class CollectorApp:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         assert self.selection is not None
-        s = self.settings
-        self.writer = ShardWriter(s.raw_root, "ws", self.clock.now, flush_interval_s=s.flush_interval_s)
-        self.capture = RawCapture(self.writer, clock=self.clock, channels=s.channels, metrics=self.metrics,
-                                  on_fatal=self._on_fatal)
-        self.metrics.serve(s.metrics_host, s.metrics_port)
-        self.metrics.up_since.set(time.time())
-        self.metrics.instruments.set(len(self.selection.instruments))
+        self.writer = ShardWriter(s.raw_root, "ws", self.clock.now, flush_interval_s=s.flush_interval_s,
+                                  flush_clock=time.monotonic, on_io=self.metrics.observe_io)
+        self.capture = RawCapture(self.writer, clock=self.clock, channels=s.channels, on_fatal=self._on_fatal,
+                                  candle_updates=self.candle_updates)
+        self._expect(self.selection.instruments)
+        self.phase = "running"
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -289,6 +353,7 @@ class CollectorApp:
         return self.exit_code
 
     def _shutdown(self, loop: asyncio.AbstractEventLoop, fh: FeedHandler) -> None:
+        self.phase = "stopping"
         fh.feeds = [self.feed] if self.feed is not None else []  # the current feed (after a universe swap too)
         with contextlib.suppress(Exception):
             loop.run_until_complete(asyncio.wait_for(fh.stop_async(loop=loop), 10))
@@ -311,7 +376,10 @@ class CollectorApp:
                 log.info("sealed %d shard(s) on exit; %d records, %d bytes written in total", len(sealed),
                          self.writer.stats.records, self.writer.stats.bytes)
             except ShardWriteError as exc:
-                log.critical("%s", exc)
+                st = self.writer.stats
+                log.critical("exiting with code %d: %s (%d record(s) the disk refused are lost here; the "
+                             "workflow's backfill restores those bars from REST)", EXIT_SHARD_WRITE, exc,
+                             st.lost_records)
                 self.exit_code = EXIT_SHARD_WRITE
         if self._client is not None:
             self._client.close()
@@ -320,7 +388,10 @@ class CollectorApp:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m collector",
-        description="Record OKX WebSocket market data losslessly into hourly raw JSONL shards (paths.raw/ws).")
+        description="Record OKX WebSocket market data losslessly into hourly raw JSONL shards (paths.raw/ws). "
+                    "'python -m collector status --config config.yaml' reports a running collector's health.",
+        epilog="Exit codes: 0 stopped normally (SIGTERM/SIGINT/--duration-s), 1 start-up failed, 2 bad "
+               "configuration, 3 a shard could not be written (disk full, permissions). See docs/collector.md.")
     p.add_argument("--config", required=True, help="config.yaml (relative paths are taken from the working directory)")
     p.add_argument("--duration-s", type=float, default=None, help="stop (and seal) after this many seconds")
     p.add_argument("--symbols", default=None,
@@ -331,6 +402,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "'auto' (default) measures the exchange clock at start-up and uses it only if it differs "
                         "from the local one by more than 5 s or runs at another rate")
     p.add_argument("--metrics-port", type=int, default=None, help="override collector.metrics_port (0 = off)")
+    p.add_argument("--candle-updates", action="store_true",
+                   help="record every candle push, not only closed bars (benchmarks, studies of the forming bar; "
+                        "the workflow ignores unconfirmed rows)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p.parse_args(argv)
 
@@ -357,6 +431,11 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "status":
+        from collector.status import main as status_main
+
+        return status_main(argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
@@ -368,4 +447,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.duration_s is not None and args.duration_s <= 0:
         log.error("--duration-s must be > 0")
         return EXIT_CONFIG
-    return CollectorApp(settings, duration_s=args.duration_s, clock_mode=args.clock).run()
+    return CollectorApp(settings, duration_s=args.duration_s, clock_mode=args.clock,
+                        candle_updates=args.candle_updates).run()

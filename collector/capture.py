@@ -4,38 +4,48 @@ Called synchronously for every frame by :class:`collector.okx_feed.OkxFeed`. Rul
 
 * data frames become records (:mod:`feeder.records`), one per ``data`` element, written in
   arrival order; candle records are kept only when closed (``confirm == "1"``), because OKX
-  pushes the running candle several times a second and only the closed one is a bar;
+  pushes the running candle several times a second and only the closed one is a bar
+  (``candle_updates=True`` keeps every push: benchmarks and studies of the forming bar; the
+  workflow rejects unconfirmed rows as ``unconfirmed`` anyway);
 * subscribe acks, pongs, errors, notices and malformed frames are counted by reason and
-  logged with the connection and the frame, never written as data, never raised;
+  logged with the connection and the frame, never written as data, never raised; an error
+  that names an instrument (60018 "instId ... doesn't exist": the exchange no longer knows it)
+  marks that subscription as refused, so the operator sees which member is not recorded;
 * a shard write failure (disk full, permissions) is fatal: it is reported once through
   ``on_fatal`` (the app stops and exits non-zero) instead of being raised into cryptofeed,
   which would treat it as a connection problem and reconnect forever while losing data.
+
+Counters are plain ints/dicts (read by :mod:`collector.metrics` at scrape time); the local
+receipt time of the last message per (channel, instrument) feeds the health check.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 
 from feeder.records import (
+    CANDLE_CONFIRM_INDEX,
     R_ERROR,
     R_EVENT,
     R_NOTICE,
     Reject,
-    candle_confirmed,
     records_from_text,
 )
 from feeder.shards import ShardWriteError, ShardWriter
 
 from collector.clock import ReceiptClock
-from collector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 SKIP_CANDLE_OPEN = "candle_not_confirmed"
 _LOUD_FIRST = 20       # log the first N rejects of a reason, then every EVERY-th
 _LOUD_EVERY = 1000
+#: OKX: "Wrong URL or channel:candle1m,instId:XYZ-USDT-SWAP doesn't exist. ..."
+_REFUSED = re.compile(r"channel\s*:\s*([A-Za-z0-9_-]+)\s*,\s*instId\s*:\s*([A-Za-z0-9_-]+)")
 
 
 class RawCapture:
@@ -47,63 +57,79 @@ class RawCapture:
         *,
         clock: ReceiptClock,
         channels: Collection[str],
-        metrics: Metrics | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        candle_updates: bool = False,
+        metrics: object | None = None,  # accepted for compatibility; metrics read this object's counters
     ) -> None:
         self.writer = writer
         self.clock = clock
         self.channels = frozenset(channels)
-        self.metrics = metrics or Metrics(enabled=False)
         self.on_fatal = on_fatal
+        self.candle_updates = candle_updates
         self.frames = 0
         self.pongs = 0
+        self.received: Counter[str] = Counter()     # data elements by channel (written or skipped)
         self.written: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.error_codes: Counter[str] = Counter()
+        self.last_seen: dict[tuple[str, str], float] = {}   # (channel, inst) -> local receipt time
+        self.expected: dict[tuple[str, str], float] = {}    # subscribed (channel, inst) -> since (local)
+        self.refused: dict[tuple[str, str], str] = {}       # (channel, inst) -> exchange error code
         self.failed: BaseException | None = None
         self.closed = False
+
+    def expect(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """The (channel, instId) pairs now subscribed (after start-up or a universe change):
+        the health check expects data for each of them from now on."""
+        now = time.time()
+        new = {pair: self.expected.get(pair, now) for pair in pairs}
+        self.expected = new
+        self.refused = {k: v for k, v in self.refused.items() if k in new}
 
     def __call__(self, msg: str | bytes, conn_id: str, address: str, local_ts: float) -> None:
         if self.closed or self.failed is not None:
             return
         self.frames += 1
-        self.metrics.frames.inc()
         if msg == "pong" or msg == b"pong":
             self.pongs += 1
             return
         recv_ts = int(self.clock.at(local_ts) * 1000)
         try:
             result = records_from_text(msg, recv_ts=recv_ts, channels=self.channels)
-            for reject in result.rejects:
-                self._reject(reject, conn_id, address, msg)
+            if result.rejects:
+                for reject in result.rejects:
+                    self._reject(reject, conn_id, address, msg)
+            write = self.writer.write
             for record in result.records:
                 channel = record["channel"]
-                if channel == "candle1m" and not candle_confirmed(record):
-                    self.skipped[SKIP_CANDLE_OPEN] += 1
-                    self.metrics.skipped.labels(SKIP_CANDLE_OPEN).inc()
-                    continue
-                self.writer.write(record)
+                self.received[channel] += 1
+                self.last_seen[(channel, record["inst"])] = local_ts
+                if channel == "candle1m" and not self.candle_updates:
+                    data = record["data"]
+                    if len(data) <= CANDLE_CONFIRM_INDEX or data[CANDLE_CONFIRM_INDEX] != "1":
+                        self.skipped[SKIP_CANDLE_OPEN] += 1
+                        continue
+                write(record)
                 self.written[channel] += 1
-                self.metrics.records.labels(channel).inc()
-                self.metrics.last_recv.labels(channel).set(recv_ts / 1000)
         except ShardWriteError as exc:
             self._fatal(exc)
         except Exception as exc:  # a bug here must not kill the connection: count and log it
             self.rejected["internal_error"] += 1
-            self.metrics.rejects.labels("internal_error").inc()
             log.exception("%s: failed to capture a frame (%s); frame: %.300s", conn_id, exc, msg)
 
-    def tick(self) -> None:
+    def tick(self) -> list:
         """Periodic flush/seal (from the app's loop); failures are fatal like write failures."""
         if self.closed or self.failed is not None:
-            return
+            return []
         try:
-            for path in self.writer.tick():
-                log.info("sealed %s", path)
-                self.metrics.sealed.inc()
+            sealed = self.writer.tick()
         except ShardWriteError as exc:
             self._fatal(exc)
+            return []
+        for path in sealed:
+            log.info("sealed %s", path)
+        return sealed
 
     def _fatal(self, exc: BaseException) -> None:
         if self.failed is None:
@@ -115,14 +141,25 @@ class RawCapture:
     def _reject(self, reject: Reject, conn_id: str, address: str, msg: str | bytes) -> None:
         reason = reject.reason
         self.rejected[reason] += 1
-        self.metrics.rejects.labels(reason).inc()
         n = self.rejected[reason]
         if reason == R_EVENT:
+            if reject.channel and reject.inst and reject.detail.startswith("event=subscribe"):
+                self.refused.pop((reject.channel, reject.inst), None)
             log.debug("%s %s: %s", conn_id, address, reject.detail)
         elif reason == R_ERROR:
             code = reject.detail.split("code=", 1)[1].split(" ", 1)[0] if "code=" in reject.detail else "?"
             self.error_codes[code] += 1
-            log.error("%s %s: exchange error: %s", conn_id, address, reject.detail)
+            pair = (reject.channel, reject.inst) if reject.channel and reject.inst else None
+            if pair is None:
+                m = _REFUSED.search(reject.detail)
+                pair = (m.group(1), m.group(2)) if m else None
+            if pair is not None:
+                self.refused[pair] = code
+                log.error("%s %s: the exchange refused %s %s (code %s): %s. That instrument is not recorded "
+                          "until it is listed again or leaves the universe.", conn_id, address, pair[0], pair[1],
+                          code, reject.detail)
+            else:
+                log.error("%s %s: exchange error: %s", conn_id, address, reject.detail)
         elif reason == R_NOTICE:
             log.warning("%s %s: exchange notice: %s", conn_id, address, reject.detail)
         elif n <= _LOUD_FIRST or n % _LOUD_EVERY == 0:
@@ -134,4 +171,5 @@ class RawCapture:
     def summary(self) -> str:
         return (f"{self.frames} frames, written {dict(self.written)}, skipped {dict(self.skipped)}, "
                 f"rejected {dict(self.rejected)}, pongs {self.pongs}"
-                + (f", exchange errors by code {dict(self.error_codes)}" if self.error_codes else ""))
+                + (f", exchange errors by code {dict(self.error_codes)}" if self.error_codes else "")
+                + (f", refused subscriptions {sorted(self.refused)}" if self.refused else ""))

@@ -92,6 +92,12 @@ class OkxFeed(OKX):
         self._forward = forward_to_cryptofeed
         self._keepalive_tasks: dict[str, asyncio.Task[None]] = {}
         self.subscribe_messages_sent = 0
+        # connection bookkeeping for metrics and the universe hand-over (endpoint = "public"/"business")
+        self.connects: dict[str, int] = {}
+        self.reconnects: dict[str, int] = {}
+        self._conns: dict[str, AsyncConnection] = {}
+        self._awaiting_first: set[str] = set()   # conn uuids subscribed but not yet answered
+        self._answered: set[str] = set()         # conn uuids that got a frame after subscribing
 
     # -- subscription ------------------------------------------------------------------
 
@@ -105,7 +111,38 @@ class OkxFeed(OKX):
                 args.append(self.build_subscription(channel, inst_id))
         return args
 
+    @staticmethod
+    def endpoint_name(connection: AsyncConnection) -> str:
+        address = getattr(connection, "address", "") or ""
+        return address.rstrip("/").rsplit("/", 1)[-1] or "?"
+
+    def connection_states(self) -> dict[str, bool]:
+        """endpoint → whether its connection is open now (only connections that ever connected)."""
+        return {self.endpoint_name(c): bool(c.is_open) for c in list(self._conns.values())}
+
+    def ready(self) -> bool:
+        """Every connection has subscribed and received a frame (an ack) since: streaming."""
+        expected = len(self.connection_handlers)
+        return expected > 0 and len(self._answered) >= expected
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until :meth:`ready` (True) or ``timeout_s`` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def subscribe(self, connection: AsyncConnection) -> None:
+        endpoint = self.endpoint_name(connection)
+        if connection.uuid in self._conns:
+            self.reconnects[endpoint] = self.reconnects.get(endpoint, 0) + 1
+            log.info("%s: reconnected to %s", connection.uuid, getattr(connection, "address", "?"))
+        self.connects[endpoint] = self.connects.get(endpoint, 0) + 1
+        self._conns[connection.uuid] = connection
+        self._answered.discard(connection.uuid)
+        self._awaiting_first.add(connection.uuid)
         args = self.subscription_args(connection.subscription or {})
         for start in range(0, len(args), self.subscribe_chunk):
             chunk = args[start:start + self.subscribe_chunk]
@@ -140,6 +177,9 @@ class OkxFeed(OKX):
     # -- messages ----------------------------------------------------------------------
 
     async def message_handler(self, msg: str, conn: AsyncConnection, timestamp: float) -> None:
+        if self._awaiting_first and conn.uuid in self._awaiting_first:
+            self._awaiting_first.discard(conn.uuid)
+            self._answered.add(conn.uuid)
         self._sink(msg, conn.uuid, getattr(conn, "address", ""), timestamp)
         if self._forward and msg != "pong":
             try:

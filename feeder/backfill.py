@@ -22,8 +22,8 @@ from typing import Any
 import polars as pl
 
 from feeder.records import records_from_rest
-from feeder.rest import OkxApiError, OkxRestClient
-from feeder.shards import write_shard_atomically
+from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
+from feeder.shards import read_records, write_shard_atomically
 
 log = logging.getLogger(__name__)
 
@@ -78,54 +78,121 @@ def missing_ranges(have_ts: Iterable[int], *, start_ms: int, end_ms: int) -> lis
     return ranges
 
 
+class BackfillIncomplete(RuntimeError):
+    """Some ranges could not be fetched (network, exchange overloaded). What was fetched is kept."""
+
+
+def _piece_path(fetched_dir: Path, inst: str, lo: int, hi: int) -> Path:
+    return fetched_dir / f"{inst}.{lo}-{hi}.jsonl"
+
+
+def fetch_log(fetched_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
+    """Ranges already fetched per instrument: ``{inst: [(lo, hi, piece_path), ...]}``.
+
+    The fetch log is a directory of immutable pieces, one per fetched range, named
+    ``<instId>.<lo>-<hi>.jsonl``: the name records what was asked, the content what OKX had
+    (an empty piece means "the exchange has no candle there"). A piece is written atomically
+    as soon as its range is fetched, so an interrupted backfill resumes where it stopped and
+    never asks for a range twice.
+    """
+    pieces: dict[str, list[tuple[int, int, Path]]] = {}
+    if not fetched_dir.is_dir():
+        return pieces
+    for path in fetched_dir.glob("*.jsonl"):
+        inst, _, span = path.name[: -len(".jsonl")].rpartition(".")
+        lo, _, hi = span.partition("-")
+        if inst and lo.isdigit() and hi.isdigit():
+            pieces.setdefault(inst, []).append((int(lo), int(hi), path))
+    return pieces
+
+
+def subtract_ranges(ranges: list[tuple[int, int]], done: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Minute ranges in ``ranges`` not covered by any range in ``done`` (all [lo, hi) in ms)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        cuts = sorted((max(lo, a), min(hi, b)) for a, b in done if a < hi and b > lo)
+        cursor = lo
+        for a, b in cuts:
+            if a > cursor:
+                out.append((cursor, a))
+            cursor = max(cursor, b)
+        if cursor < hi:
+            out.append((cursor, hi))
+    return out
+
+
 def backfill_day(
     *,
     client: OkxRestClient,
     day: dt.date,
     instruments: Sequence[str],
     stream_shards: Sequence[Path],
+    fetched_dir: Path,
     out_path: Path,
-    not_after_ms: int | None = None,
 ) -> dict[str, Any]:
-    """Fetch the 1m bars of ``instruments`` on ``day`` that the stream lacks; write one rest shard.
+    """Fetch the 1m bars of ``instruments`` on ``day`` that neither the stream nor an earlier
+    fetch has; write every fetched bar of these instruments as one rest shard at ``out_path``.
 
-    ``not_after_ms`` caps the range at the exchange's "now" so a day still running is not
-    fetched past its present. Returns a summary (requests, bars fetched per instrument, errors).
-    Instruments OKX does not know (delisted before we asked, typo) are reported, not fatal.
+    Returns a summary per instrument (bars streamed, fetched now, fetched earlier, ranges
+    attempted, errors). Instruments OKX does not know (error 51001) are reported, not fatal.
+    If a range still fails after the client's retries, the other instruments are finished,
+    then :class:`BackfillIncomplete` is raised: run again to fetch only what is missing.
     """
     start, end = day_bounds_ms(day)
-    if not_after_ms is not None:
-        end = min(end, not_after_ms - not_after_ms % MINUTE_MS)
     have = streamed_minutes(stream_shards, day)
     have_by_inst = {inst: set(group["ts"].to_list()) for (inst,), group in have.group_by("inst")} if have.height else {}
-    records: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"day": day.isoformat(), "instruments": len(instruments), "fetched": {},
-                               "streamed": {}, "errors": {}}
+    fetched_dir.mkdir(parents=True, exist_ok=True)
+    earlier = fetch_log(fetched_dir)
+    summary: dict[str, Any] = {"day": day.isoformat(), "instruments": {}, "errors": {}, "unavailable": {}}
     requests_before = client.requests_sent
     t0 = time.monotonic()
+    fetched_now = 0
     for i, inst in enumerate(instruments, 1):
-        ranges = missing_ranges(have_by_inst.get(inst, ()), start_ms=start, end_ms=end)
-        summary["streamed"][inst] = len(have_by_inst.get(inst, ()))
-        fetched = 0
-        for lo, hi in ranges:
-            try:
-                rows = client.history_candles(inst, "1m", start_ms=lo, end_ms=hi)
-            except OkxApiError as exc:
-                summary["errors"][inst] = f"{exc.code}: {exc.msg}"
-                log.warning("backfill %s %s: %s", day, inst, exc)
-                break
-            parsed = records_from_rest("candle1m", rows, recv_ts=int(time.time() * 1000), inst=inst)
-            for reject in parsed.rejects:  # cleaning would drop these too; say so where they came from
-                log.warning("backfill %s %s: REST row rejected: %s", day, inst, reject)
-            records.extend(parsed.records)
-            fetched += len(parsed.records)
-        summary["fetched"][inst] = fetched
+        done = [(lo, hi) for lo, hi, _ in earlier.get(inst, [])]
+        todo = subtract_ranges(missing_ranges(have_by_inst.get(inst, ()), start_ms=start, end_ms=end), done)
+        inst_now = 0
+        try:
+            for lo, hi in todo:
+                for page_lo, page_hi, rows in client.history_candle_pages(inst, "1m", start_ms=lo, end_ms=hi):
+                    # closed bars only: a range ending "now" would otherwise record a forming bar
+                    closed = [row for row in rows if len(row) < 9 or row[8] == "1"]
+                    parsed = records_from_rest("candle1m", closed, recv_ts=int(time.time() * 1000), inst=inst)
+                    for reject in parsed.rejects:  # cleaning drops these too; say where they came from
+                        log.warning("backfill %s %s: REST row rejected: %s", day, inst, reject)
+                    # one immutable piece per page: an interruption loses at most the page in flight
+                    write_shard_atomically(_piece_path(fetched_dir, inst, page_lo, page_hi), parsed.records)
+                    inst_now += len(parsed.records)
+        except OkxApiError as exc:
+            summary["errors"][inst] = f"{exc.code}: {exc.msg}"
+            log.warning("backfill %s %s: OKX refused: %s", day, inst, exc)
+        except OkxUnavailableError as exc:
+            summary["unavailable"][inst] = str(exc)
+            log.error("backfill %s %s: %s", day, inst, exc)
+        fetched_now += inst_now
+        summary["instruments"][inst] = {
+            "streamed": len(have_by_inst.get(inst, ())),
+            "fetched_now": inst_now,
+            "ranges_fetched_now": len(todo),
+        }
         if i % 10 == 0 or i == len(instruments):
             log.info("backfill %s: %d/%d instruments, %d bars fetched, %d requests, %.1fs",
-                     day, i, len(instruments), len(records), client.requests_sent - requests_before,
+                     day, i, len(instruments), fetched_now, client.requests_sent - requests_before,
                      time.monotonic() - t0)
+    pieces = fetch_log(fetched_dir)
+    wanted = set(instruments)
+    records = [rec for inst, items in sorted(pieces.items()) if inst in wanted
+               for _, _, path in sorted(items) for rec in read_records([path])]
+    summary["attempted"] = {inst: sorted([lo, hi] for lo, hi, _ in items) for inst, items in pieces.items()
+                            if inst in wanted}
     summary["requests"] = client.requests_sent - requests_before
-    summary["bars_fetched"] = len(records)
+    summary["bars_fetched_now"] = fetched_now
+    summary["bars_in_shard"] = len(records)
+    if summary["unavailable"]:
+        raise BackfillIncomplete(
+            f"backfill {day}: {len(summary['unavailable'])} instrument(s) could not be fetched "
+            f"({', '.join(sorted(summary['unavailable']))}); {fetched_now} bars fetched now are kept in "
+            f"{fetched_dir}. Run the same command again: only what is still missing will be fetched."
+        )
     write_shard_atomically(out_path, records)
     return summary
 
@@ -137,14 +204,18 @@ def run_backfill(
     universe_path: Path,
     stream_shards: Sequence[Path],
     out_path: Path,
+    summary_path: Path,
 ) -> dict[str, Any]:
     """Workflow entry point: backfill the members of ``day``'s universe."""
     from feeder.universe import members
 
     instruments = members(pl.read_parquet(universe_path))
+    fetched_dir = out_path.with_name(out_path.name.replace(".jsonl", ".fetched"))
     with OkxRestClient.from_exchange(exchange) as client:
-        summary = backfill_day(client=client, day=day, instruments=instruments,
-                               stream_shards=stream_shards, out_path=out_path)
-    log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d errors)",
-             day, summary["bars_fetched"], summary["requests"], len(instruments), len(summary["errors"]))
+        summary = backfill_day(client=client, day=day, instruments=instruments, stream_shards=stream_shards,
+                               fetched_dir=fetched_dir, out_path=out_path)
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d refused)",
+             day, summary["bars_fetched_now"], summary["requests"], len(instruments), len(summary["errors"]))
     return summary

@@ -84,15 +84,15 @@ CLEAN_REJECT_REASONS: tuple[str, ...] = ("wrong_channel", "outside_day", "misali
 # --------------------------------------------------------------------------------------------
 
 
-def _empty_raw() -> pl.DataFrame:
-    return pl.DataFrame(schema=RAW_SCHEMA)
+def _empty_raw(schema: dict[str, pl.DataType] = RAW_SCHEMA) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
 
 
-def _read_ndjson_lines(lines: list[str]) -> pl.DataFrame:
-    return pl.read_ndjson("\n".join(lines).encode("utf-8"), schema=RAW_SCHEMA) if lines else _empty_raw()
+def _read_ndjson_lines(lines: list[str], schema: dict[str, pl.DataType] = RAW_SCHEMA) -> pl.DataFrame:
+    return pl.read_ndjson("\n".join(lines).encode("utf-8"), schema=schema) if lines else _empty_raw(schema)
 
 
-def _bisect_lines(lines: list[str]) -> tuple[list[pl.DataFrame], int]:
+def _bisect_lines(lines: list[str], schema: dict[str, pl.DataType] = RAW_SCHEMA) -> tuple[list[pl.DataFrame], int]:
     """Parse lines that failed as a block by halving: returns (frames, malformed count).
 
     Costs O(bad · log n) parser calls, so a shard with a handful of bad lines is still parsed
@@ -101,17 +101,17 @@ def _bisect_lines(lines: list[str]) -> tuple[list[pl.DataFrame], int]:
     if not lines:
         return [], 0
     try:
-        return [_read_ndjson_lines(lines)], 0
+        return [_read_ndjson_lines(lines, schema)], 0
     except Exception:  # noqa: BLE001 (polars raises ComputeError/SchemaError/... for bad lines)
         if len(lines) == 1:
             return [], 1
     mid = len(lines) // 2
-    left, bad_left = _bisect_lines(lines[:mid])
-    right, bad_right = _bisect_lines(lines[mid:])
+    left, bad_left = _bisect_lines(lines[:mid], schema)
+    right, bad_right = _bisect_lines(lines[mid:], schema)
     return left + right, bad_left + bad_right
 
 
-def _read_file_robust(path: Path) -> tuple[pl.DataFrame, int]:
+def _read_file_robust(path: Path, schema: dict[str, pl.DataType] = RAW_SCHEMA) -> tuple[pl.DataFrame, int]:
     """Read one shard, isolating malformed lines instead of failing on them.
 
     Invalid UTF-8 is replaced (U+FFFD), so such a line fails validation later instead of
@@ -124,32 +124,37 @@ def _read_file_robust(path: Path) -> tuple[pl.DataFrame, int]:
     text = text.filter(text.str.strip_chars() != "")
     is_object = text.str.json_path_match("$").str.starts_with("{").fill_null(False)
     candidates = text.filter(is_object).to_list()
-    frames, bad = _bisect_lines(candidates)
-    records = pl.concat(frames, how="vertical") if frames else _empty_raw()
+    frames, bad = _bisect_lines(candidates, schema)
+    records = pl.concat(frames, how="vertical") if frames else _empty_raw(schema)
     return records, bad + (text.len() - len(candidates))
 
 
-def read_raw_records(paths: Sequence[Path]) -> tuple[pl.DataFrame, int]:
-    """Read raw JSONL shards into one frame (RAW_SCHEMA) plus the number of malformed lines.
+def read_raw_records(
+    paths: Sequence[Path], schema: dict[str, pl.DataType] = RAW_SCHEMA
+) -> tuple[pl.DataFrame, int]:
+    """Read raw JSONL shards into one frame (``schema``) plus the number of malformed lines.
 
-    Happy path: one multi-file polars NDJSON scan. If any file has a bad line the scan fails
-    as a whole, so each file is then read on its own and only the failing ones go through the
-    line-isolating reader. Empty files and blank lines are fine (not counted as malformed).
+    ``schema`` is RAW_SCHEMA (candles: ``data`` is a list of strings) by default; object
+    channels pass a ``data`` Struct of Utf8 fields (absent fields read as null, unknown ones
+    are ignored, JSON numbers become their text). Happy path: one multi-file polars NDJSON
+    scan. If any file has a bad line the scan fails as a whole, so each file is then read on
+    its own and only the failing ones go through the line-isolating reader. Empty files and
+    blank lines are fine (not counted as malformed).
     """
     paths = [Path(p) for p in paths]
     if not paths:
-        return _empty_raw(), 0
+        return _empty_raw(schema), 0
     try:
-        return pl.scan_ndjson(paths, schema=RAW_SCHEMA).collect(), 0
+        return pl.scan_ndjson(paths, schema=schema).collect(), 0
     except Exception:  # noqa: BLE001 (fall back to per-file isolation)
         pass
     frames: list[pl.DataFrame] = []
     malformed = 0
     for path in paths:
         try:
-            frames.append(pl.read_ndjson(path, schema=RAW_SCHEMA))
+            frames.append(pl.read_ndjson(path, schema=schema))
         except Exception:  # noqa: BLE001
-            records, bad = _read_file_robust(path)
+            records, bad = _read_file_robust(path, schema)
             frames.append(records)
             malformed += bad
     return pl.concat(frames, how="vertical"), malformed

@@ -35,10 +35,14 @@ __all__ = [
     "CANDLE_REJECT_REASONS",
     "FUNDING_REJECT_REASONS",
     "OPEN_INTEREST_REJECT_REASONS",
+    "SETTLED_FUNDING_REJECT_REASONS",
+    "TRADE_REJECT_REASONS",
     "inst_type_expr",
     "parse_candles",
     "parse_funding",
     "parse_open_interest",
+    "parse_settled_funding",
+    "parse_trades",
 ]
 
 # Reject reasons in the order they are checked (the first matching reason is reported).
@@ -67,6 +71,24 @@ OPEN_INTEREST_REJECT_REASONS: tuple[str, ...] = (
     "unparsable_number",
     "non_finite",
     "negative_open_interest",
+)
+SETTLED_FUNDING_REJECT_REASONS: tuple[str, ...] = (
+    "bad_record",  # no inst, or source not ws/rest
+    "not_settled",  # ws push whose settState is not "settled" (e.g. "processing", or pre-2023 frames)
+    "missing_funding_time",
+    "missing_funding_rate",  # rest fundingRate / ws settFundingRate empty or absent
+    "unparsable_number",
+    "non_finite",
+)
+TRADE_REJECT_REASONS: tuple[str, ...] = (
+    "bad_record",
+    "unknown_inst_type",
+    "missing_ts",
+    "missing_trade_id",
+    "unparsable_number",
+    "non_finite",
+    "bad_side",
+    "non_positive",  # px <= 0, sz <= 0 or count < 1
 )
 
 # instIds are built from letters, digits, '_' and '.', joined by '-'. Anything else (a path
@@ -340,5 +362,165 @@ def parse_open_interest(rows: pl.DataFrame) -> pl.DataFrame:
         "inst_type",
         _ms_datetime(pl.col("ts_ms")).alias("ts"),
         *values,
+        reject.alias("reject"),
+    )
+
+
+_SETTLED_FIELDS: dict[str, pl.DataType] = {
+    "instId": pl.Utf8,
+    "fundingRate": pl.Utf8,
+    "fundingTime": pl.Utf8,
+    "realizedRate": pl.Utf8,
+    "nextFundingTime": pl.Utf8,
+    "prevFundingTime": pl.Utf8,
+    "settFundingRate": pl.Utf8,
+    "settState": pl.Utf8,
+    "ts": pl.Utf8,
+    "source": pl.Utf8,
+    "recv_ts": pl.Int64,
+    "inst": pl.Utf8,
+}
+
+
+def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Utf8).str.strip_chars().replace("", None)
+
+
+def parse_settled_funding(rows: pl.DataFrame) -> pl.DataFrame:
+    """*Settled* funding rates from REST history rows and WebSocket pushes, one row per input row.
+
+    ``rows``: the exchange's fields as columns (``records["data"].struct.unnest()``) plus the
+    record's ``source`` ("rest"/"ws"), ``recv_ts`` and ``inst``. What each source says:
+
+    * REST ``funding-rate-history`` row: ``fundingTime`` T and the rate settled at T
+      (``fundingRate``; ``realizedRate`` is what was actually charged, kept alongside).
+    * WebSocket ``funding-rate`` push: ``fundingTime`` is the NEXT settlement and ``fundingRate``
+      that period's *forecast*, which is never used here. With ``settState == "settled"``,
+      ``settFundingRate`` is the rate of the PREVIOUS settlement; its time is ``prevFundingTime``
+      when OKX sends it (2025+), else it must be derived across pushes (``feeder.funding``):
+      this parser gives ``funding_time`` null then, plus ``period_end`` (the push's
+      ``fundingTime``) and ``next_funding_time`` to derive it from.
+
+    Output: ``inst, source, recv_ts, funding_time, period_end, next_funding_time, published``
+    (the push's ``ts``; for REST the settlement time), ``funding_rate, realized_rate, reject``
+    (see SETTLED_FUNDING_REJECT_REASONS). Times are Datetime[ms], naive UTC.
+    """
+    frame = _ensure_columns(rows, _SETTLED_FIELDS)
+    if "source" not in rows.columns:
+        frame = frame.with_columns(pl.lit("rest").alias("source"))
+    is_ws = pl.col("source") == "ws"
+    typed = frame.select(
+        pl.coalesce(_blank_to_null(pl.col("inst")), _blank_to_null(pl.col("instId"))).alias("inst"),
+        pl.col("source").cast(pl.Utf8),
+        pl.col("recv_ts").cast(pl.Int64, strict=False),
+        _blank_to_null(pl.col("fundingTime")).alias("_ft_raw"),
+        _blank_to_null(pl.col("prevFundingTime")).alias("_prev_raw"),
+        pl.when(pl.col("source") == "ws")
+        .then(_blank_to_null(pl.col("settFundingRate")))
+        .otherwise(_blank_to_null(pl.col("fundingRate")))
+        .alias("_rate_raw"),
+        _blank_to_null(pl.col("settState")).alias("sett_state"),
+        _epoch_ms(pl.col("fundingTime")).alias("_ft"),
+        _epoch_ms(pl.col("prevFundingTime")).alias("_prev"),
+        _epoch_ms(pl.col("nextFundingTime")).alias("_next"),
+        _epoch_ms(pl.col("ts")).alias("_ts"),
+        _num(pl.col("realizedRate")).alias("realized_rate"),
+    ).with_columns(_num(pl.col("_rate_raw")).alias("funding_rate"))
+    typed = typed.with_columns(
+        pl.when(is_ws).then(pl.col("_prev")).otherwise(pl.col("_ft")).alias("_funding_time"),
+        pl.when(is_ws).then(pl.col("_ft")).alias("_period_end"),
+        pl.when(is_ws).then(pl.col("_next")).alias("_next_time"),
+        pl.when(is_ws).then(pl.col("_ts")).otherwise(pl.col("_ft")).alias("_published"),
+    )
+    reject = _first_reason(
+        [
+            (pl.col("inst").is_null() | ~pl.col("source").is_in(["ws", "rest"]).fill_null(False), "bad_record"),
+            (is_ws & (pl.col("sett_state") != "settled").fill_null(True), "not_settled"),
+            (pl.col("_ft_raw").is_null(), "missing_funding_time"),
+            (pl.col("_rate_raw").is_null(), "missing_funding_rate"),
+            (
+                pl.col("_ft").is_null()
+                | pl.col("funding_rate").is_null()
+                | (is_ws & pl.col("_ts").is_null())
+                | (pl.col("_prev_raw").is_not_null() & pl.col("_prev").is_null()),
+                "unparsable_number",
+            ),
+            (~pl.col("funding_rate").is_finite() | ~pl.col("realized_rate").is_finite(), "non_finite"),
+        ]
+    )
+    return typed.select(
+        "inst",
+        "source",
+        "recv_ts",
+        _ms_datetime(pl.col("_funding_time")).alias("funding_time"),
+        _ms_datetime(pl.col("_period_end")).alias("period_end"),
+        _ms_datetime(pl.col("_next_time")).alias("next_funding_time"),
+        _ms_datetime(pl.col("_published")).alias("published"),
+        "funding_rate",
+        "realized_rate",
+        reject.alias("reject"),
+    )
+
+
+_TRADE_FIELDS: dict[str, pl.DataType] = {
+    "instId": pl.Utf8,
+    "tradeId": pl.Utf8,
+    "px": pl.Utf8,
+    "sz": pl.Utf8,
+    "side": pl.Utf8,
+    "ts": pl.Utf8,
+    "count": pl.Utf8,
+    "inst": pl.Utf8,
+}
+
+
+def parse_trades(rows: pl.DataFrame) -> pl.DataFrame:
+    """Type ``trades`` channel elements (one row per element).
+
+    Output: ``inst, inst_type, trade_id, ts`` (Datetime[ms]), ``px``, ``sz`` (contracts for
+    derivatives, base coin for SPOT, as OKX sends it), ``side`` (the TAKER's side), ``count``
+    (fills aggregated into the element; OKX added it in 2024-25, absent = 1), ``reject``
+    (see TRADE_REJECT_REASONS).
+    """
+    frame = _ensure_columns(rows, _TRADE_FIELDS)
+    inst = pl.coalesce(_blank_to_null(pl.col("inst")), _blank_to_null(pl.col("instId")))
+    typed = frame.select(
+        inst.alias("inst"),
+        inst_type_expr(inst).alias("inst_type"),
+        _blank_to_null(pl.col("tradeId")).alias("trade_id"),
+        _blank_to_null(pl.col("ts")).alias("_ts_raw"),
+        _epoch_ms(pl.col("ts")).alias("_ts"),
+        _num(pl.col("px")).alias("px"),
+        _num(pl.col("sz")).alias("sz"),
+        _blank_to_null(pl.col("side")).str.to_lowercase().alias("side"),
+        _blank_to_null(pl.col("count")).alias("_count_raw"),
+    ).with_columns(
+        pl.coalesce(pl.col("_count_raw").cast(pl.Int64, strict=False), pl.when(pl.col("_count_raw").is_null()).then(1))
+        .alias("count")
+    )
+    reject = _first_reason(
+        [
+            (pl.col("inst").is_null(), "bad_record"),
+            (pl.col("inst_type").is_null(), "unknown_inst_type"),
+            (pl.col("_ts_raw").is_null(), "missing_ts"),
+            (pl.col("trade_id").is_null(), "missing_trade_id"),
+            (
+                pl.col("_ts").is_null() | pl.col("px").is_null() | pl.col("sz").is_null() | pl.col("count").is_null(),
+                "unparsable_number",
+            ),
+            (~pl.col("px").is_finite() | ~pl.col("sz").is_finite(), "non_finite"),
+            (~pl.col("side").is_in(["buy", "sell"]).fill_null(False), "bad_side"),
+            ((pl.col("px") <= 0) | (pl.col("sz") <= 0) | (pl.col("count") < 1), "non_positive"),
+        ]
+    )
+    return typed.select(
+        "inst",
+        "inst_type",
+        "trade_id",
+        _ms_datetime(pl.col("_ts")).alias("ts"),
+        "px",
+        "sz",
+        "side",
+        "count",
         reject.alias("reject"),
     )

@@ -228,28 +228,32 @@ class OkxRestClient:
         return self.get("/api/v5/market/tickers", {"instType": inst_type})
 
     def history_candles(self, inst_id: str, bar: str, *, start_ms: int, end_ms: int) -> list[list[str]]:
-        """All candles of ``inst_id`` with ``start_ms <= ts < end_ms``, oldest first.
+        """All candles of ``inst_id`` with ``start_ms <= ts < end_ms``, oldest first."""
+        rows = [row for _, _, page in self.history_candle_pages(inst_id, bar, start_ms=start_ms, end_ms=end_ms)
+                for row in page]
+        rows.sort(key=lambda row: int(row[0]))
+        return rows
+
+    def history_candle_pages(self, inst_id: str, bar: str, *, start_ms: int, end_ms: int
+                             ) -> Iterator[tuple[int, int, list[list[str]]]]:
+        """Pages of candles in [start_ms, end_ms), newest first, each with the range it covers.
 
         OKX pages newest first: ``after=X`` returns rows with ``ts < X`` and ``before=Y`` rows
-        with ``ts > Y`` (both exclusive). We walk back from ``end_ms`` until a page is empty or
-        reaches ``start_ms``.
+        with ``ts > Y`` (both exclusive). Each yielded ``(lo, hi, rows)`` says "the exchange has
+        exactly ``rows`` in [lo, hi)", which lets the backfill log every page as done.
         """
-        rows: list[list[str]] = []
-        for page in self._pages(
+        yield from self._pages(
             "/api/v5/market/history-candles",
             {"instId": inst_id, "bar": bar, "limit": HISTORY_CANDLES_LIMIT},
             start_ms=start_ms,
             end_ms=end_ms,
             ts_of=lambda row: int(row[0]),
-        ):
-            rows.extend(page)
-        rows.sort(key=lambda row: int(row[0]))
-        return rows
+        )
 
     def funding_rate_history(self, inst_id: str, *, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         """Settled funding rates of ``inst_id`` with ``start_ms <= fundingTime < end_ms``, oldest first."""
         rows: list[dict[str, Any]] = []
-        for page in self._pages(
+        for _, _, page in self._pages(
             "/api/v5/public/funding-rate-history",
             {"instId": inst_id, "limit": FUNDING_HISTORY_LIMIT},
             start_ms=start_ms,
@@ -268,20 +272,19 @@ class OkxRestClient:
         start_ms: int,
         end_ms: int,
         ts_of: Callable[[Any], int],
-    ) -> Iterator[list[Any]]:
+    ) -> Iterator[tuple[int, int, list[Any]]]:
         after = end_ms
         while after > start_ms:
             page = self.get(path, {**params, "after": str(after), "before": str(start_ms - 1)})
             if not page:
+                yield start_ms, after, []
                 return
-            kept = [row for row in page if start_ms <= ts_of(row) < end_ms]
-            if kept:
-                yield kept
             oldest = min(ts_of(row) for row in page)
             if oldest >= after:  # a server that ignores `after` would loop forever
                 raise OkxApiError(path, params, "pagination", f"page did not move back past {after}")
             # Keep paging until the range is covered or a page comes back empty. A short page
             # is not the end: OKX clamps `limit` silently (100 or 300 depending on endpoint).
+            yield max(oldest, start_ms), after, [row for row in page if start_ms <= ts_of(row) < end_ms]
             after = oldest
 
 

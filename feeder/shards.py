@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from feeder.records import decode_record, encode_record
 
@@ -64,6 +64,9 @@ class ShardWriteError(RuntimeError):
         if self.errno in (errno.ENOSPC, errno.EDQUOT):
             hint = (f"the disk (or quota) holding {where} is full. Free space there, or point paths.raw in "
                     "config.yaml at a larger disk, then restart.")
+        elif self.errno == errno.EFBIG:
+            hint = ("a file size limit was reached (ulimit -f / RLIMIT_FSIZE of this process, or the filesystem's "
+                    "maximum file size). Raise the limit, then restart.")
         elif self.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             user = os.environ.get("USER") or str(os.getuid())
             hint = (f"no permission to write in {where} (user {user}, or a read-only filesystem). Make the "
@@ -169,8 +172,11 @@ class _OpenShard:
     open_path: Path
     final_path: Path
     fd: int
-    file: BinaryIO
+    buf: list[bytes] = field(default_factory=list)
+    buf_len: int = 0
+    size: int = 0          # bytes on disk, always a whole number of complete lines
     lines: int = 0
+    dirty: bool = False    # a failed write left bytes past ``size`` that could not be cut off
 
 
 @dataclass
@@ -181,7 +187,15 @@ class WriterStats:
     bytes: int = 0
     shards_opened: int = 0
     shards_sealed: int = 0
+    bytes_sealed: int = 0
+    flushes: int = 0
     late_reopens: int = 0
+    write_errors: int = 0
+    lost_records: int = 0   # buffered records dropped because the disk refused them
+
+
+#: ``on_io(op, seconds, nbytes)``: called after every flush (``op="flush"``) and seal (``"seal"``).
+IoHook = Callable[[str, float, int], None]
 
 
 class ShardWriter:
@@ -198,7 +212,16 @@ class ShardWriter:
 
     ``clock`` returns epoch seconds and must be the clock ``recv_ts`` comes from (the
     collector's receipt clock), so "the hour is over" means the same thing for both.
-    ``flush`` hands data to the OS (survives a process kill); fsync happens when sealing.
+    ``flush_clock`` (default: ``clock``) times the flushes; the collector passes
+    ``time.monotonic`` so "flushed at least every second" means real seconds even when the
+    receipt clock is a simulator running 300x.
+
+    Buffering is done here (a list of lines per shard, written with one ``os.write`` per
+    flush), not by Python's ``BufferedWriter``, so the writer always knows how many bytes
+    of the file are complete lines: when a write fails (disk full, file size limit), the file is
+    cut back to that length, so a shard never holds a torn line in the middle, and sealing
+    what is on disk stays safe. ``flush`` hands data to the OS (survives a process kill);
+    fsync happens when sealing.
     """
 
     def __init__(
@@ -211,19 +234,23 @@ class ShardWriter:
         seal_grace_s: float = 2.0,
         buffer_size: int = 1 << 16,
         pid: int | None = None,
+        flush_clock: Callable[[], float] | None = None,
+        on_io: IoHook | None = None,
     ) -> None:
         self.root = Path(root)
         self.source = _check_name("source", source)
         self.clock = clock
+        self.flush_clock = flush_clock or clock
         self.flush_interval_s = float(flush_interval_s)
         self.seal_grace_ms = int(seal_grace_s * 1000)
         self.buffer_size = buffer_size
         self.pid = os.getpid() if pid is None else int(pid)
+        self.on_io = on_io
         self._last_id_ms = int(clock() * 1000)
         self.writer_id = f"{self._last_id_ms}-{self.pid}"
         self.stats = WriterStats()
         self._open: dict[tuple[str, int], _OpenShard] = {}
-        self._next_flush = clock() + self.flush_interval_s
+        self._next_flush = self.flush_clock() + self.flush_interval_s
         self._closed = False
         self._failed: ShardWriteError | None = None
 
@@ -235,29 +262,30 @@ class ShardWriter:
 
     def write_line(self, channel: str, recv_ts: int, line: bytes) -> None:
         """Append an already encoded record line (must end with ``\\n``)."""
-        if self._closed:
-            raise RuntimeError("ShardWriter is closed")
-        if self._failed is not None:
-            raise self._failed
-        if not line.endswith(b"\n") or b"\n" in line[:-1]:
+        if self._failed is not None or self._closed:
+            if self._closed:
+                raise RuntimeError("ShardWriter is closed")
+            raise self._failed  # type: ignore[misc]
+        if line.find(b"\n") != len(line) - 1:
             raise ValueError("a record line must be exactly one line ending with \\n")
-        shard = self._shard_for(channel, hour_of(recv_ts))
-        try:
-            shard.file.write(line)
-        except OSError as exc:
-            raise self._fail(shard.open_path, exc) from exc
+        shard = self._open.get((channel, recv_ts // HOUR_MS))
+        if shard is None:
+            shard = self._shard_for(channel, hour_of(recv_ts))
+        shard.buf.append(line)
+        shard.buf_len += len(line)
         shard.lines += 1
         self.stats.records += 1
         self.stats.bytes += len(line)
-        if self.clock() >= self._next_flush:
+        if shard.buf_len >= self.buffer_size:
+            self._flush_timed(shard)
+        if self.flush_clock() >= self._next_flush:
             self.tick()
 
     def tick(self) -> list[Path]:
         """Flush if due and seal the shards whose hour is over; return the sealed paths."""
-        now = self.clock()
-        if now >= self._next_flush:
+        if self.flush_clock() >= self._next_flush:
             self.flush()
-        now_ms = int(now * 1000)
+        now_ms = int(self.clock() * 1000)
         expired = [key for key in self._open if (key[1] + 1) * HOUR_MS + self.seal_grace_ms <= now_ms]
         return [self._seal(self._open.pop(key)) for key in sorted(expired, key=lambda k: (k[1], k[0]))]
 
@@ -266,31 +294,40 @@ class ShardWriter:
         if self._failed is not None:
             raise self._failed
         for shard in self._open.values():
-            try:
-                shard.file.flush()
-            except OSError as exc:
-                raise self._fail(shard.open_path, exc) from exc
-        self._next_flush = self.clock() + self.flush_interval_s
+            if shard.buf:
+                self._flush_timed(shard)
+        self._next_flush = self.flush_clock() + self.flush_interval_s
 
     def close(self) -> list[Path]:
-        """Seal every open shard (idempotent). Raises the first error after trying all."""
+        """Seal every open shard (idempotent). Raises the first error after trying all.
+
+        After a write failure (disk full) this still seals what each shard holds on disk
+        (complete lines only; the lines the disk refused are counted in ``stats.lost_records``);
+        a shard that cannot be sealed stays ``.jsonl.open`` for :func:`recover`.
+        """
         if self._closed:
             return []
         self._closed = True
         sealed: list[Path] = []
-        first_error: ShardWriteError | None = None
+        first_error: ShardWriteError | None = self._failed
         for key in sorted(self._open, key=lambda k: (k[1], k[0])):
             shard = self._open[key]
             try:
-                sealed.append(self._seal(shard))
+                path = self._seal(shard, best_effort=True)
+                if path == shard.final_path:
+                    sealed.append(path)
             except ShardWriteError as exc:
                 log.error("%s", exc)
                 first_error = first_error or exc
-                _close_quietly(shard)
         self._open.clear()
         if first_error is not None:
             raise first_error
         return sealed
+
+    @property
+    def failed(self) -> ShardWriteError | None:
+        """The write error that stopped this writer, if any."""
+        return self._failed
 
     @property
     def open_paths(self) -> list[Path]:
@@ -307,8 +344,43 @@ class ShardWriter:
 
     def _fail(self, path: Path, exc: OSError, action: str = "writing") -> ShardWriteError:
         error = ShardWriteError(path, exc, action=action)
-        self._failed = error
+        self.stats.write_errors += 1
+        if self._failed is None:
+            self._failed = error
         return error
+
+    def _flush_timed(self, shard: _OpenShard) -> None:
+        t0 = time.perf_counter()
+        n = self._flush_shard(shard)
+        if self.on_io is not None:
+            self.on_io("flush", time.perf_counter() - t0, n)
+
+    def _flush_shard(self, shard: _OpenShard) -> int:
+        """Write the shard's buffer with ``os.write``; on failure cut the file back to its last
+        complete line and drop the buffer (those records are lost: the repair path restores them)."""
+        if not shard.buf:
+            return 0
+        data = b"".join(shard.buf) if len(shard.buf) > 1 else shard.buf[0]
+        lost_lines = len(shard.buf)
+        shard.buf.clear()
+        shard.buf_len = 0
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(shard.fd, view[done:])
+        except OSError as exc:
+            self.stats.lost_records += lost_lines
+            try:
+                os.ftruncate(shard.fd, shard.size)
+            except OSError:
+                shard.dirty = True   # recover() cuts the torn tail at the next start
+            raise self._fail(shard.open_path, exc) from exc
+        finally:
+            view.release()
+        shard.size += done
+        self.stats.flushes += 1
+        return done
 
     def _shard_for(self, channel: str, hour: int) -> _OpenShard:
         shard = self._open.get((channel, hour))
@@ -338,20 +410,39 @@ class ShardWriter:
                 self.stats.late_reopens += 1
                 self._last_id_ms = max(int(self.clock() * 1000), self._last_id_ms + 1)
                 writer_id = f"{self._last_id_ms}-{self.pid}"
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise
         except OSError as exc:
             raise self._fail(path, exc, action="creating") from exc
         if writer_id != self.writer_id:
             log.warning("shard %s/%s hour %s was already sealed by this writer; late records go to %s",
                         self.source, channel, hour, open_path.name)
         self.stats.shards_opened += 1
-        file = os.fdopen(fd, "ab", buffering=self.buffer_size, closefd=True)
-        return _OpenShard(channel, hour, open_path, final, fd, file)
+        return _OpenShard(channel, hour, open_path, final, fd)
 
-    def _seal(self, shard: _OpenShard) -> Path:
-        """flush → fsync → os.replace(.jsonl.open, .jsonl) → fsync dir → close (drops the lock)."""
+    def _seal(self, shard: _OpenShard, *, best_effort: bool = False) -> Path:
+        """flush → fsync → os.replace(.jsonl.open, .jsonl) → fsync dir → close (drops the lock).
+
+        ``best_effort`` (closing after a failure): a flush the disk refuses drops the buffer
+        and seals the complete lines already on disk (an empty file is removed instead, and its
+        ``open_path`` returned).
+        """
+        t0 = time.perf_counter()
         try:
-            shard.file.flush()
+            try:
+                self._flush_shard(shard)
+            except ShardWriteError:
+                if not best_effort:
+                    raise
+            if shard.dirty:
+                raise self._fail(shard.open_path, OSError(errno.EIO, "a failed write left a torn line that could "
+                                                          "not be cut off"), action="sealing")
+            if shard.size == 0:     # nothing reached the disk (e.g. the disk was full from the start)
+                os.unlink(shard.open_path)
+                return shard.open_path
             os.fsync(shard.fd)
             if shard.final_path.exists():  # cannot happen with unique ids; never clobber a sealed file
                 raise FileExistsError(errno.EEXIST, "sealed shard already exists", str(shard.final_path))
@@ -362,20 +453,51 @@ class ShardWriter:
         finally:
             _close_quietly(shard)
         self.stats.shards_sealed += 1
+        self.stats.bytes_sealed += shard.size
+        if self.on_io is not None:
+            self.on_io("seal", time.perf_counter() - t0, shard.size)
         log.debug("sealed %s (%d lines)", shard.final_path, shard.lines)
         return shard.final_path
 
 
 def _close_quietly(shard: _OpenShard) -> None:
-    """Close a shard's file; a failing final flush (disk full) loses only its unflushed buffer.
+    """Close a shard's descriptor (drops the flock); never raises."""
+    if shard.fd >= 0:
+        try:
+            os.close(shard.fd)
+        except OSError:
+            pass
+        shard.fd = -1
 
-    ``BufferedWriter.close`` closes the descriptor (and so drops the flock) even when its
-    flush fails, so nothing else is needed here.
+
+def probe_writable(root: str | Path, *, size: int = 1 << 16) -> ShardWriteError | None:
+    """Can ``root`` take a shard? Writes, fsyncs and removes a ``size``-byte probe file.
+
+    Returns None when it can, else the :class:`ShardWriteError` (disk full, permissions, read-only
+    filesystem) with the message to log. The collector calls this before it starts writing and
+    waits while it fails, so a full disk neither crash-loops it nor makes it lose sealed data.
     """
+    root = Path(root)
+    probe = root / f".write-probe-{os.getpid()}"
+    fd = -1
     try:
-        shard.file.close()
-    except OSError:
-        pass
+        _makedirs_durable(root)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        block = b"\0" * min(size, 1 << 16)
+        left = size
+        while left > 0:
+            left -= os.write(fd, block[:left])
+        os.fsync(fd)
+        return None
+    except OSError as exc:
+        return ShardWriteError(probe, exc, action="test-writing")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            probe.unlink()
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- recovery

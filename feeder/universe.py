@@ -17,6 +17,7 @@ before we first recorded a snapshot are unknown to us, so their days cannot be r
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from pathlib import Path
@@ -36,7 +37,7 @@ RANKING_SCHEMA = {
 }
 
 INSTRUMENT_COLUMNS = ("instId", "instType", "settleCcy", "ctType", "ctVal", "ctValCcy", "baseCcy",
-                      "quoteCcy", "instCategory", "listTime", "state")
+                      "quoteCcy", "instCategory", "listTime", "expTime", "state")
 
 
 def instruments_frame(instruments: list[dict[str, Any]]) -> pl.DataFrame:
@@ -100,16 +101,44 @@ def daily_metric_frame(rows_by_inst: dict[str, list[list[str]]]) -> pl.DataFrame
     )
 
 
-def rank_day(daily: pl.DataFrame, *, day: dt.date, size: int, window_days: int) -> pl.DataFrame:
+def listed_on(instruments: pl.DataFrame, day: dt.date) -> list[str]:
+    """Instruments known to be listed at the start of ``day`` (UTC) and not delisted before it.
+
+    Uses only what was published before ``day``: ``listTime``, and the delisting time OKX
+    announces in ``expTime`` days ahead. An instrument that vanished from our snapshots without
+    an ``expTime`` is taken as delisted the day after it was last seen.
+    """
+    start = _day_ms(day)
+    end = start + 86_400_000
+    list_ms = pl.col("listTime").cast(pl.Int64, strict=False)
+    exp_ms = pl.col("expTime").cast(pl.Int64, strict=False)
+    if "last_seen" in instruments.columns:
+        vanished_ms = pl.when(pl.col("live_now")).then(None).otherwise(
+            (pl.col("last_seen").cast(pl.Datetime("ms")).dt.epoch("ms") + 86_400_000))
+        delist_ms = pl.coalesce(exp_ms, vanished_ms)
+    else:
+        delist_ms = exp_ms
+    return instruments.filter(
+        (list_ms.is_null() | (list_ms < end)) & (delist_ms.is_null() | (delist_ms > start))
+    )["instId"].to_list()
+
+
+def rank_day(daily: pl.DataFrame, *, day: dt.date, size: int, window_days: int,
+             listed: list[str] | None = None) -> pl.DataFrame:
     """The full ranking for ``day`` from daily metrics strictly before ``day``.
 
     Instruments with fewer than ``window_days`` observed days (new listings) are averaged over
-    the days they have; an instrument with no observation in the window is not ranked.
+    the days they have; an instrument with no observation in the window is not ranked, and
+    neither is one not in ``listed`` (when given: see :func:`listed_on`), so a coin delisted
+    yesterday does not ride its trailing turnover into today's universe.
     Ties break on the instrument id so the result is deterministic.
     """
     window_start = day - dt.timedelta(days=window_days)
+    frame = daily.lazy()
+    if listed is not None:
+        frame = frame.filter(pl.col("inst").is_in(listed))
     ranked = (
-        daily.lazy()
+        frame
         .filter((pl.col("day") >= window_start) & (pl.col("day") < day))
         .group_by("inst")
         .agg(metric=pl.col("metric").mean(), days_observed=pl.len().cast(pl.Int32))
@@ -160,15 +189,52 @@ def rank_live_tickers(tickers: list[dict[str, Any]], instruments: pl.DataFrame, 
 # -- stage entry points (called by workflow/scripts) -------------------------------------------
 
 
-def fetch_instruments(*, exchange: dict[str, Any], inst_type: str, out_path: Path) -> pl.DataFrame:
-    """Fetch OKX's instrument list for ``inst_type`` and write it as Parquet (atomically)."""
+def fetch_instruments(*, exchange: dict[str, Any], inst_type: str, snapshot_dir: Path, out_path: Path) -> pl.DataFrame:
+    """Record today's instrument list and write the union of every snapshot recorded so far.
+
+    OKX lists only live instruments. Each run archives the list as OKX published it, dated by
+    the exchange's clock, as ``<snapshot_dir>/<YYYY-MM-DD>.jsonl`` (raw, one item per line);
+    the Parquet written to ``out_path`` holds every instrument ever seen, with ``first_seen``,
+    ``last_seen`` and ``live_now``, so instruments delisted later stay in history.
+    """
     from feeder.rest import OkxRestClient
+    from feeder.shards import write_shard_atomically
 
     with OkxRestClient.from_exchange(exchange) as client:
-        frame = instruments_frame(client.instruments(inst_type))
-    log.info("instruments: %d %s instruments listed", frame.height, inst_type)
+        items = client.instruments(inst_type)
+        now_ms = client.server_time_ms()
+    day = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).date()
+    write_shard_atomically(
+        snapshot_dir / f"{day.isoformat()}.jsonl",
+        ({"v": 1, "source": "rest", "channel": "instruments", "inst": item.get("instId"), "ts": now_ms,
+          "recv_ts": now_ms, "data": item} for item in items),
+    )
+    frame = instruments_union(snapshot_dir)
+    log.info("instruments: %d %s listed now; %d known from %d snapshots", len(items), inst_type,
+             frame.height, len(list(snapshot_dir.glob("*.jsonl"))))
     _write_parquet_atomically(frame, out_path)
     return frame
+
+
+def instruments_union(snapshot_dir: Path) -> pl.DataFrame:
+    """Every instrument in the archived snapshots: latest fields, first/last day seen, live now."""
+    frames = []
+    paths = sorted(snapshot_dir.glob("*.jsonl"))
+    for path in paths:
+        items = [json.loads(line)["data"] for line in path.read_text().splitlines() if line.strip()]
+        frames.append(instruments_frame(items).with_columns(seen=pl.lit(dt.date.fromisoformat(path.stem))))
+    if not frames:
+        return instruments_frame([]).with_columns(first_seen=pl.lit(None, pl.Date), last_seen=pl.lit(None, pl.Date),
+                                                  live_now=pl.lit(None, pl.Boolean))
+    latest_day = dt.date.fromisoformat(paths[-1].stem)
+    return (
+        pl.concat(frames)
+        .sort("seen")
+        .group_by("instId", maintain_order=True)
+        .agg(pl.all().exclude("seen").last(), first_seen=pl.col("seen").min(), last_seen=pl.col("seen").max())
+        .with_columns(live_now=pl.col("last_seen") == latest_day)
+        .sort("instId")
+    )
 
 
 def fetch_daily_metrics(
@@ -236,9 +302,11 @@ def funding_metric_frame(inst: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
-def build_universe_day(*, daily_path: Path, day: dt.date, size: int, window_days: int, out_path: Path) -> pl.DataFrame:
+def build_universe_day(*, daily_path: Path, instruments_path: Path, day: dt.date, size: int, window_days: int,
+                       out_path: Path) -> pl.DataFrame:
     """Rank day ``day`` from the daily metrics file and write its full ranking."""
-    ranking = rank_day(pl.read_parquet(daily_path), day=day, size=size, window_days=window_days)
+    listed = listed_on(pl.read_parquet(instruments_path), day)
+    ranking = rank_day(pl.read_parquet(daily_path), day=day, size=size, window_days=window_days, listed=listed)
     log.info("universe %s: %d ranked, %d members; top: %s", day, ranking.height,
              int(ranking["member"].sum()), ", ".join(members(ranking)[:5]))
     _write_parquet_atomically(ranking, out_path)

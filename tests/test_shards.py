@@ -150,41 +150,61 @@ def test_bad_names_and_lines_are_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-class _FullDisk:
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def write(self, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    def flush(self) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def test_enospc_raises_clear_error_and_keeps_sealed_shards(tmp_path: Path) -> None:
+def test_enospc_raises_clear_error_and_keeps_sealed_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock(T0 + 1_000)
     w = S.ShardWriter(tmp_path, clock=clock, seal_grace_s=0)
     w.write(rec(T0 + 1_000))
     clock.ms = T0 + H + 1
     sealed = w.tick()
     before = digest(sealed)
-    w.write(rec(T0 + H + 1))
+    first = rec(T0 + H + 1)
+    w.write(first)
+    w.flush()
     shard = next(iter(w._open.values()))
-    shard.file = _FullDisk(shard.file)
+    real_write = os.write
+
+    def half_then_full(fd: int, data) -> int:   # a short write, then the disk is full
+        if fd == shard.fd and not getattr(half_then_full, "done", False):
+            half_then_full.done = True  # type: ignore[attr-defined]
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        if fd == shard.fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(S.os, "write", half_then_full)
+    w.write(rec(T0 + H + 2))
     with pytest.raises(S.ShardWriteError) as info:
-        w.write(rec(T0 + H + 2))
+        w.flush()
     err = info.value
     assert err.errno == errno.ENOSPC
     assert str(shard.open_path) in str(err) and "Free space" in str(err) and "paths.raw" in str(err)
+    # the torn half line was cut off again: the file holds complete lines only
+    assert shard.open_path.read_bytes() == encode_record(first)
     with pytest.raises(S.ShardWriteError):  # the writer stays failed
         w.write(rec(T0 + H + 3))
     with pytest.raises(S.ShardWriteError):
         w.close()
     assert digest(sealed) == before
-    assert S.recover(tmp_path).sealed  # the unfinished file is recoverable
+    # close() sealed what was on disk (complete lines), and counted what the disk refused
+    [second] = [p for p in S.sealed_shards(tmp_path, "ws", "candle1m") if p not in sealed]
+    assert second.read_bytes() == encode_record(first)
+    assert w.stats.lost_records == 1 and w.stats.write_errors >= 1
+    assert not list(tmp_path.rglob("*.open"))
+
+
+def test_efbig_hint_and_probe_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    err = S.ShardWriteError(tmp_path / "x.jsonl.open", OSError(errno.EFBIG, "File too large"))
+    assert "file size limit" in str(err) and "Sealed shards are untouched" in str(err)
+    assert S.probe_writable(tmp_path / "raw") is None
+    assert not [p for p in (tmp_path / "raw").iterdir()]  # the probe file is removed
+
+    def full(fd: int, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(S.os, "write", full)
+    problem = S.probe_writable(tmp_path / "raw")
+    assert problem is not None and problem.errno == errno.ENOSPC and "is full" in str(problem)
+    assert not [p for p in (tmp_path / "raw").iterdir()]
 
 
 def test_eacces_on_create_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,7 +348,7 @@ def test_sealed_shards_replay_exactly_what_was_written(tmp_path_factory, seq, gr
 # --------------------------------------------------------------------------- real SIGKILL
 
 _CHILD = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from feeder.records import encode_record
     from feeder.shards import ShardWriter
     root, torn_at = sys.argv[1], int(sys.argv[2])
@@ -339,10 +359,10 @@ _CHILD = textwrap.dedent("""
         r = {"v": 1, "source": "ws", "channel": "trades", "inst": "BTC-USDT-SWAP", "ts": now,
              "recv_ts": now, "data": {"seq": i, "pad": "x" * (i % 97)}}
         if i == torn_at:   # a write the kill cuts in half (what a short write looks like on disk)
+            w.flush()
             shard = next(iter(w._open.values()))
             line = encode_record(r)
-            shard.file.write(line[: len(line) // 2])
-            shard.file.flush()
+            os.write(shard.fd, line[: len(line) // 2])
             print("torn", flush=True)
             time.sleep(60)
         w.write(r)

@@ -1,5 +1,7 @@
 # Backfill and gap repair (one mechanism): fetch from OKX REST exactly the 1m bars that the
-# WebSocket shards lack for the day's universe members.
+# WebSocket shards lack for the day's universe members. Fetched ranges are also kept as
+# immutable pieces in raw/rest/candle1m/<day>.fetched/ (the fetch log), so an interrupted or
+# repeated backfill never asks OKX for the same range twice.
 
 
 rule backfill:
@@ -7,7 +9,8 @@ rule backfill:
         universe=universe_of_day,
         stream=ws_candle_shards,
     output:
-        f"{RAW}/rest/candle1m/{{day}}.jsonl",
+        shard=f"{RAW}/rest/candle1m/{{day}}.jsonl",
+        summary=f"{WORK}/backfill/{{day}}.json",
     params:
         exchange=rest_params(),
     resources:

@@ -7,6 +7,9 @@ rule instruments:
     params:
         exchange=rest_params(),
         inst_type=config["universe"]["inst_type"],
+        snapshot_dir=f"{RAW}/rest/instruments",
+        # Changes once per UTC day, so the first run of each day records that day's listing.
+        refreshed_on=dt.datetime.now(dt.timezone.utc).date().isoformat(),
     resources:
         okx_rest=1,
     log:
@@ -40,9 +43,12 @@ rule daily_metrics:
         "../scripts/daily_metrics.py"
 
 
+# A day's universe uses only data from before it, which no later fetch changes: `ancient`
+# keeps refreshed reference files from re-ranking (and so rebuilding) days already built.
 checkpoint universe:
     input:
-        daily=rules.daily_metrics.output[0],
+        daily=ancient(rules.daily_metrics.output[0]),
+        instruments=ancient(rules.instruments.output[0]),
     output:
         f"{WORK}/universe/{{day}}.parquet",
     params:

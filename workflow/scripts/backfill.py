@@ -14,5 +14,6 @@ run_backfill(
     day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
     universe_path=Path(snakemake.input.universe),  # noqa: F821
     stream_shards=[Path(p) for p in snakemake.input.stream],  # noqa: F821
-    out_path=Path(snakemake.output[0]),  # noqa: F821
+    out_path=Path(snakemake.output.shard),  # noqa: F821
+    summary_path=Path(snakemake.output.summary),  # noqa: F821
 )

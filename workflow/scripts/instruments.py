@@ -11,5 +11,6 @@ setup_logging(snakemake.log[0])  # noqa: F821
 fetch_instruments(
     exchange=snakemake.params.exchange,  # noqa: F821
     inst_type=snakemake.params.inst_type,  # noqa: F821
+    snapshot_dir=Path(snakemake.params.snapshot_dir),  # noqa: F821
     out_path=Path(snakemake.output[0]),  # noqa: F821
 )

@@ -1,0 +1,301 @@
+"""Run the example research workflow on a Qlib provider directory and print the backtest summary.
+
+    python -m research.run_example --provider-uri data/qlib [--freq day|60min] [--market top50]
+        [--mlflow-dir research-runs] [--windows 5,10,20] [--summary-json out.json]
+
+What it does, in one process: renders the workflow config for ``--freq``
+(``research/workflow_config_lightgbm_Alpha158_<freq>.yaml``, the same file ``qrun`` runs) with
+this dataset's values, initialises Qlib (region ``us``) with MLflow tracking in
+``<mlflow-dir>/mlflow.db`` (SQLite: mlflow 3's file store refuses to run) and artifacts in
+``<mlflow-dir>/artifacts``, trains LightGBM on Alpha158 over the point-in-time market, predicts
+the test segment, analyses the signal (IC) and runs the TopkDropout backtest with crypto
+settings (see research/README.md), then prints the summary figures.
+
+Segments come from the dataset's calendar unless given: the first ``max(windows)`` bars are
+feature warm-up only (Alpha158 looks back up to 60 bars), the rest is split 60/20/20 into train,
+valid and test, and the backtest runs over the test segment up to the calendar's second-to-last
+bar (Qlib needs the bar after the last trading step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESEARCH = Path(__file__).resolve().parent
+CONFIGS = {
+    "day": RESEARCH / "workflow_config_lightgbm_Alpha158_day.yaml",
+    "60min": RESEARCH / "workflow_config_lightgbm_Alpha158_60min.yaml",
+}
+ALPHA158_WINDOWS = (5, 10, 20, 30, 60)
+log = logging.getLogger("research")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+def read_calendar(provider_uri: Path, freq: str) -> list[str]:
+    path = Path(provider_uri) / "calendars" / f"{freq}.txt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no {freq} calendar in this Qlib directory (add {freq!r} to frequencies)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def auto_segments(calendar: list[str], *, warmup: int, split: tuple[float, float] = (0.6, 0.2)) -> dict[str, str]:
+    """Template values START..BACKTEST_END from a calendar (see the module docstring)."""
+    usable = len(calendar) - warmup
+    if usable < 10:
+        raise ValueError(
+            f"{len(calendar)} bars: too short for {warmup} warm-up bars plus train/valid/test; "
+            "build more days or use shorter --windows"
+        )
+    n_train = max(int(usable * split[0]), 3)
+    n_valid = max(int(usable * split[1]), 2)
+    train0 = warmup
+    valid0 = train0 + n_train
+    test0 = valid0 + n_valid
+    if test0 > len(calendar) - 3:
+        raise ValueError(f"{len(calendar)} bars leave no test segment")
+    return {
+        "START": calendar[0],
+        "TRAIN_START": calendar[train0],
+        "TRAIN_END": calendar[valid0 - 1],
+        "VALID_START": calendar[valid0],
+        "VALID_END": calendar[test0 - 1],
+        "TEST_START": calendar[test0],
+        "END": calendar[-1],
+        "BACKTEST_END": calendar[-2],
+    }
+
+
+def render_config(path: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Render the Jinja variables of a workflow config (as qrun does) and parse the YAML."""
+    from jinja2 import StrictUndefined, Template
+    from ruamel.yaml import YAML
+
+    text = Template(path.read_text(), undefined=StrictUndefined).render(**{k: v for k, v in values.items() if v is not None})
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def use_windows(config: dict[str, Any], windows: list[int]) -> None:
+    """Swap the config's Alpha158 handler for research.handlers.Alpha158Windows(windows)."""
+    handler = config["task"]["dataset"]["kwargs"]["handler"]
+    handler["class"] = "Alpha158Windows"
+    handler["module_path"] = "research.handlers"
+    handler["kwargs"] = {**handler["kwargs"], "windows": list(windows)}
+
+
+def ensure_experiment(uri: str, name: str, artifact_dir: Path) -> str:
+    """Create the MLflow experiment with its artifacts under ``artifact_dir`` (not ./mlruns)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=artifact_dir.resolve().as_uri())
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The figures worth printing, read back from the recorder's artifacts."""
+    from qlib.utils.time import Freq
+
+    count, unit = Freq.parse(freq)
+    key = f"{count}{unit}"
+    model = recorder.load_object("params.pkl")
+    pred = recorder.load_object("pred.pkl")
+    report = recorder.load_object(f"portfolio_analysis/report_normal_{key}.pkl")
+    positions = recorder.load_object(f"portfolio_analysis/positions_normal_{key}.pkl")
+    analysis = recorder.load_object(f"portfolio_analysis/port_analysis_{key}.pkl")
+    ic = recorder.load_object("sig_analysis/ic.pkl")
+    ric = recorder.load_object("sig_analysis/ric.pkl")
+
+    holdings = [len(p.get_stock_list()) for p in positions.values()]
+    risk = {
+        block: {metric: _num(analysis.loc[(block, metric), "risk"]) for metric in analysis.loc[block].index}
+        for block in analysis.index.get_level_values(0).unique()
+    }
+    seg = config["task"]["dataset"]["kwargs"]["segments"]
+    bt = config["port_analysis_config"]["backtest"]
+    strategy = config["port_analysis_config"]["strategy"]["kwargs"]
+    return {
+        "freq": freq,
+        "market": config["market"],
+        "handler": config["task"]["dataset"]["kwargs"]["handler"]["class"],
+        "windows": config["task"]["dataset"]["kwargs"]["handler"]["kwargs"].get("windows", list(ALPHA158_WINDOWS)),
+        "segments": {k: [str(v[0]), str(v[1])] for k, v in seg.items()},
+        "model": {"class": type(model).__name__, "trees": int(model.model.num_trees()),
+                  "best_iteration": int(model.model.best_iteration or 0),
+                  "features": int(model.model.num_feature())},
+        "predictions": int(len(pred)),
+        "signal": {"ic_mean": _num(ic.mean()), "icir": _num(ic.mean() / ic.std()) if len(ic) > 1 else None,
+                   "rank_ic_mean": _num(ric.mean())},
+        "backtest": {
+            "start": str(report.index.min()), "end": str(report.index.max()), "steps": int(len(report)),
+            "topk": strategy.get("topk"), "n_drop": strategy.get("n_drop"),
+            "fee_per_side": bt["exchange_kwargs"]["open_cost"],
+            "account_start": float(bt["account"]), "account_end": float(report["account"].iloc[-1]),
+            "cumulative_return": float(report["return"].sum()),
+            "cumulative_cost": float(report["cost"].sum()),
+            "cumulative_benchmark": float(report["bench"].sum()),
+            "mean_turnover": float(report["turnover"].mean()),
+            "position_steps": int(sum(1 for h in holdings if h)),
+            "mean_holdings": float(sum(holdings) / len(holdings)) if holdings else 0.0,
+        },
+        "risk": risk,
+        "mlflow": {"uri": config["qlib_init"]["exp_manager"]["kwargs"]["uri"],
+                   "experiment_id": recorder.experiment_id, "run_id": recorder.id},
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "   n/a" if x is None else f"{x * 100:+7.2f}%"
+
+    def num(x: float | None) -> str:
+        return "  n/a" if x is None else f"{x:+6.2f}"
+
+    bt, seg = s["backtest"], s["segments"]
+    unit = "days" if s["freq"] == "day" else f"{s['freq']} bars"
+    lines = [
+        f"LightGBM on {s['handler']} (windows {s['windows']}), {s['freq']} bars, market {s['market']}",
+        f"  train {seg['train'][0]} .. {seg['train'][1]} | valid {seg['valid'][0]} .. {seg['valid'][1]} | "
+        f"test {seg['test'][0]} .. {seg['test'][1]}",
+        f"  model: {s['model']['trees']} trees (best iteration {s['model']['best_iteration']}), "
+        f"{s['model']['features']} features; {s['predictions']} test predictions",
+        f"  signal (test): IC {num(s['signal']['ic_mean'])}, ICIR {num(s['signal']['icir'])}, "
+        f"rank IC {num(s['signal']['rank_ic_mean'])}",
+        f"  TopkDropout backtest {bt['start']} .. {bt['end']} ({bt['steps']} {unit}), topk {bt['topk']}, "
+        f"n_drop {bt['n_drop']}, fee {bt['fee_per_side'] * 100:.3f}%/side, positions on {bt['position_steps']} steps "
+        f"(mean {bt['mean_holdings']:.1f} coins)",
+        f"  account {bt['account_start']:,.0f} -> {bt['account_end']:,.0f} USDT; costs {pct(bt['cumulative_cost'])} "
+        f"of capital, mean turnover {bt['mean_turnover'] * 100:.1f}%/step",
+        f"  {'(365-day annualisation)':34} {'total':>8} {'annual':>8} {'IR':>6} {'max DD':>8}",
+    ]
+    n_steps = max(bt["steps"], 1)
+    labels = {"return_with_cost": "strategy, after costs", "benchmark": "benchmark (equal-weighted market)",
+              "excess_return_without_cost": "excess over benchmark, before costs",
+              "excess_return_with_cost": "excess over benchmark, after costs"}
+    for block, label in labels.items():
+        r = s["risk"].get(block)
+        if not r:
+            continue
+        total = None if r.get("mean") is None else r["mean"] * n_steps
+        lines.append(f"  {label:34} {pct(total)} {pct(r.get('annualized_return'))} "
+                     f"{num(r.get('information_ratio'))} {pct(r.get('max_drawdown'))}")
+    lines.append(f"  MLflow: {s['mlflow']['uri']} (experiment {s['mlflow']['experiment_id']}, run {s['mlflow']['run_id']})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def run_example(
+    *,
+    provider_uri: Path,
+    freq: str = "day",
+    market: str | None = None,
+    mlflow_dir: Path,
+    windows: list[int] | None = None,
+    topk: int | None = None,
+    n_drop: int | None = None,
+    num_threads: int = 2,
+    segments: dict[str, str] | None = None,
+    experiment_name: str | None = None,
+    config_path: Path | None = None,
+) -> dict[str, Any]:
+    """Train, predict, analyse and backtest; return the summary dict (see ``summarize``)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # research.records / research.handlers by module path
+    import qlib
+    from qlib.model.trainer import task_train
+
+    provider_uri = Path(provider_uri).resolve()
+    mlflow_dir = Path(mlflow_dir).resolve()
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    if market is None:
+        tops = sorted(p.stem for p in (provider_uri / "instruments").glob("top*.txt"))
+        if not tops:
+            raise FileNotFoundError(f"{provider_uri}/instruments has no top<N>.txt market; pass --market")
+        market = tops[0]
+    calendar = read_calendar(provider_uri, freq)
+    warmup = max(windows or ALPHA158_WINDOWS)
+    values: dict[str, Any] = {
+        **auto_segments(calendar, warmup=warmup),
+        **(segments or {}),
+        "PROVIDER_URI": str(provider_uri),
+        "MLFLOW_URI": f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        "MARKET": market,
+        "NUM_THREADS": num_threads,
+        "TOPK": topk,
+        "N_DROP": n_drop,
+    }
+    config = render_config(config_path or CONFIGS[freq], values)
+    if windows and list(windows) != list(ALPHA158_WINDOWS):
+        use_windows(config, windows)
+    qlib_init = config["qlib_init"]
+    experiment_name = experiment_name or config.get("experiment_name") or f"crypto_alpha158_{freq}"
+    ensure_experiment(qlib_init["exp_manager"]["kwargs"]["uri"], experiment_name, mlflow_dir / "artifacts")
+    qlib.init(**qlib_init)
+    recorder = task_train(config["task"], experiment_name=experiment_name)
+    recorder.save_objects(config=config)
+    return summarize(recorder, freq=freq, config=config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--provider-uri", type=Path, default=REPO / "data" / "qlib")
+    parser.add_argument("--freq", choices=sorted(CONFIGS), default="day")
+    parser.add_argument("--market", help="Qlib market (default: the directory's top<N>)")
+    parser.add_argument("--mlflow-dir", type=Path, default=Path("research-runs"),
+                        help="where mlflow.db and the artifacts go (default ./research-runs)")
+    parser.add_argument("--windows", help="Alpha158-style rolling windows, e.g. 5,10,20 (default: Alpha158's 5..60)")
+    parser.add_argument("--topk", type=int)
+    parser.add_argument("--n-drop", type=int)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", type=Path, help="workflow config (default: the shipped one for --freq)")
+    parser.add_argument("--summary-json", type=Path, help="also write the summary here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    windows = [int(w) for w in args.windows.split(",")] if args.windows else None
+    t0 = time.perf_counter()
+    summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
+                          mlflow_dir=args.mlflow_dir, windows=windows, topk=args.topk, n_drop=args.n_drop,
+                          num_threads=args.threads, config_path=args.config)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2, default=str))
+    print(format_summary(summary), flush=True)
+    print(f"  ({summary['seconds']:.0f}s, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

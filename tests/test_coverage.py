@@ -1,0 +1,53 @@
+"""Coverage: every expected minute is present (by source) or missing with a reason."""
+
+import datetime as dt
+
+import polars as pl
+
+from feeder.coverage import coverage_day
+
+DAY = dt.date(2024, 3, 4)
+START = int(dt.datetime(2024, 3, 4, tzinfo=dt.timezone.utc).timestamp() * 1000)
+M = 60_000
+
+
+def bars(inst: str, minutes: range, source: str) -> pl.DataFrame:
+    return pl.DataFrame({"inst": inst, "ts": [START + m * M for m in minutes], "source": source}).with_columns(
+        pl.col("ts").cast(pl.Datetime("ms")))
+
+
+def instruments(**listing) -> pl.DataFrame:
+    rows = [{"instId": i, "listTime": lt, "expTime": et} for i, (lt, et) in listing.items()]
+    return pl.DataFrame(rows, schema={"instId": pl.Utf8, "listTime": pl.Utf8, "expTime": pl.Utf8})
+
+
+def test_each_missing_minute_gets_exactly_one_reason():
+    frame = coverage_day(
+        day=DAY,
+        bars=pl.concat([bars("A", range(0, 600), "rest"), bars("A", range(600, 1430), "ws"),
+                        bars("B", range(0, 100), "rest"), bars("C", range(0, 50), "ws")]),
+        members=["A", "B", "D"],
+        instruments=instruments(
+            A=(None, None),
+            B=(None, None),
+            C=(None, None),
+            D=(str(START + 720 * M), None),  # listed at noon: 720 minutes expected
+        ),
+        attempted={"A": [[START + 1430 * M, START + 1440 * M]], "D": [[START, START + 1440 * M]]},
+        failed={"B"},
+    )
+    rows = {r["inst"]: r for r in frame.to_dicts()}
+    a, b, c, d = rows["A"], rows["B"], rows["C"], rows["D"]
+    assert (a["expected"], a["from_rest"], a["from_ws"], a["missing_exchange_none"]) == (1440, 600, 830, 10)
+    assert (b["missing"], b["missing_fetch_failed"]) == (1340, 1340)
+    assert (c["member"], c["missing_not_attempted"]) == (False, 1390)
+    assert (d["expected"], d["missing_exchange_none"]) == (720, 720)
+    for r in rows.values():
+        assert r["from_ws"] + r["from_rest"] + r["missing"] == r["expected"]
+        assert r["missing"] == r["missing_exchange_none"] + r["missing_fetch_failed"] + r["missing_not_attempted"]
+
+
+def test_delisting_time_ends_the_expected_minutes():
+    frame = coverage_day(day=DAY, bars=bars("X", range(0, 180), "ws"), members=["X"],
+                         instruments=instruments(X=(None, str(START + 180 * M))), attempted={}, failed=set())
+    assert frame.select("expected", "missing").row(0) == (180, 0)
