@@ -13,9 +13,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/universe.smk"
 include: "workflow/rules/backfill.smk"
 include: "workflow/rules/clean.smk"
+include: "workflow/rules/funding.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/qlib.smk"
 include: "workflow/rules/coverage.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

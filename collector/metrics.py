@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -38,6 +38,7 @@ class Metrics:
     """The collector's registry. ``bind(app)`` connects it to the objects holding the counts."""
 
     def __init__(self, *, enabled: bool = True) -> None:
+        disable_created_metrics()  # no *_created series: they double the output and nobody reads them here
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=False)
         self.io_seconds = Histogram("collector_shard_io_seconds",
@@ -94,6 +95,8 @@ class _StateCollector(Collector):
             info["phase"] = app.phase
             if app.writer is not None:
                 info["writer_id"] = app.writer.writer_id
+            if app.disk_problem:
+                info["disk_problem"] = app.disk_problem[:500]
         yield InfoMetricFamily("collector", "Collector process facts", value=info)
         if app is None:
             return

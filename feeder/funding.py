@@ -231,10 +231,10 @@ def fetch_funding_day(
     from feeder.shards import write_shard_atomically
 
     start, end = funding_window(day)
+    requests_before = getattr(client, "requests_sent", 0)
     now = int(client.server_time_ms()) if now_ms is None else int(now_ms)
     trusted_until = now - PUBLISH_MARGIN_MS + 1  # exclusive
     cache = FundingHistoryCache(cache_dir)
-    requests_before = getattr(client, "requests_sent", 0)
     summary: dict[str, Any] = {"day": day.isoformat(), "instruments": len(instruments), "from_cache": 0,
                                "fetched": 0, "rows": {}, "errors": {}}  # fmt: skip
     out: list[dict[str, Any]] = []
@@ -339,8 +339,11 @@ def _derive_ws_settlement_time(parsed: pl.DataFrame) -> pl.DataFrame:
     * the greatest earlier F' any push of this instrument announced as its next settlement
       (that settlement happened): exact when the stream saw the previous period, early if not.
 
-    Taking the later of the two is exact in the usual cases and never early when the interval
-    grew (the second estimate catches it), so a rate is not placed before it was settled.
+    Taking the later of the two (ignoring an interval estimate later than the push itself) is
+    exact in the usual cases, late rather than early when the interval shrank, and exact when
+    it grew if the stream saw the period before. Only a grown interval *and* a whole period
+    missed by the stream can place a rate early; REST history, when it covers the time,
+    replaces stream-derived values anyway (``superseded_by_rest``).
     """
     observed = (
         parsed.filter((pl.col("source") == "ws") & pl.col("period_end").is_not_null() & pl.col("inst").is_not_null())
@@ -360,6 +363,8 @@ def _derive_ws_settlement_time(parsed: pl.DataFrame) -> pl.DataFrame:
         check_sortedness=False,
     ).sort("_row")
     by_interval = pl.col("period_end") - (pl.col("next_funding_time") - pl.col("period_end"))
+    # an estimate after the push itself is impossible (the interval shrank): drop it
+    by_interval = pl.when(by_interval <= pl.col("published")).then(by_interval)
     derived = pl.max_horizontal(by_interval, pl.col("prev_announced"))
     return with_prev.with_columns(
         pl.when(need).then(derived).otherwise(pl.col("funding_time")).alias("funding_time")

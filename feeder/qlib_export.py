@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_FIELDS",
+    "TRADE_FIELDS",
     "calendar_frame",
     "decode_feature",
     "dense_series",
@@ -48,7 +49,11 @@ __all__ = [
     "membership_spans",
 ]
 
-DEFAULT_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage")
+DEFAULT_FIELDS: tuple[str, ...] = (
+    "open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage", "funding_rate", "open_interest",
+)  # fmt: skip
+#: Exported only when the `trades` channel is collected (otherwise they would be all NaN).
+TRADE_FIELDS: tuple[str, ...] = ("n_trades", "taker_buy_volume")
 DAY_FORMAT = "%Y-%m-%d"
 INTRADAY_FORMAT = "%Y-%m-%d %H:%M:%S"
 SPAN_START = dt.time(0, 0)
@@ -247,6 +252,9 @@ def _export_frequency(
     Instruments are processed INSTRUMENTS_PER_PASS at a time so peak memory stays bounded
     (about a year of 1min bars for 16 instruments) whatever the universe size; each pass
     re-reads only its instruments' rows.
+
+    A frequency without a single bar raises: Qlib would answer every query with an empty
+    frame and no error. A field without a single value is reported (logged, ``empty_fields``).
     """
     step_ms = freq_minutes(freq) * MINUTE_MS
     calendar = calendar_frame(first_day, last_day, freq)
@@ -254,11 +262,14 @@ def _export_frequency(
     names = _instrument_names(paths)
     spans: list[pl.DataFrame] = [pl.DataFrame(schema={"inst": pl.Utf8, "first": pl.Int64, "last": pl.Int64})]
     n_bars = outside = 0
+    values = dict.fromkeys(fields, 0)
     for i in range(0, len(names), INSTRUMENTS_PER_PASS):
         batch = names[i : i + INSTRUMENTS_PER_PASS]
         bars, dropped = _load_bars(paths, batch, fields, _epoch_ms(first_day), calendar.height, step_ms)
         _write_features(bars, fields, freq, out_dir / "features")
         n_bars, outside = n_bars + bars.height, outside + dropped
+        for f in fields:
+            values[f] += bars.height if f == "factor" else int(bars.select(pl.col(f).is_not_nan().sum()).item())
         spans.append(
             bars.group_by("inst")
             .agg(
@@ -269,11 +280,21 @@ def _export_frequency(
             .with_columns(pl.col("inst").cast(pl.Utf8))
         )
     data_days = pl.concat(spans)
+    if n_bars == 0:
+        raise ValueError(
+            f"no {freq} bar inside {first_day}..{last_day} ({len(paths)} bar files, {outside} bars outside the "
+            "calendar): Qlib would return empty frames without an error. Check the clean and resample logs."
+        )
+    empty = [f for f, n in values.items() if n == 0]
+    if empty:
+        log.warning("qlib export %s: fields without any value: %s (all NaN)", freq, empty)
     summary = {
         "slots": calendar.height,
         "bars": n_bars,
         "instruments": data_days.height,
         "bars_outside_calendar": outside,
+        "values": values,
+        "empty_fields": empty,
     }
     return summary, data_days
 

@@ -9,6 +9,11 @@ trusting a 5-minute close that is really the close of minute 2.
 Only frequency names Qlib itself parses are accepted (STACK-FACTS: ``1h``/``60m`` raise inside
 Qlib, ``1d`` silently reads nothing), and N must divide a day, so no bucket straddles midnight
 and each day's bar file is complete on its own.
+
+Point-in-time fields (:func:`attach_point_in_time`): a bar opening at ``ts`` closes at
+``ts + freq``; ``funding_rate`` and ``open_interest`` are the last values whose time is at or
+before that close (as-of joins, never a value from after it). Additive trade fields
+(``n_trades``, ``taker_buy_volume``) come with the 1-minute bars and are summed like volume.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from pathlib import Path
 
 import polars as pl
 
-__all__ = ["BARS_SCHEMA", "freq_minutes", "resample_bars", "resample_day"]
+from feeder.funding import FUNDING_MAX_AGE, OI_MAX_AGE, read_funding, read_open_interest
+
+__all__ = ["BARS_SCHEMA", "POINT_IN_TIME_FIELDS", "attach_point_in_time", "freq_minutes", "resample_bars", "resample_day"]
 
 BARS_SCHEMA: dict[str, pl.DataType] = {
     "inst": pl.Utf8(),
@@ -34,7 +41,15 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
     "amount": pl.Float64(),
     "vwap": pl.Float64(),
     "coverage": pl.Float64(),
+    "n_trades": pl.Float64(),  # fills in the bar (trades channel); null when unknown
+    "taker_buy_volume": pl.Float64(),  # base coin bought by takers (trades channel); null when unknown
+    "funding_rate": pl.Float64(),  # last settled rate at or before the bar's close
+    "open_interest": pl.Float64(),  # base coin, last push at or before the bar's close
 }
+#: Fields that are not aggregates of the bar's minutes but as-of values at its close.
+POINT_IN_TIME_FIELDS: tuple[str, ...] = ("funding_rate", "open_interest")
+#: Additive per-minute fields that exist only when the trades channel is collected.
+TRADE_FIELDS: tuple[str, ...] = ("n_trades", "taker_buy_volume")
 
 MINUTES_PER_DAY = 1440
 MINUTE_MS = 60_000
@@ -72,10 +87,12 @@ def freq_minutes(freq: str) -> int:
 def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
     """Aggregate 1-minute bars of any number of instruments into ``freq`` buckets.
 
-    Input: ``inst, ts`` (Datetime, bar open), ``open, high, low, close, volume, amount``; unique
-    on (inst, ts) (ValueError otherwise: a duplicate would be double-counted). Output:
-    BARS_SCHEMA, sorted by inst, ts. ``amount`` is null if any minute's amount is unknown (never
-    a partial sum); ``vwap`` = amount / volume, null when volume is 0 or amount unknown.
+    Input: ``inst, ts`` (Datetime, bar open), ``open, high, low, close, volume, amount`` and
+    optionally ``n_trades, taker_buy_volume``; unique on (inst, ts) (ValueError otherwise: a
+    duplicate would be double-counted). Output: BARS_SCHEMA, sorted by inst, ts. ``amount`` (and
+    each trade field) is null if any minute's value is unknown (never a partial sum); ``vwap`` =
+    amount / volume, null when volume is 0 or amount unknown. The point-in-time fields are null
+    here: :func:`attach_point_in_time` fills them.
     """
     minutes = freq_minutes(freq)
     bucket_ms = minutes * MINUTE_MS
@@ -83,13 +100,15 @@ def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
         raise ValueError("resample_bars: input has duplicate (inst, ts) bars")
     ts_ms = pl.col("ts").cast(pl.Datetime("ms")).cast(pl.Int64)
     by_time = pl.col("ts")
+    missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in TRADE_FIELDS if c not in bars_1m.columns]
     out = (
         bars_1m.lazy()
+        .with_columns(missing)
         .with_columns(
             pl.col("inst").cast(pl.Utf8),
             pl.col("ts").cast(pl.Datetime("ms")),
             ((ts_ms // bucket_ms) * bucket_ms).cast(pl.Datetime("ms")).alias("bucket"),
-            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume", "amount")],
+            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume", "amount", *TRADE_FIELDS)],
         )
         .group_by("inst", "bucket")
         .agg(
@@ -98,11 +117,12 @@ def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
             pl.col("low").min(),
             pl.col("close").sort_by(by_time).last(),
             pl.col("volume").sum(),
-            pl.when(pl.col("amount").null_count() == 0).then(pl.col("amount").sum()).alias("amount"),
+            *[pl.when(pl.col(c).null_count() == 0).then(pl.col(c).sum()).alias(c) for c in ("amount", *TRADE_FIELDS)],
             (pl.len() / minutes).cast(pl.Float64).alias("coverage"),
         )
         .with_columns(
             pl.when(pl.col("volume") > 0).then(pl.col("amount") / pl.col("volume")).alias("vwap"),
+            *[pl.lit(None, dtype=pl.Float64).alias(c) for c in POINT_IN_TIME_FIELDS],
         )
         .rename({"bucket": "ts"})
         .select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()])
@@ -111,17 +131,94 @@ def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
     return out.collect()
 
 
+def attach_point_in_time(
+    bars: pl.DataFrame,
+    freq: str,
+    *,
+    funding: pl.DataFrame | None = None,
+    open_interest: pl.DataFrame | None = None,
+    funding_max_age: dt.timedelta = FUNDING_MAX_AGE,
+    oi_max_age: dt.timedelta = OI_MAX_AGE,
+) -> pl.DataFrame:
+    """Set ``funding_rate`` and ``open_interest`` of ``bars`` (BARS_SCHEMA) as of each bar's close.
+
+    ``close = ts + freq``. ``funding`` (``inst, funding_time, funding_rate``): the settlement
+    with the greatest ``funding_time <= close``, if it is at most ``funding_max_age`` old.
+    ``open_interest`` (``inst, ts, oi_ccy``): the push with the greatest ``ts <= close``, at
+    most ``oi_max_age`` old, in base coin. Anything else is null. Row order and all other
+    columns are unchanged.
+    """
+    step = dt.timedelta(minutes=freq_minutes(freq))
+    if bars.is_empty():
+        return bars
+    left = bars.with_row_index("_row").with_columns((pl.col("ts").cast(pl.Datetime("ms")) + step).alias("_close"))
+    left = left.drop(*POINT_IN_TIME_FIELDS, strict=False).sort("_close")
+    fund = (
+        (funding if funding is not None else read_funding(None))
+        .select(pl.col("inst").cast(pl.Utf8), pl.col("funding_time").cast(pl.Datetime("ms")).alias("_t"),
+                pl.col("funding_rate").cast(pl.Float64))
+        .drop_nulls(["inst", "_t"])
+        .sort("_t")
+    )  # fmt: skip
+    oi = (
+        (open_interest if open_interest is not None else read_open_interest(None))
+        .select(pl.col("inst").cast(pl.Utf8), pl.col("ts").cast(pl.Datetime("ms")).alias("_t"),
+                pl.col("oi_ccy").cast(pl.Float64).alias("open_interest"))
+        .drop_nulls(["inst", "_t"])
+        .sort("_t")
+    )  # fmt: skip
+    joined = left.join_asof(
+        fund, left_on="_close", right_on="_t", by="inst", strategy="backward", tolerance=funding_max_age,
+        check_sortedness=False,
+    ).drop("_t")  # fmt: skip
+    joined = joined.join_asof(
+        oi, left_on="_close", right_on="_t", by="inst", strategy="backward", tolerance=oi_max_age,
+        check_sortedness=False,
+    ).drop("_t")  # fmt: skip
+    return joined.sort("_row").select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()])
+
+
+def trade_fields_for_minutes(bars_1m: pl.DataFrame, trade_minutes: pl.DataFrame) -> pl.DataFrame:
+    """Add ``n_trades`` and ``taker_buy_volume`` to 1-minute bars from per-minute trade sums.
+
+    ``trade_minutes``: ``inst, ts`` (minute open), ``n_trades, taker_buy_volume``. A minute
+    the trades stream reported nothing for is 0 if its candle traded nothing, and null
+    (unknown: the stream missed it) if the candle has volume.
+    """
+    tm = trade_minutes.select(
+        pl.col("inst").cast(pl.Utf8), pl.col("ts").cast(pl.Datetime("ms")),
+        pl.col("n_trades").cast(pl.Float64), pl.col("taker_buy_volume").cast(pl.Float64),
+    )  # fmt: skip
+    out = bars_1m.drop(*TRADE_FIELDS, strict=False).join(tm, on=["inst", "ts"], how="left", maintain_order="left")
+    no_report = pl.col("n_trades").is_null()
+    quiet = pl.col("volume") == 0
+    return out.with_columns(
+        [pl.when(no_report & quiet).then(0.0).otherwise(pl.col(c)).alias(c) for c in TRADE_FIELDS]
+    )
+
+
 def _inst_from_path(path_col: str) -> pl.Expr:
     """``.../clean/<day>/<instId>.parquet`` → instId (the contract keeps inst in the file name)."""
     return pl.col(path_col).str.extract(r"([^/\\]+)\.parquet$", 1)
 
 
-def resample_day(*, clean_dir: Path, day: dt.date, freq: str, out_path: Path) -> pl.DataFrame:
+def resample_day(
+    *,
+    clean_dir: Path,
+    day: dt.date,
+    freq: str,
+    out_path: Path,
+    funding_path: Path | None = None,
+    open_interest_path: Path | None = None,
+    trades_path: Path | None = None,
+) -> pl.DataFrame:
     """Resample one cleaned day (``clean/<day>/*.parquet``) into ``bars/<freq>/<day>.parquet``.
 
-    Writes an empty file with BARS_SCHEMA when the day has no data, so downstream rules always
-    find their input. Rows outside ``day`` (impossible after feeder.clean) are ignored. Returns
-    the written frame.
+    ``funding_path`` (work/funding/<day>.parquet), ``open_interest_path``
+    (work/open_interest/<day>.parquet) and ``trades_path`` (work/trades/<day>.parquet, per-minute
+    sums) are optional; without them the corresponding fields are null. Writes an empty file
+    with BARS_SCHEMA when the day has no data, so downstream rules always find their input.
+    Rows outside ``day`` (impossible after feeder.clean) are ignored. Returns the written frame.
     """
     freq_minutes(freq)  # fail before reading anything
     clean_dir = Path(clean_dir)
@@ -134,7 +231,14 @@ def resample_day(*, clean_dir: Path, day: dt.date, freq: str, out_path: Path) ->
             .filter((pl.col("ts") >= start) & (pl.col("ts") < start + dt.timedelta(days=1)))
             .collect()
         )
+        if trades_path is not None:
+            bars_1m = trade_fields_for_minutes(bars_1m, pl.read_parquet(trades_path))
         bars = resample_bars(bars_1m, freq)
+        bars = attach_point_in_time(
+            bars, freq,
+            funding=read_funding(funding_path) if funding_path else None,
+            open_interest=read_open_interest(open_interest_path) if open_interest_path else None,
+        )  # fmt: skip
     else:
         bars = pl.DataFrame(schema=BARS_SCHEMA)
     out_path = Path(out_path)

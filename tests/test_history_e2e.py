@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def qlib_features(qlib_dir: Path, insts: list[str], start: str, end: str, freq: 
 
 def test_faults_and_outages_leave_no_hole_and_no_double(tmp_path):
     size = 8
-    with okxsim.Simulator(seed=7, clock_start=f"{DAY}T20:30:00Z", speed=300, history_start="2024-02-01",
+    with okxsim.Simulator(seed=7, clock_start=f"{DAY}T21:30:00Z", speed=300, history_start="2024-02-01",
                           history_limit_max=300) as sim:
         cfg = tmp_path / "config.yaml"
         write_config(cfg, endpoints=sim, data_dir=tmp_path, start=DAY, end=DAY, size=size,
@@ -68,26 +69,46 @@ def test_faults_and_outages_leave_no_hole_and_no_double(tmp_path):
         cfg.write_text(__import__("yaml").safe_dump(config))
         log = tmp_path / "collector.log"
 
-        # 20:30-21:30 streaming (one connection drop), 21:30-22:30 collector stopped,
-        # 22:30-00:05 streaming again (another drop)
+        # 21:30-22:00 streaming (one connection drop), 22:00-23:00 collector stopped,
+        # 23:00-00:03 streaming again (another drop)
         proc = start_collector(cfg, log)
-        wait_sim(sim, f"{DAY}T21:00:00")
+        wait_sim(sim, f"{DAY}T21:45:00")
         sim.drop_ws()
-        wait_sim(sim, f"{DAY}T21:30:00")
+        wait_sim(sim, f"{DAY}T22:00:00")
         assert stop(proc) == 0
-        wait_sim(sim, f"{DAY}T22:30:00")
+        wait_sim(sim, f"{DAY}T23:00:00")
         proc = start_collector(cfg, log)
-        wait_sim(sim, f"{DAY}T23:15:00")
+        wait_sim(sim, f"{DAY}T23:30:00")
         sim.drop_ws()
-        wait_sim(sim, "2024-03-05T00:05:00")
+        wait_sim(sim, "2024-03-05T00:03:00")
         assert stop(proc) == 0, log.read_text()[-2000:]
 
-        # REST faults during the one workflow run: 5xx, 429 bursts and a timeout
-        sim.fail_next("history-candles", 3, status=500)
-        sim.fail_next("history-candles", 4, status=429)
-        sim.delay_next("history-candles", 1, seconds=4)
+        # REST faults during the one workflow run: 5xx, a 429 burst and a timeout, once while
+        # ranking (1Dutc) and again when the backfill's first 1m page is served
+        def inject() -> None:
+            sim.fail_next("history-candles", 2, status=500)
+            sim.fail_next("history-candles", 2, status=429)
+            sim.delay_next("history-candles", 1, seconds=3)
+
+        inject()
         requests_before = len(sim.requests())
-        snakemake(cfg, "--directory", str(tmp_path), cores=4, log_path=tmp_path / "snakemake.log")
+        stop_watch = threading.Event()
+
+        def inject_when_backfill_starts() -> None:
+            while not stop_watch.wait(0.005):
+                if any(r.params.get("bar") == "1m" for r in sim.requests("history-candles")[requests_before:]):
+                    inject()
+                    return
+
+        watcher = threading.Thread(target=inject_when_backfill_starts)
+        watcher.start()
+        try:
+            snakemake(cfg, "--directory", str(tmp_path), cores=4, log_path=tmp_path / "snakemake.log")
+        finally:
+            stop_watch.set()
+            watcher.join()
+        faults_seen = [r for r in sim.requests()[requests_before:] if r.fault]
+        assert len(faults_seen) >= 8, "the injected faults did not all fire"
 
         # rate limits: nothing beyond what we injected was refused, and no 2-s window exceeded OKX's 20
         ours = sim.requests()[requests_before:]

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeder.qlib_export import (
+    DEFAULT_FIELDS,
     calendar_frame,
     decode_feature,
     dense_series,
@@ -159,7 +160,7 @@ def test_instrument_files(dataset: dict[str, Any]) -> None:
 def test_feature_bins_byte_format(dataset: dict[str, Any]) -> None:
     features = dataset["qlib_dir"] / "features"
     assert sorted(p.name for p in features.iterdir()) == ["btc-usdt-swap", "doge-usdt-swap", "eth-usdt-swap"]
-    assert len(list((features / "btc-usdt-swap").iterdir())) == 9 * len(FREQS)
+    assert len(list((features / "btc-usdt-swap").iterdir())) == len(DEFAULT_FIELDS) * len(FREQS)
     start, values = decode_feature((features / "eth-usdt-swap" / "close.1min.bin").read_bytes())
     assert start == 100 and len(values) == 2 * 1440 + 1320 - 100 + 1
     assert np.isnan(values[1438 - 100 : 1443 - 100]).all() and not np.isnan(values[1443 - 100])
@@ -328,14 +329,14 @@ def test_bad_arguments_leave_target_untouched(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_without_bars(tmp_path: Path) -> None:
-    summary = export_qlib(
-        bars_paths={"1min": [], "day": []}, days=[SAT], membership=MEMBERSHIP, market_name=MARKET,
-        qlib_dir=tmp_path / "qlib",
-    )  # fmt: skip
-    assert summary["instruments"] == 0
-    assert len((tmp_path / "qlib" / "calendars" / "1min.txt").read_text().splitlines()) == 1440
-    assert (tmp_path / "qlib" / "instruments" / "all.txt").read_text() == ""
+def test_export_without_bars_fails_loudly(tmp_path: Path) -> None:
+    """A frequency with no bar at all would make every D.features call an empty frame, silently."""
+    with pytest.raises(ValueError, match="no 1min bar inside 2024-03-02..2024-03-02"):
+        export_qlib(
+            bars_paths={"1min": [], "day": []}, days=[SAT], membership=MEMBERSHIP, market_name=MARKET,
+            qlib_dir=tmp_path / "qlib",
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left behind
 
 
 def test_calendar_frame_formats() -> None:

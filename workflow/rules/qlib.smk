@@ -1,4 +1,13 @@
 # Qlib export: calendars, instruments (all + point-in-time top<N>) and float32 feature bins.
+# Fields: docs/fields.md. open_interest needs the open-interest channel, n_trades and
+# taker_buy_volume the trades channel; without them those fields would be all NaN, so they
+# are not written.
+
+QLIB_FIELDS = [
+    "open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage", "funding_rate",
+    *(["open_interest"] if "open-interest" in CHANNELS else []),
+    *(["n_trades", "taker_buy_volume"] if TRADES_COLLECTED else []),
+]  # fmt: skip
 
 
 rule qlib:
@@ -11,6 +20,7 @@ rule qlib:
         freqs=FREQS,
         days=DAYS,
         market=MARKET,
+        fields=QLIB_FIELDS,
     log:
         f"{LOGS}/qlib.log",
     conda:

@@ -1,9 +1,14 @@
-# Resampling: 1m bars of one day -> one configured frequency (UTC-aligned, labelled by open).
+# Resampling: 1m bars of one day -> one configured frequency (UTC-aligned, labelled by open),
+# with funding rate and open interest attached as of each bar's close (point-in-time), and
+# trade counts / taker buy volume when the trades channel is collected.
 
 
 rule resample:
     input:
-        rules.clean.output.bars,
+        bars=rules.clean.output.bars,
+        funding=rules.clean_funding.output.funding,
+        open_interest=rules.clean_open_interest.output.open_interest,
+        trades=trades_of_day,
     output:
         f"{WORK}/bars/{{freq}}/{{day}}.parquet",
     log:

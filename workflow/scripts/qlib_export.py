@@ -15,5 +15,6 @@ export_from_workflow(
     freqs=list(snakemake.params.freqs),  # noqa: F821
     days=[dt.date.fromisoformat(d) for d in snakemake.params.days],  # noqa: F821
     market_name=snakemake.params.market,  # noqa: F821
+    fields=list(snakemake.params.fields),  # noqa: F821
     qlib_dir=Path(snakemake.output[0]),  # noqa: F821
 )

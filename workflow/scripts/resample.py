@@ -1,4 +1,4 @@
-"""Resample one day's 1m bars to one frequency. Logic: feeder.resample."""
+"""Resample one day's 1m bars to one frequency, with point-in-time fields. Logic: feeder.resample."""
 import datetime as dt
 import sys
 from pathlib import Path
@@ -9,9 +9,13 @@ from feeder.logs import setup_logging  # noqa: E402
 from feeder.resample import resample_day  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821
+trades = list(snakemake.input.trades)  # noqa: F821
 resample_day(
-    clean_dir=Path(snakemake.input[0]),  # noqa: F821
+    clean_dir=Path(snakemake.input.bars),  # noqa: F821
     day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
     freq=snakemake.wildcards.freq,  # noqa: F821
     out_path=Path(snakemake.output[0]),  # noqa: F821
+    funding_path=Path(snakemake.input.funding),  # noqa: F821
+    open_interest_path=Path(snakemake.input.open_interest),  # noqa: F821
+    trades_path=Path(trades[0]) if trades else None,
 )

@@ -1,0 +1,266 @@
+"""``python -m collector status --config config.yaml``: is the running collector healthy?
+
+Reads the collector's own Prometheus endpoint (``collector.metrics_host``/``metrics_port``
+from the config, or ``--url``) and says in plain words what it sees: up or not, connected or
+not, which channels or instruments have been silent for longer than expected, whether the
+disk takes writes, what the exchange refused, what start-up recovery cut.
+
+Exit codes: 0 healthy, 1 unhealthy (the reasons are printed), 2 no collector answers (or the
+answer is not the collector's metrics). Suitable for cron, a monitoring check or by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+EXIT_UNREACHABLE = 2
+
+#: Longest silence (real seconds) that is still normal for one instrument on a channel. OKX pushes
+#: forming candles several times a minute, funding-rate every 30-90 s, open-interest every few
+#: seconds when it changes; quiet instruments can pause for longer on trades.
+DEFAULT_MAX_SILENCE_S: dict[str, float] = {
+    "candle1m": 120.0,
+    "funding-rate": 180.0,
+    "open-interest": 180.0,
+    "tickers": 120.0,
+    "trades": 900.0,
+}
+FALLBACK_MAX_SILENCE_S = 300.0
+LIST_AT_MOST = 8  # instruments named per line
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Scrape:
+    """Samples by metric name: a list of (labels dict, value)."""
+
+    samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Scrape:
+        out: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[sample.name].append((dict(sample.labels), float(sample.value)))
+        return cls(dict(out))
+
+    def value(self, name: str, default: float = 0.0, **labels: str) -> float:
+        for got, value in self.samples.get(name, ()):
+            if all(got.get(k) == v for k, v in labels.items()):
+                return value
+        return default
+
+    def total(self, name: str) -> float:
+        return sum(v for _, v in self.samples.get(name, ()))
+
+    def by(self, name: str, *keys: str) -> dict[tuple[str, ...], float]:
+        return {tuple(lab.get(k, "") for k in keys): v for lab, v in self.samples.get(name, ())}
+
+
+@dataclass
+class Health:
+    healthy: bool
+    headline: str
+    problems: list[str]
+    warnings: list[str]
+    facts: list[str]
+
+    def render(self) -> str:
+        lines = [self.headline]
+        lines += [f"  PROBLEM: {p}" for p in self.problems]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  {f}" for f in self.facts]
+        return "\n".join(lines)
+
+
+def _dur(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:LIST_AT_MOST])
+    return shown + (f" and {len(items) - LIST_AT_MOST} more" if len(items) > LIST_AT_MOST else "")
+
+
+def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, now: float | None = None) -> Health:
+    """Turn one scrape into a verdict (pure: tests feed it hand-made scrapes)."""
+    limits = {**DEFAULT_MAX_SILENCE_S, **(max_silence or {})}
+    now = time.time() if now is None else now
+    problems: list[str] = []
+    warnings: list[str] = []
+    facts: list[str] = []
+    if "collector_start_time_seconds" not in scrape.samples:
+        return Health(False, "UNHEALTHY: the endpoint answers, but not with the collector's metrics", [
+            "no collector_start_time_seconds metric; is the URL or collector.metrics_port right?"], [], [])
+    uptime = now - scrape.value("collector_start_time_seconds", now)
+    info = next(iter(lab for lab, _ in scrape.samples.get("collector_info", [])), {})
+    phase = info.get("phase") or next((lab["phase"] for lab, v in scrape.samples.get("collector_phase", []) if v),
+                                      "?")
+
+    # the disk
+    if scrape.value("collector_disk_writable", 1.0) == 0.0 or scrape.total("collector_write_errors_total") > 0:
+        detail = info.get("disk_problem") or "see the collector's log"
+        problems.append(f"raw shards cannot be written: {detail}")
+    if phase == "waiting_for_disk":
+        problems.append("waiting for the raw directory to become writable; nothing is being recorded")
+    elif phase == "starting":
+        (warnings if uptime < 120 else problems).append(
+            f"still starting up after {_dur(uptime)} (recovering shards, asking the exchange for instruments)")
+    elif phase == "stopping":
+        warnings.append("stopping (sealing its shards)")
+
+    # connections
+    if phase == "running":
+        conns = scrape.by("collector_ws_connected", "endpoint")
+        down = sorted(ep for (ep,), v in conns.items() if v == 0.0)
+        if not conns and uptime > 30:
+            problems.append(f"no WebSocket connection has been opened in {_dur(uptime)}")
+        for ep in down:
+            problems.append(f"not connected to the exchange's /{ep} WebSocket right now (cryptofeed is reconnecting)")
+
+    # silence, per channel and instrument
+    ages = scrape.by("collector_last_message_age_seconds", "channel", "inst")
+    refused = {(c, i): code for (c, i, code) in scrape.by("collector_subscription_refused", "channel", "inst", "code")}
+    per_channel: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (channel, inst), age in ages.items():
+        per_channel[channel].append((inst, age))
+    newest = min(ages.values()) if ages else None
+    for channel in sorted(per_channel):
+        limit = limits.get(channel, FALLBACK_MAX_SILENCE_S)
+        entries = [(i, a) for i, a in per_channel[channel] if (channel, i) not in refused]
+        silent = sorted((i for i, a in entries if a > limit), key=lambda i: -dict(entries)[i])
+        if not silent:
+            continue
+        worst = max(dict(entries)[i] for i in silent)
+        if len(silent) == len(entries):
+            problems.append(f"channel {channel} is silent on all {len(entries)} instrument(s): nothing for "
+                            f"{_dur(min(dict(entries)[i] for i in silent))} or more (expected at most {_dur(limit)})")
+        else:
+            problems.append(f"channel {channel}: {len(silent)} of {len(entries)} instrument(s) silent for longer than "
+                            f"{_dur(limit)} (up to {_dur(worst)}): {_names(silent)}")
+    if refused:
+        by_code: dict[str, list[str]] = defaultdict(list)
+        for (channel, inst), code in sorted(refused.items()):
+            by_code[code].append(f"{inst} ({channel})")
+        for code, items in sorted(by_code.items()):
+            warnings.append(f"the exchange refused {len(items)} subscription(s) with code {code} (instrument unknown "
+                            f"or delisted?), not recorded: {_names(items)}")
+
+    # facts
+    channels = sorted(per_channel)
+    insts = int(scrape.value("collector_subscribed_instruments"))
+    written = scrape.total("collector_records_written_total")
+    facts.append(f"up {_dur(uptime)} (pid {info.get('pid', '?')}, phase {phase}, receipt clock "
+                 f"{info.get('clock', '?')}); recording {', '.join(channels) or 'nothing yet'} for {insts} "
+                 f"instrument(s)" + (f"; newest data {_dur(newest)} ago" if newest is not None else ""))
+    facts.append(f"{written:,.0f} records written, {scrape.value('collector_shards_sealed_total'):,.0f} shard(s) "
+                 f"sealed ({_size(scrape.value('collector_sealed_bytes_total'))}), "
+                 f"{scrape.value('collector_open_shards'):.0f} open")
+    reconnects = scrape.total("collector_reconnects_total")
+    switches = scrape.value("collector_universe_switches_total")
+    facts.append(f"{reconnects:.0f} reconnect(s), {switches:.0f} universe change(s) since start")
+    rejected = {r: v for (r,), v in scrape.by("collector_frames_rejected_total", "reason").items()
+                if r != "event" and v}
+    if rejected:
+        facts.append("not recorded: " + ", ".join(f"{r} {v:.0f}" for r, v in sorted(rejected.items()))
+                     + " (logged with the frame; never written to a shard)")
+    cut = scrape.value("collector_recovery_partial_lines_cut_total")
+    recovered = scrape.value("collector_recovery_shards_sealed_total")
+    if recovered or cut:
+        facts.append(f"start-up recovery sealed {recovered:.0f} shard(s) a previous process left open and cut "
+                     f"{cut:.0f} partial line(s)")
+    healthy = not problems
+    verdict = "HEALTHY" if healthy else "UNHEALTHY"
+    reason = "collector is recording" if healthy else problems[0]
+    return Health(healthy, f"{verdict}: {reason}", problems, warnings, facts)
+
+
+def fetch(url: str, timeout_s: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a local http URL
+        return resp.read().decode("utf-8")
+
+
+def _parse_silence(items: Iterable[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        channel, _, seconds = item.partition("=")
+        try:
+            out[channel.strip()] = float(seconds)
+        except ValueError:
+            raise SystemExit(f"--max-silence {item!r}: use CHANNEL=SECONDS, e.g. candle1m=120") from None
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m collector status", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="config.yaml: the metrics address is collector.metrics_host/metrics_port")
+    p.add_argument("--url", help="metrics URL instead of the config's, e.g. http://127.0.0.1:9108/metrics")
+    p.add_argument("--max-silence", action="append", default=[], metavar="CHANNEL=SECONDS",
+                   help="longest normal silence per instrument on a channel (defaults: "
+                        + ", ".join(f"{c}={s:g}" for c, s in DEFAULT_MAX_SILENCE_S.items()) + ")")
+    p.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds (default 5)")
+    args = p.parse_args(argv)
+    if args.url:
+        url = args.url
+    elif args.config:
+        from collector.settings import ConfigError, load_settings
+
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            print(f"UNREACHABLE: cannot read {args.config}: {exc}")
+            return EXIT_UNREACHABLE
+        if settings.metrics_port <= 0:
+            print(f"UNREACHABLE: metrics are disabled in {args.config} (collector.metrics_port is 0); set a port, "
+                  "restart the collector, then ask again")
+            return EXIT_UNREACHABLE
+        host = settings.metrics_host if settings.metrics_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        url = f"http://{host}:{settings.metrics_port}/metrics"
+    else:
+        p.error("give --config config.yaml or --url")
+    try:
+        text = fetch(url, args.timeout)
+        scrape = Scrape.parse(text)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"UNREACHABLE: no collector answers on {url} ({reason}). Is it running? "
+              "(supervisorctl status collector; see docs/collector.md)")
+        return EXIT_UNREACHABLE
+    health = assess(scrape, max_silence=_parse_silence(args.max_silence))
+    print(health.render())
+    if "collector_start_time_seconds" not in scrape.samples:
+        return EXIT_UNREACHABLE
+    return EXIT_HEALTHY if health.healthy else EXIT_UNHEALTHY
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

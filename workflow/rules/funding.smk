@@ -1,0 +1,75 @@
+# Funding rates, open interest and (when collected) trades: one job per UTC day each, attached
+# to the bars as point-in-time fields by the resample rule (see docs/fields.md).
+#
+# funding_history  REST funding-rate-history of the day's universe members -> raw rest shard
+#                  (a per-instrument cache in work/.funding-history makes later days free)
+# clean_funding    settled rates usable by the day's bars (REST + stream), deduplicated
+# clean_open_interest  the stream's open-interest pushes usable by the day's bars
+# clean_trades     per-minute trade counts and taker buy volume (only with the trades channel)
+
+include: "funding_inputs.smk"
+
+
+rule funding_history:
+    input:
+        universe=universe_of_day,
+    output:
+        f"{RAW}/rest/funding-rate/{{day}}.jsonl",
+    params:
+        exchange=rest_params(),
+        cache_dir=f"{WORK}/.funding-history",
+    resources:
+        okx_rest=1,
+    log:
+        f"{LOGS}/funding_history/{{day}}.log",
+    conda:
+        "../../envs/feeder.yaml"
+    script:
+        "../scripts/funding_history.py"
+
+
+rule clean_funding:
+    input:
+        rest=rules.funding_history.output[0],
+        stream=ws_funding_shards,
+    output:
+        funding=f"{WORK}/funding/{{day}}.parquet",
+        quality=f"{WORK}/quality/funding/{{day}}.json",
+    log:
+        f"{LOGS}/clean_funding/{{day}}.log",
+    conda:
+        "../../envs/feeder.yaml"
+    script:
+        "../scripts/clean_funding.py"
+
+
+rule clean_open_interest:
+    input:
+        stream=ws_open_interest_shards,
+    output:
+        open_interest=f"{WORK}/open_interest/{{day}}.parquet",
+        quality=f"{WORK}/quality/open-interest/{{day}}.json",
+    log:
+        f"{LOGS}/clean_open_interest/{{day}}.log",
+    conda:
+        "../../envs/feeder.yaml"
+    script:
+        "../scripts/clean_open_interest.py"
+
+
+if TRADES_COLLECTED:
+
+    rule clean_trades:
+        input:
+            stream=ws_trade_shards,
+            # ctVal only; a refreshed instrument list must not rebuild every day's trades
+            instruments=ancient(rules.instruments.output[0]),
+        output:
+            trades=f"{WORK}/trades/{{day}}.parquet",
+            quality=f"{WORK}/quality/trades/{{day}}.json",
+        log:
+            f"{LOGS}/clean_trades/{{day}}.log",
+        conda:
+            "../../envs/feeder.yaml"
+        script:
+            "../scripts/clean_trades.py"

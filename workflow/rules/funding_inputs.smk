@@ -1,0 +1,30 @@
+# Input functions and switches of funding.smk and resample.smk (functions only, no rules).
+
+CHANNELS = config.get("collector", {}).get("channels") or ["candle1m", "funding-rate", "open-interest"]
+TRADES_COLLECTED = "trades" in CHANNELS
+
+
+def prev_day(day: str) -> str:
+    return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+
+
+def ws_funding_shards(wildcards) -> list[str]:
+    """Pushes reporting settlements in [D 00:00 - 8 h, D+1 00:00]: D-1, D and D+1 hour 00."""
+    paths = ws_shards("funding-rate", prev_day(wildcards.day)) + ws_shards("funding-rate", wildcards.day)
+    return list(dict.fromkeys(paths))
+
+
+def ws_open_interest_shards(wildcards) -> list[str]:
+    """Pushes with ts in [D 00:00 - 15 min, D+1 00:00]: hour 23 of D-1, D and D+1 hour 00."""
+    prev = Path(RAW) / "ws" / "open-interest" / prev_day(wildcards.day) / "23"
+    paths = [str(p) for p in sorted(prev.glob("*.jsonl"))] + ws_shards("open-interest", wildcards.day)
+    return list(dict.fromkeys(paths))
+
+
+def ws_trade_shards(wildcards) -> list[str]:
+    return ws_shards("trades", wildcards.day)
+
+
+def trades_of_day(wildcards) -> list[str]:
+    """The day's per-minute trade sums for resample, when the trades channel is collected."""
+    return [f"{WORK}/trades/{wildcards.day}.parquet"] if TRADES_COLLECTED else []

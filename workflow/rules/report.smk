@@ -1,0 +1,33 @@
+# The data quality report: one self-contained HTML page (coverage heatmap, gaps, universe
+# membership and churn, turnover, funding when recorded). Not part of `all`; build it with
+#   snakemake --cores 2 quality_report
+# It also shows up in Snakemake's own report (`snakemake --report report.html`).
+from feeder.resample import freq_minutes
+
+# Turnover (and funding, when the bars carry it) is read from the coarsest built frequency:
+# fewest rows, and every frequency sums to the same daily turnover.
+REPORT_FREQ = max(FREQS, key=freq_minutes)
+
+
+rule quality_report:
+    input:
+        quality=expand(f"{WORK}/quality/{{day}}.json", day=DAYS),
+        universes=expand(f"{WORK}/universe/{{day}}.parquet", day=DAYS),
+        coverage=expand(f"{WORK}/coverage/{{day}}.parquet", day=DAYS),
+        bars=expand(f"{WORK}/bars/{REPORT_FREQ}/{{day}}.parquet", day=DAYS),
+    output:
+        report(
+            f"{WORK}/report/quality.html",
+            category="Data quality",
+            labels={"report": "quality (coverage, gaps, universe, turnover, funding)"},
+        ),
+    params:
+        days=DAYS,
+        market=MARKET,
+        bars_freq=REPORT_FREQ,
+    log:
+        f"{LOGS}/quality_report.log",
+    conda:
+        "../../envs/feeder.yaml"
+    script:
+        "../scripts/report.py"
