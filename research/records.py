@@ -25,7 +25,7 @@ MINUTES_PER_YEAR = 365 * 24 * 60
 
 
 def periods_per_year(freq: str) -> float:
-    """Bars per 365-day year for a Qlib frequency name or a record's ``1day``/``60minute`` key."""
+    """Bars per 365-day year for a Qlib frequency name or a record's ``1day``/``60min`` key."""
     count, unit = Freq.parse(freq)
     if unit == Freq.NORM_FREQ_DAY:
         return 365 / count

@@ -124,6 +124,8 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
     """The figures worth printing, read back from the recorder's artifacts."""
     from qlib.utils.time import Freq
 
+    from research.records import periods_per_year
+
     count, unit = Freq.parse(freq)
     key = f"{count}{unit}"
     model = recorder.load_object("params.pkl")
@@ -167,6 +169,7 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
             "mean_holdings": float(sum(holdings) / len(holdings)) if holdings else 0.0,
         },
         "risk": risk,
+        "periods_per_year": periods_per_year(freq),
         "mlflow": {"uri": config["qlib_init"]["exp_manager"]["kwargs"]["uri"],
                    "experiment_id": recorder.experiment_id, "run_id": recorder.id},
     }
@@ -192,9 +195,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  TopkDropout backtest {bt['start']} .. {bt['end']} ({bt['steps']} {unit}), topk {bt['topk']}, "
         f"n_drop {bt['n_drop']}, fee {bt['fee_per_side'] * 100:.3f}%/side, positions on {bt['position_steps']} steps "
         f"(mean {bt['mean_holdings']:.1f} coins)",
-        f"  account {bt['account_start']:,.0f} -> {bt['account_end']:,.0f} USDT; costs {pct(bt['cumulative_cost'])} "
+        f"  account {bt['account_start']:,.0f} -> {bt['account_end']:,.0f} USDT; fees {bt['cumulative_cost'] * 100:.2f}% "
         f"of capital, mean turnover {bt['mean_turnover'] * 100:.1f}%/step",
-        f"  {'(365-day annualisation)':34} {'total':>8} {'annual':>8} {'IR':>6} {'max DD':>8}",
+        f"  {'annualised over 365 days (' + format(s['periods_per_year'], ',.0f') + ' bars)':40}"
+        f"{'total':>8} {'annual':>9} {'IR':>6} {'max DD':>8}",
     ]
     n_steps = max(bt["steps"], 1)
     labels = {"return_with_cost": "strategy, after costs", "benchmark": "benchmark (equal-weighted market)",
@@ -205,7 +209,7 @@ def format_summary(s: dict[str, Any]) -> str:
         if not r:
             continue
         total = None if r.get("mean") is None else r["mean"] * n_steps
-        lines.append(f"  {label:34} {pct(total)} {pct(r.get('annualized_return'))} "
+        lines.append(f"  {label:40}{pct(total)} {pct(r.get('annualized_return')):>9} "
                      f"{num(r.get('information_ratio'))} {pct(r.get('max_drawdown'))}")
     lines.append(f"  MLflow: {s['mlflow']['uri']} (experiment {s['mlflow']['experiment_id']}, run {s['mlflow']['run_id']})")
     return "\n".join(lines)
@@ -227,10 +231,15 @@ def run_example(
     n_drop: int | None = None,
     num_threads: int = 2,
     segments: dict[str, str] | None = None,
+    start: str | None = None,
     experiment_name: str | None = None,
     config_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Train, predict, analyse and backtest; return the summary dict (see ``summarize``)."""
+    """Train, predict, analyse and backtest; return the summary dict (see ``summarize``).
+
+    ``segments`` overrides template values (START, TRAIN_START, ..., BACKTEST_END); ``start``
+    drops the calendar before it before the automatic split.
+    """
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # research.records / research.handlers by module path
     import qlib
@@ -245,6 +254,8 @@ def run_example(
             raise FileNotFoundError(f"{provider_uri}/instruments has no top<N>.txt market; pass --market")
         market = tops[0]
     calendar = read_calendar(provider_uri, freq)
+    if start:
+        calendar = [c for c in calendar if c >= start]  # ISO strings sort like the times they are
     warmup = max(windows or ALPHA158_WINDOWS)
     values: dict[str, Any] = {
         **auto_segments(calendar, warmup=warmup),
@@ -275,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--market", help="Qlib market (default: the directory's top<N>)")
     parser.add_argument("--mlflow-dir", type=Path, default=Path("research-runs"),
                         help="where mlflow.db and the artifacts go (default ./research-runs)")
+    parser.add_argument("--start", help="ignore the calendar before this day/time (e.g. a shorter intraday run)")
     parser.add_argument("--windows", help="Alpha158-style rolling windows, e.g. 5,10,20 (default: Alpha158's 5..60)")
     parser.add_argument("--topk", type=int)
     parser.add_argument("--n-drop", type=int)
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
                           mlflow_dir=args.mlflow_dir, windows=windows, topk=args.topk, n_drop=args.n_drop,
-                          num_threads=args.threads, config_path=args.config)
+                          num_threads=args.threads, start=args.start, config_path=args.config)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from feeder.okx import (
     parse_candles,
     parse_funding,
     parse_open_interest,
+    parse_settled_funding,
+    parse_trades,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -374,3 +376,92 @@ def test_every_sample_payload_is_covered(okx_samples_dir: Path) -> None:
         "rest_open_interest_2022.json",
         "rest_open_interest_docs.json",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Settled funding (what the funding_rate field is made of)
+# --------------------------------------------------------------------------------------------
+
+
+def test_settled_funding_from_every_ws_line(okx_samples_dir: Path) -> None:
+    """Only settled pushes give a settled rate; the running period's forecast never does."""
+    frames = ws_frames(okx_samples_dir, "ws_funding_rate.jsonl")
+    rows = pl.DataFrame([{k: str(v) for k, v in d.items()} for _, f in frames for d in f["data"]])
+    parsed = parse_settled_funding(rows.with_columns(pl.lit("ws").alias("source")))
+    # 2021-22 frames carry no settled rate at all: their fundingRate is a forecast
+    assert parsed["reject"].to_list() == ["not_settled"] * 5 + [None, None]
+    ltc = parsed.row(5, named=True)
+    assert ltc["funding_rate"] == 0.0000697725497563  # settFundingRate, not fundingRate 0.0001
+    assert ltc["funding_time"] is None  # no prevFundingTime: derived later across pushes
+    assert ltc["period_end"] == ms("1765209600000") and ltc["next_funding_time"] == ms("1765238400000")
+    assert ltc["published"] == ms("1765201461438")
+    xperp = parsed.row(6, named=True)
+    assert xperp["funding_time"] == ms("1785859200000")  # prevFundingTime
+    assert xperp["funding_rate"] == -0.0001996513270201
+
+
+def test_settled_funding_from_rest_history(okx_samples_dir: Path) -> None:
+    rows = pl.DataFrame(rest_data(okx_samples_dir, "rest_funding_rate_history.json"))
+    parsed = parse_settled_funding(rows.with_columns(pl.lit("rest").alias("source")))
+    assert parsed["reject"].to_list() == [None, None]
+    assert parsed["funding_time"].to_list() == [ms("1703059200000"), ms("1703030400000")]
+    assert parsed["published"].to_list() == parsed["funding_time"].to_list()
+    assert parsed["funding_rate"].to_list() == [0.0000746604960499, 0.000227985782722]
+    assert parsed["realized_rate"].to_list() == [0.0000746572360545, 0.0002279755647389]
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({"source": "ws", "instId": "A-USDT-SWAP", "settState": "processing", "settFundingRate": "0.1",
+          "fundingTime": "1", "ts": "1"}, "not_settled"),
+        ({"source": "ws", "instId": "A-USDT-SWAP", "settState": "settled", "settFundingRate": "",
+          "fundingTime": "1", "ts": "1"}, "missing_funding_rate"),
+        ({"source": "ws", "instId": "A-USDT-SWAP", "settState": "settled", "settFundingRate": "0.1",
+          "fundingTime": "1", "ts": "x"}, "unparsable_number"),
+        ({"source": "ws", "instId": "A-USDT-SWAP", "settState": "settled", "settFundingRate": "0.1",
+          "fundingTime": "1", "ts": "1", "prevFundingTime": "y"}, "unparsable_number"),
+        ({"source": "rest", "instId": "A-USDT-SWAP", "fundingRate": "0.1"}, "missing_funding_time"),
+        ({"source": "rest", "instId": "A-USDT-SWAP", "fundingRate": "inf", "fundingTime": "1"}, "non_finite"),
+        ({"source": "rest", "fundingRate": "0.1", "fundingTime": "1"}, "bad_record"),
+        ({"source": "other", "instId": "A-USDT-SWAP", "fundingRate": "0.1", "fundingTime": "1"}, "bad_record"),
+    ],
+)  # fmt: skip
+def test_settled_funding_reject_reasons(row: dict[str, str], reason: str) -> None:
+    assert parse_settled_funding(pl.DataFrame([row])).row(0, named=True)["reject"] == reason
+
+
+# --------------------------------------------------------------------------------------------
+# Trades
+# --------------------------------------------------------------------------------------------
+
+
+def test_trades_every_line(okx_samples_dir: Path) -> None:
+    frames = ws_frames(okx_samples_dir, "ws_trades.jsonl")
+    rows = [{k: str(v) for k, v in d.items()} for _, f in frames for d in f["data"]]
+    parsed = parse_trades(pl.DataFrame(rows))
+    assert parsed["reject"].to_list() == [None] * len(rows)
+    last = parsed.row(len(rows) - 1, named=True)  # 2025 frame: count, source, seqId (a JSON number)
+    assert last == {"inst": "BTC-USDT-SWAP", "inst_type": "SWAP", "trade_id": "2005639579",
+                    "ts": ms("1765201257145"), "px": 91467.1, "sz": 0.03, "side": "sell", "count": 1,
+                    "reject": None}  # fmt: skip
+    assert parsed["count"].to_list() == [1] * len(rows)  # frames before 2024 have no count: one fill each
+    assert set(parsed["side"]) == {"buy", "sell"}
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": "1", "sz": "1", "side": "buy"}, "missing_ts"),
+        ({"instId": "BTC-USDT-SWAP", "px": "1", "sz": "1", "side": "buy", "ts": "1"}, "missing_trade_id"),
+        ({"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": "a", "sz": "1", "side": "buy", "ts": "1"}, "unparsable_number"),
+        ({"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": "1", "sz": "1", "side": "up", "ts": "1"}, "bad_side"),
+        ({"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": "1", "sz": "0", "side": "buy", "ts": "1"}, "non_positive"),
+        ({"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "1", "count": "0"},
+         "non_positive"),
+        ({"instId": "bad id", "tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "1"}, "unknown_inst_type"),
+        ({"tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "1"}, "bad_record"),
+    ],
+)  # fmt: skip
+def test_trade_reject_reasons(row: dict[str, str], reason: str) -> None:
+    assert parse_trades(pl.DataFrame([row])).row(0, named=True)["reject"] == reason

@@ -1,0 +1,233 @@
+"""Keep the dataset current by itself: scheduled workflow runs, overlap safety, freshness.
+
+    python -m feeder.schedule run    --config config.yaml   # one locked workflow run
+    python -m feeder.schedule loop   --config config.yaml   # daily after midnight UTC + repair runs
+    python -m feeder.schedule status --config config.yaml   # is the dataset fresh?
+
+Why a lock of our own: two overlapping runs would both try to build the same days, and
+Snakemake's answer ("Directory cannot be locked...") reads like a crash. Every scheduled run
+takes ``<paths.work>/.workflow.lock`` (``flock``: released by the kernel when the holder dies, so
+a killed run never leaves a stale lock) and, when it is taken, skips or waits with a log line
+that says who holds it since when (``schedule.on_overlap``).
+
+A run killed halfway leaves nothing a reader can see half-written: every stage writes to a
+temporary file or directory and renames it into place, the Qlib directory is swapped in whole,
+and the next run resumes: Snakemake reruns incomplete jobs (``rerun-incomplete`` in the
+workflow profile) and the backfill's fetch log keeps every page already fetched.
+
+Freshness: each successful run records ``<paths.work>/build-status.json`` (when it finished,
+the newest day it covers, how long it took); ``status`` compares that with the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from feeder.config import ConfigError, build_days, last_complete_day, load_config
+from feeder.logs import setup_logging
+
+log = logging.getLogger("feeder.schedule")
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK_NAME = ".workflow.lock"
+STATUS_NAME = "build-status.json"
+EXIT_SKIPPED = 0  # a skipped overlapping run is not a failure for cron/supervisord
+
+
+class WorkflowBusy(RuntimeError):
+    """Another run holds the workflow lock."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@contextmanager
+def workflow_lock(work_dir: Path, *, wait: bool, poll_s: float = 2.0) -> Iterator[None]:
+    """Hold the workflow lock; if busy, wait (logging who holds it) or raise :class:`WorkflowBusy`."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = work_dir / LOCK_NAME
+    with open(lock_path, "a+") as fh:
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(lock_path)
+                if not wait:
+                    raise WorkflowBusy(
+                        f"another workflow run is still going ({holder}); skipping this run. "
+                        "Set schedule.on_overlap: wait to queue behind it instead."
+                    ) from None
+                if not announced:
+                    log.info("another workflow run is still going (%s); waiting for it to finish", holder)
+                    announced = True
+                time.sleep(poll_s)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "since": _now().isoformat(timespec="seconds")}))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        info = json.loads(lock_path.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "holder unknown"
+    return f"pid {info.get('pid')}, started {info.get('since')}"
+
+
+def snakemake_command(config_path: Path, *, cores: int, extra: list[str] | None = None) -> list[str]:
+    """The workflow run, exactly as a user would type it (plus --configfile)."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+            str(config_path), "--cores", str(cores), *(extra or [])]
+
+
+def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[str] | None = None,
+             workdir: Path | None = None) -> int:
+    """One locked workflow run; records build-status.json on success. Returns the exit code."""
+    config = load_config(config_path)
+    sched = config["schedule"]
+    mode = on_overlap or sched["on_overlap"]
+    work = Path(workdir or Path.cwd()) / config["paths"]["work"]  # relative paths: as Snakemake sees them
+    try:
+        with workflow_lock(work, wait=(mode == "wait")):
+            days = build_days(config)
+            log.info("workflow run: days %s..%s, %d cores", days[0], days[-1], sched["cores"])
+            started = time.monotonic()
+            proc = subprocess.run(snakemake_command(config_path.resolve(), cores=sched["cores"], extra=extra),
+                                  cwd=workdir or Path.cwd())
+            duration = time.monotonic() - started
+            if proc.returncode == 0:
+                write_status(work, {"last_success": _now().isoformat(timespec="seconds"),
+                                    "covered_through": days[-1].isoformat(), "first_day": days[0].isoformat(),
+                                    "duration_s": round(duration, 1)})
+                log.info("workflow run finished in %.0fs; data through %s", duration, days[-1])
+            else:
+                write_status(work, {"last_failure": _now().isoformat(timespec="seconds"),
+                                    "last_failure_exit_code": proc.returncode})
+                log.error("workflow run failed (exit %d) after %.0fs; see the Snakemake log above. The next "
+                          "run resumes where this one stopped.", proc.returncode, duration)
+            return proc.returncode
+    except WorkflowBusy as busy:
+        log.warning("%s", busy)
+        return EXIT_SKIPPED
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def write_status(work: Path, update: dict[str, Any]) -> None:
+    """Merge ``update`` into build-status.json (atomically)."""
+    path = work / STATUS_NAME
+    status = read_status(work)
+    status.update(update)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_status(work: Path) -> dict[str, Any]:
+    try:
+        return json.loads((work / STATUS_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def freshness(config: dict[str, Any], status: dict[str, Any], *, now: dt.datetime | None = None) -> tuple[bool, str]:
+    """(healthy, plain-words verdict) for the newest built day against the clock."""
+    now = now or _now()
+    stale_after = dt.timedelta(hours=float(config["schedule"]["stale_after_hours"]))
+    expected = last_complete_day(now, int(config.get("grace_minutes", 15)))
+    covered = status.get("covered_through")
+    if not covered:
+        return False, "STALE: no successful build recorded yet (run `python -m feeder.schedule run`)."
+    covered_day = dt.date.fromisoformat(covered)
+    data_end = dt.datetime.combine(covered_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    age = now - data_end
+    line = (f"last successful build {status.get('last_success', '?')} "
+            f"(took {status.get('duration_s', '?')}s), data through {covered_day}; "
+            f"newest complete day is {expected}")
+    if status.get("last_failure", "") > status.get("last_success", ""):
+        line += f"; the latest run FAILED at {status['last_failure']} (exit {status.get('last_failure_exit_code')})"
+    if age > stale_after:
+        hours = age.total_seconds() / 3600
+        return False, f"STALE: data ends {hours:.1f} h ago (limit {stale_after.total_seconds() / 3600:g} h): {line}"
+    return True, f"OK: {line}"
+
+
+def next_run(now: dt.datetime, *, after_midnight_minutes: int, repair_interval_minutes: int,
+             last_run: dt.datetime | None) -> dt.datetime:
+    """When the loop runs next: the daily run after midnight, or the next repair run, whichever is first."""
+    daily = dt.datetime.combine(now.date(), dt.time(), dt.timezone.utc) + dt.timedelta(minutes=after_midnight_minutes)
+    if daily <= now and (last_run is None or last_run < daily):
+        return now  # today's daily run is due and has not happened
+    if daily <= now:
+        daily += dt.timedelta(days=1)
+    repair = (last_run or now) + dt.timedelta(minutes=repair_interval_minutes)
+    return max(now, min(daily, repair))
+
+
+def loop(config_path: Path, *, workdir: Path | None = None) -> int:
+    """Run forever: daily after midnight UTC and every ``repair_interval_minutes`` in between."""
+    last_run: dt.datetime | None = None
+    log.info("scheduler started for %s", config_path)
+    while True:
+        sched = load_config(config_path)["schedule"]
+        when = next_run(_now(), after_midnight_minutes=sched["after_midnight_minutes"],
+                        repair_interval_minutes=sched["repair_interval_minutes"], last_run=last_run)
+        pause = (when - _now()).total_seconds()
+        if pause > 0:
+            log.info("next workflow run at %s", when.isoformat(timespec="seconds"))
+            time.sleep(pause)
+        last_run = _now()
+        run_once(config_path, workdir=workdir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feeder.schedule", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "loop", "status"])
+    parser.add_argument("--config", type=Path, default=Path("config.yaml"))
+    parser.add_argument("--on-overlap", choices=["skip", "wait"], default=None)
+    args, extra = parser.parse_known_args(argv)
+    setup_logging()
+    if args.command == "run":
+        return run_once(args.config, on_overlap=args.on_overlap, extra=extra)
+    if args.command == "loop":
+        return loop(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    work = Path(config["paths"]["work"])
+    healthy, verdict = freshness(config, read_status(work))
+    print(verdict)
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

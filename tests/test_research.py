@@ -1,0 +1,197 @@
+"""The example research workflow (research/): LightGBM + Alpha158 + TopkDropout with crypto settings.
+
+Real Qlib, real LightGBM, real MLflow (SQLite), on a provider directory written by the product's
+own export (research.sample_data: the simulator's market model -> feeder.resample ->
+feeder.universe.rank_day -> feeder.qlib_export.export_qlib). The runner runs in a fresh
+interpreter with a temporary working directory, so the test also proves nothing lands in the
+working directory or the repository (no ./mlruns).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.processes import REPO
+
+pytestmark = pytest.mark.slow
+
+FIRST, LAST = dt.date(2023, 5, 1), dt.date(2023, 10, 31)  # 184 days: Alpha158's 60-day warm-up + 124
+N_SYMBOLS, SIZE = 10, 6
+FEE = 0.0005
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory) -> Path:
+    from research.sample_data import build_sample_qlib
+
+    qlib_dir = tmp_path_factory.mktemp("research") / "qlib"
+    summary = build_sample_qlib(qlib_dir, first_day=FIRST, last_day=LAST, n_symbols=N_SYMBOLS, size=SIZE,
+                                freqs=("day", "60min"))
+    assert summary["freqs"]["day"]["instruments"] == N_SYMBOLS
+    return qlib_dir
+
+
+def run_example(cwd: Path, *args: str, timeout: float = 600) -> dict:
+    """python -m research.run_example in a fresh interpreter; returns its summary JSON."""
+    summary_path = cwd / "summary.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "research.run_example", *args, "--summary-json", str(summary_path)],
+                         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "TopkDropout backtest" in res.stdout  # the printed summary
+    return json.loads(summary_path.read_text())
+
+
+def mlflow_artifacts(db: Path, run_id: str, dest: Path) -> Path:
+    """Download a run's artifacts through MLflow itself (not the runner's code)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    return Path(client.download_artifacts(run_id, "", str(dest)))
+
+
+def load(artifacts: Path, name: str):
+    with open(artifacts / name, "rb") as fh:
+        return pickle.load(fh)
+
+
+def read_calendar(qlib_dir: Path, freq: str) -> list[str]:
+    return (qlib_dir / "calendars" / f"{freq}.txt").read_text().split("\n")[:-1]
+
+
+def test_daily_example_trains_a_model_and_backtests_with_positions(provider: Path, tmp_path: Path):
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    mlflow_dir = tmp_path / "mlflow"
+    summary = run_example(workdir, "--provider-uri", str(provider), "--freq", "day", "--mlflow-dir", str(mlflow_dir),
+                          "--topk", "3", "--n-drop", "1")
+
+    # the shipped daily config: real Alpha158 (158 features, windows up to 60 days)
+    assert summary["handler"] == "Alpha158"
+    assert summary["model"]["features"] == 158
+    assert summary["model"]["trees"] >= 1
+    calendar = read_calendar(provider, "day")
+    assert summary["segments"]["train"][0] == calendar[60]  # 60 warm-up days
+    assert summary["segments"]["test"][1] == calendar[-1]
+
+    artifacts = mlflow_artifacts(mlflow_dir / "mlflow.db", summary["mlflow"]["run_id"], tmp_path / "artifacts")
+    model = load(artifacts, "params.pkl")
+    assert type(model).__name__ == "LGBModel" and model.model is not None
+    assert model.model.num_trees() == summary["model"]["trees"]
+    pred = load(artifacts, "pred.pkl")
+    test_days = {d for d in calendar if summary["segments"]["test"][0] <= d <= summary["segments"]["test"][1]}
+    assert {str(t.date()) for t in pred.index.get_level_values("datetime")} == test_days
+    # point-in-time: at most SIZE members a day are predicted
+    assert pred.groupby(level="datetime").size().max() <= SIZE
+
+    report = load(artifacts, "portfolio_analysis/report_normal_1day.pkl")
+    positions = load(artifacts, "portfolio_analysis/positions_normal_1day.pkl")
+    analysis = load(artifacts, "portfolio_analysis/port_analysis_1day.pkl")
+    backtest_days = [d for d in calendar if summary["segments"]["test"][0] <= d < calendar[-1]]
+    assert [str(t.date()) for t in report.index] == backtest_days
+    assert summary["backtest"]["steps"] == len(backtest_days)
+    held = [p.get_stock_list() for p in positions.values()]
+    assert sum(1 for h in held if h) >= len(backtest_days) - 2  # invested from the first trade on
+    assert max(len(h) for h in held) >= 3
+    assert all(s.endswith("-USDT-SWAP") for h in held for s in h)
+    # OKX taker fee on both sides, no minimum: cost = traded value x fee
+    traded = report["turnover"] > 0
+    assert traded.any()
+    assert (report.loc[traded, "cost"] - report.loc[traded, "turnover"] * FEE).abs().max() < 1e-9
+    # fractional sizes (trade_unit None): some holding is not a whole number of coins
+    amounts = [p.get_stock_amount(s) for p in positions.values() for s in p.get_stock_list()]
+    assert any(abs(a - round(a)) > 1e-6 for a in amounts)
+    # 365-day annualisation (Qlib's default would be 238)
+    strat = analysis.loc["return_with_cost", "risk"]
+    r = report["return"] - report["cost"]
+    assert strat["annualized_return"] == pytest.approx(r.mean() * 365)
+    assert strat["information_ratio"] == pytest.approx(r.mean() / r.std() * 365**0.5)
+    assert summary["risk"]["return_with_cost"]["annualized_return"] == pytest.approx(strat["annualized_return"])
+    # an equal-weighted point-in-time benchmark, not a stock index
+    assert report["bench"].abs().sum() > 0
+
+    # nothing written where the runner was started, nor in the repository
+    assert sorted(p.name for p in workdir.iterdir()) == ["summary.json"]
+    assert not (REPO / "mlruns").exists()
+
+
+def test_intraday_example_on_60min_bars(provider: Path, tmp_path: Path):
+    mlflow_dir = tmp_path / "mlflow"
+    summary = run_example(tmp_path, "--provider-uri", str(provider), "--freq", "60min", "--mlflow-dir",
+                          str(mlflow_dir), "--start", "2023-10-10", "--windows", "5,10,20", "--topk", "3",
+                          "--n-drop", "1")
+    assert summary["handler"] == "Alpha158Windows" and summary["windows"] == [5, 10, 20]
+    assert summary["model"]["trees"] >= 1
+    assert summary["backtest"]["steps"] > 48
+    assert summary["backtest"]["position_steps"] >= summary["backtest"]["steps"] - 2
+    assert summary["periods_per_year"] == 8760
+    artifacts = mlflow_artifacts(mlflow_dir / "mlflow.db", summary["mlflow"]["run_id"], tmp_path / "artifacts")
+    report = load(artifacts, "portfolio_analysis/report_normal_60min.pkl")
+    steps = report.index.to_series().diff().dropna()
+    assert (steps == steps.iloc[0]).all() and steps.iloc[0].total_seconds() == 3600  # hourly, 24/7
+    assert {t.hour for t in report.index} == set(range(24))
+
+
+def test_shipped_configs_render_with_crypto_settings():
+    """The configs qrun runs: Jinja defaults render to a valid workflow with the crypto settings."""
+    from research.run_example import CONFIGS, render_config
+
+    for freq, path in CONFIGS.items():
+        config = render_config(path, {})
+        assert config["qlib_init"]["region"] == "us"
+        assert config["qlib_init"]["exp_manager"]["kwargs"]["uri"].startswith("sqlite:///")
+        handler = config["task"]["dataset"]["kwargs"]["handler"]
+        assert (handler["class"], handler["module_path"]) == ("Alpha158", "qlib.contrib.data.handler")
+        assert handler["kwargs"]["freq"] == freq
+        pa = config["port_analysis_config"]
+        assert pa["strategy"]["class"] == "TopkDropoutStrategy"
+        assert pa["executor"]["kwargs"]["time_per_step"] == freq
+        ex = pa["backtest"]["exchange_kwargs"]
+        assert ex["freq"] == freq and ex["limit_threshold"] is None and ex["trade_unit"] is None
+        assert ex["open_cost"] == ex["close_cost"] == FEE and ex["min_cost"] == 0 and ex["deal_price"] == "close"
+        records = {r["class"]: r for r in config["task"]["record"]}
+        assert records["CryptoPortAnaRecord"]["module_path"] == "research.records"
+        assert records["SigAnaRecord"]["kwargs"]["ann_scaler"] == (365 if freq == "day" else 8760)
+
+
+def test_qrun_runs_the_shipped_config(provider: Path, tmp_path: Path):
+    """Plain `qrun` (Qlib's CLI) with the variables as environment variables, as documented."""
+    from research.run_example import CONFIGS, auto_segments
+
+    values = auto_segments(read_calendar(provider, "day"), warmup=60)
+    env = {**os.environ, **values, "PROVIDER_URI": str(provider), "MARKET": f"top{SIZE}", "TOPK": "3",
+           "N_DROP": "1", "MLFLOW_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    qrun = Path(sys.executable).with_name("qrun")
+    res = subprocess.run([str(qrun), str(CONFIGS["day"])], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_URI"])
+    exp = client.get_experiment_by_name("workflow")  # qrun's default experiment name
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    metrics = runs[0].data.metrics
+    # logged by CryptoPortAnaRecord with N = 365
+    assert "1day.return_with_cost.annualized_return" in metrics
+    assert metrics["1day.return_with_cost.annualized_return"] == pytest.approx(
+        metrics["1day.return_with_cost.mean"] * 365)
+
+
+def test_periods_per_year():
+    from research.records import periods_per_year
+
+    assert periods_per_year("day") == 365
+    assert periods_per_year("1day") == 365
+    assert periods_per_year("60min") == 8760
+    assert periods_per_year("1min") == 525_600

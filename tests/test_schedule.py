@@ -1,0 +1,91 @@
+"""Scheduled runs: one at a time (skip or wait, said plainly), and a freshness verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import okxsim
+from feeder.config import check_config
+from feeder.schedule import freshness, next_run, workflow_lock, WorkflowBusy
+from harness.processes import REPO, write_config
+
+UTC = dt.timezone.utc
+
+
+def cfg(**schedule) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["schedule"].update(schedule)
+    return check_config(config)
+
+
+def test_next_run_daily_after_midnight_and_repairs_in_between():
+    at = lambda h, m=0, d=5: dt.datetime(2024, 3, d, h, m, tzinfo=UTC)  # noqa: E731
+    kw = dict(after_midnight_minutes=20, repair_interval_minutes=180)
+    assert next_run(at(0, 25), last_run=at(0, 5), **kw) == at(0, 25)      # daily run due, not done yet
+    assert next_run(at(0, 25), last_run=at(0, 21), **kw) == at(3, 21)     # done: next repair
+    assert next_run(at(23, 0), last_run=at(22, 0), **kw) == at(0, 20, 6)  # midnight comes first
+
+
+def test_freshness_verdicts():
+    config = cfg(stale_after_hours=30)
+    now = dt.datetime(2024, 3, 6, 1, 0, tzinfo=UTC)
+    ok, text = freshness(config, {"last_success": "2024-03-06T00:30:00+00:00", "covered_through": "2024-03-05",
+                                  "duration_s": 42}, now=now)
+    assert ok and text.startswith("OK") and "data through 2024-03-05" in text
+    stale, text = freshness(config, {"last_success": "2024-03-04T00:30:00+00:00", "covered_through": "2024-03-03"},
+                            now=now)
+    assert not stale and text.startswith("STALE") and "limit 30 h" in text
+    never, text = freshness(config, {}, now=now)
+    assert not never and "no successful build" in text
+
+
+def test_lock_is_exclusive_and_released_when_the_holder_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from feeder.schedule import workflow_lock\n"
+        f"with workflow_lock(Path({str(tmp_path)!r}), wait=False):\n"
+        "    print('held', flush=True); time.sleep(60)\n")], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(WorkflowBusy, match=r"another workflow run is still going \(pid \d+, started"):
+        with workflow_lock(tmp_path, wait=False):
+            pass
+    holder.kill()  # a killed run must not leave a stale lock
+    holder.wait()
+    with workflow_lock(tmp_path, wait=False):
+        pass
+
+
+def test_a_scheduled_run_overlapping_a_running_one_skips_or_waits(tmp_path):
+    with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=1, history_start="2024-02-01",
+                          history_limit_max=300) as sim:
+        config_path = tmp_path / "config.yaml"
+        write_config(config_path, endpoints=sim, data_dir=tmp_path / "data", start="2024-03-03", end="2024-03-04",
+                     size=4, frequencies=["day"])
+        run = lambda *args: subprocess.Popen(  # noqa: E731
+            [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path), *args],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first = run()
+        lock = tmp_path / "data" / "work" / ".workflow.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        skipped = run("--on-overlap", "skip")
+        out_skip, _ = skipped.communicate(timeout=60)
+        assert skipped.returncode == 0
+        assert "another workflow run is still going" in out_skip and "skipping this run" in out_skip
+        assert first.poll() is None, "the first run should still be going"
+        waiting = run("--on-overlap", "wait")
+        out_first, _ = first.communicate(timeout=300)
+        out_wait, _ = waiting.communicate(timeout=300)
+    assert first.returncode == 0, out_first[-3000:]
+    assert waiting.returncode == 0, out_wait[-3000:]
+    assert "waiting for it to finish" in out_wait
+    assert "workflow run finished" in out_wait
+    status = yaml.safe_load((tmp_path / "data" / "work" / "build-status.json").read_text())
+    assert status["covered_through"] == "2024-03-04"
