@@ -76,6 +76,10 @@ OI_MAX_AGE = dt.timedelta(minutes=15)
 #: A REST history fetch at exchange time `now` is trusted to hold every settlement up to
 #: `now - PUBLISH_MARGIN` (a settlement may reach the history endpoint a little after T).
 PUBLISH_MARGIN_MS = 10 * MINUTE_MS
+#: A cache miss fetches from this far before the day's window up to the present: more than the
+#: ~3 months OKX serves, so one fetch per instrument serves every day of a build, whatever order
+#: Snakemake runs the days in (a few pages per instrument, once).
+FETCH_LOOKBACK_MS = 100 * DAY_MS
 
 _FUNDING_DATA_FIELDS = (
     "instId", "instType", "fundingRate", "fundingTime", "realizedRate", "nextFundingTime", "prevFundingTime",
@@ -222,8 +226,8 @@ def fetch_funding_day(
     :func:`funding_window` ``(day)``, as raw records with ``source: "rest"``.
 
     An instrument whose cached range covers the window costs no request; otherwise its history
-    from the window's start to the exchange's present is fetched (paged, newest first) and
-    cached, which normally covers every later day too. Instruments OKX rejects (unknown,
+    from FETCH_LOOKBACK before the window to the exchange's present is fetched (paged, newest
+    first) and cached, which covers every other day of a build too. Instruments OKX rejects (unknown,
     delisted) are reported in the summary, not fatal.
     """
     from feeder.records import records_from_rest
@@ -243,9 +247,9 @@ def fetch_funding_day(
         if covered is not None and covered[0] <= start and end <= covered[1]:
             summary["from_cache"] += 1
         else:
-            fetch_end = max(end, now + 1)
+            fetch_start, fetch_end = start - FETCH_LOOKBACK_MS, max(end, now + 1)
             try:
-                rows = client.funding_rate_history(inst, start_ms=start, end_ms=fetch_end)
+                rows = client.funding_rate_history(inst, start_ms=fetch_start, end_ms=fetch_end)
             except OkxApiError as exc:
                 summary["errors"][inst] = f"{exc.code}: {exc.msg}"
                 log.warning("funding history %s %s: %s", day, inst, exc)
@@ -257,7 +261,7 @@ def fetch_funding_day(
                 by_ts = {int(r["ts"]): r for r in records}
                 by_ts.update({int(r["ts"]): r for r in parsed.records})
                 records = [by_ts[k] for k in sorted(by_ts)]
-                covered = _merge_ranges(covered, (start, min(fetch_end, trusted_until)))
+                covered = _merge_ranges(covered, (fetch_start, min(fetch_end, trusted_until)))
                 cache.store(inst, covered, records)
                 summary["fetched"] += 1
         day_records = [r for r in records if start <= int(r["ts"]) < end]

@@ -243,8 +243,16 @@ def _day_ticks(ax: Any, days: Sequence[dt.date]) -> None:
     ax.set_xticklabels([days[i].isoformat() for i in range(0, len(days), step)], rotation=45, ha="right", fontsize=7)
 
 
-def _matrix_figure(matrix: np.ndarray, rows: list[str], days: Sequence[dt.date], *, title: str, cmap: str,
-                   vmin: float, vmax: float, colorbar: str | None) -> str:
+# Coverage colour bins: a few missing minutes in a day (0.999) must not look like a complete day.
+COVERAGE_BOUNDS = (0.0, 0.5, 0.9, 0.99, 0.9999, 1.0001)
+COVERAGE_COLOURS = ("#b2182b", "#ef8a62", "#fddb7a", "#a6d96a", "#1a9641")
+
+
+def _matrix_figure(matrix: np.ndarray, rows: list[str], days: Sequence[dt.date], *, title: str, cmap: Any,
+                   vmin: float | None = None, vmax: float | None = None, norm: Any = None,
+                   colorbar: str | None = None, colorbar_labels: Sequence[str] | None = None,
+                   annotate: np.ndarray | None = None) -> str:
+    """A row × day heatmap; NaN cells grey. ``annotate``: integers written in the cells (0 = none)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,16 +261,33 @@ def _matrix_figure(matrix: np.ndarray, rows: list[str], days: Sequence[dt.date],
     height = min(2.0 + 0.18 * len(rows), 30.0)
     width = min(max(6.0, 0.12 * len(days) + 3.0), 22.0)
     fig, ax = plt.subplots(figsize=(width, height))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("#e8e8e8")
-    im = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", interpolation="nearest", cmap=cm, vmin=vmin, vmax=vmax)
+    cm = (plt.get_cmap(cmap) if isinstance(cmap, str) else cmap).with_extremes(bad="#e8e8e8")
+    im = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", interpolation="nearest", cmap=cm,
+                   **({"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}))
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(rows, fontsize=7 if len(rows) < 80 else 4)
     _day_ticks(ax, days)
     ax.set_title(title, fontsize=10)
+    if annotate is not None and len(rows) <= 60 and len(days) <= 45:
+        for i, j in zip(*np.nonzero(annotate), strict=True):
+            ax.text(j, i, str(int(annotate[i, j])), ha="center", va="center", fontsize=6)
     if colorbar:
-        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01).set_label(colorbar, fontsize=8)
+        bar = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+        bar.set_label(colorbar, fontsize=8)
+        if colorbar_labels:
+            bar.set_ticks(bar.get_ticks()[: len(colorbar_labels)], labels=list(colorbar_labels))
+        bar.ax.tick_params(labelsize=7)
     return _png(fig)
+
+
+def _coverage_figure(shown: np.ndarray, missing: np.ndarray, rows: list[str], days: Sequence[dt.date]) -> str:
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    return _matrix_figure(
+        shown, rows, days, cmap=ListedColormap(COVERAGE_COLOURS), norm=BoundaryNorm(COVERAGE_BOUNDS, len(COVERAGE_COLOURS)),
+        title="1-minute bar coverage (bars / expected minutes; numbers: missing minutes of members)\n"
+        "grey: not a member and no data",
+        colorbar="coverage", colorbar_labels=("0", "50%", "90%", "99%", "99.99%", "100%"), annotate=missing)
 
 
 def _churn_figure(churn: pl.DataFrame) -> str:
@@ -419,9 +444,8 @@ def write_report(
 
     figures: dict[str, str] = {}
     if order and days:
-        figures["coverage"] = _matrix_figure(
-            shown, order, days, title="1-minute bar coverage (bars / expected minutes); grey: not a member and no data",
-            cmap="RdYlGn", vmin=0.0, vmax=1.0, colorbar="coverage")
+        missing_m = np.where(member_m, np.clip(expected_m - bars_m, 0, None), 0)
+        figures["coverage"] = _coverage_figure(shown, missing_m, order, days)
     ranked = (universe.filter(pl.col("member")).group_by("inst").agg(pl.col("rank").min().alias("best"))
               .sort("best", "inst")["inst"].to_list())
     if ranked:

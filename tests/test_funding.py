@@ -108,13 +108,15 @@ def test_fetch_writes_the_window_and_later_days_come_from_the_cache(sim, tmp_pat
     insts = ["BTC-USDT-SWAP", four_h, "NOPE-USDT-SWAP"]
     cache = tmp_path / "cache"
     with OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file) as client:
-        first = fetch_funding_day(client=client, day=dt.date(2024, 3, 2), instruments=insts,
-                                  out_path=tmp_path / "2024-03-02.jsonl", cache_dir=cache)  # fmt: skip
-        second = fetch_funding_day(client=client, day=SUN, instruments=insts, out_path=tmp_path / "2024-03-03.jsonl",
-                                   cache_dir=cache)  # fmt: skip
+        first = fetch_funding_day(client=client, day=SUN, instruments=insts, out_path=tmp_path / "2024-03-03.jsonl",
+                                  cache_dir=cache)  # fmt: skip
+        # Snakemake runs days in any order: an earlier day is served from the same fetch
+        second = fetch_funding_day(client=client, day=dt.date(2024, 2, 10), instruments=insts,
+                                   out_path=tmp_path / "2024-02-10.jsonl", cache_dir=cache)  # fmt: skip
     assert first["fetched"] == 2 and "NOPE-USDT-SWAP" in first["errors"]
     assert second["from_cache"] == 2 and second["fetched"] == 0  # no funding-history request for day 2
     assert second["requests"] == 2  # the server time, and the unknown instrument asked again
+    assert second["rows"]["BTC-USDT-SWAP"] == 5
     start, end = funding_window(SUN)
     now = sim.sim_now_ms()
     written = [json.loads(line) for line in (tmp_path / "2024-03-03.jsonl").read_text().splitlines()]

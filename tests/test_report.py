@@ -170,9 +170,10 @@ def test_report_from_quality_json_matches_the_data(build: dict, tmp_path: Path):
     # coverage heatmap data: every instrument x day, bars straight from the quality JSON
     cov = r.scripts["coverage-data"]
     assert cov["days"] == [D1.isoformat(), D2.isoformat(), D3.isoformat()]
-    assert cov["instruments"] == ["A-USDT-SWAP", "B-USDT-SWAP", "C-USDT-SWAP", "X-USDT-SWAP"]  # members by rank
-    assert cov["bars"] == [[1440, 1440, 1440], [1430, 0, 0], [0, 0, 1440], [0, 100, 0]]
-    assert cov["member"] == [[1, 1, 1], [1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    # members by best rank (ties by name), then instruments that only had data
+    assert cov["instruments"] == ["A-USDT-SWAP", "C-USDT-SWAP", "B-USDT-SWAP", "X-USDT-SWAP"]
+    assert cov["bars"] == [[1440, 1440, 1440], [0, 0, 1440], [1430, 0, 0], [0, 100, 0]]
+    assert cov["member"] == [[1, 1, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0]]
     assert r.images["coverage-heatmap"].startswith(PNG_MAGIC)
 
     # gaps: B short by 10 on D1; C a member on D2 with no data at all; X is not a member
