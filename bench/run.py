@@ -80,6 +80,29 @@ def run_rebuild(*, symbols: int, days: int, repeat: int, workdir: Path, baseline
     return results
 
 
+def run_dag(*, days: int, instruments: int, workdir: Path, repeat: int) -> dict[str, object]:
+    """`snakemake -n` DAG build time for a config of `days` days x `instruments` instruments.
+
+    The workflow's DAG does not depend on the instrument count (jobs are per day; instruments
+    live inside each day's files), so this is the cost of a long history.
+    """
+    run_dir = workdir / "dag"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = run_dir / "config.yaml"
+    endpoints = type("E", (), {"rest": "https://127.0.0.1:9", "ws_public": "wss://127.0.0.1:9/ws/v5/public",
+                               "ws_business": "wss://127.0.0.1:9/ws/v5/business", "ca_file": None})()
+    first = dt.date(2023, 1, 1)
+    write_config(cfg, endpoints=endpoints, data_dir=run_dir, start=first.isoformat(),
+                 end=(first + dt.timedelta(days=days - 1)).isoformat(), size=instruments)
+    runs = [measured(["cmd", "--", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+                      "--directory", str(run_dir), "--configfile", str(cfg), "-n", "--quiet"])
+            for _ in range(repeat)]
+    wall = statistics.median(r["wall_s"] for r in runs)
+    return {"scenario": f"snakemake -n, {days} days x {instruments} instruments", "median_s": wall,
+            "candles_per_s": float("nan"), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "runs": [round(r["wall_s"], 1) for r in runs]}
+
+
 def summarise(name: str, runs: list[dict[str, float]], candles: int) -> dict[str, object]:
     wall = statistics.median(r["wall_s"] for r in runs)
     return {"scenario": name, "median_s": wall, "candles_per_s": candles / wall,
@@ -97,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = run_rebuild(symbols=args.symbols, days=args.days, repeat=args.repeat, workdir=args.workdir.resolve(),
                           baselines=not args.no_baselines)
+    results.append(run_dag(days=365, instruments=300, workdir=args.workdir.resolve(), repeat=args.repeat))
     limit = next((r["median_s"] for r in results if "limit" in str(r["scenario"])), None)
     print()
     print(f"{args.symbols} symbols x {args.days} days, medians of {args.repeat} run(s)")

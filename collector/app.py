@@ -138,6 +138,8 @@ class CollectorApp:
         self.writer: ShardWriter | None = None
         self.capture: RawCapture | None = None
         self.feed: OkxFeed | None = None
+        self._retiring: OkxFeed | None = None       # the old feed during a universe hand-over
+        self._swap_task: asyncio.Task[None] | None = None
 
     # -- start-up (blocking, before the loop) ------------------------------------------
 
@@ -260,9 +262,20 @@ class CollectorApp:
                     await loop.run_in_executor(None, self.clock.resync)
                 except Exception as exc:
                     log.warning("exchange clock resync failed (%s); keeping the current estimate", exc)
-            if self.settings.symbols is None and now >= next_universe:
+            swapping = self._swap_task is not None and not self._swap_task.done()
+            if self.settings.symbols is None and now >= next_universe and not swapping:
+                # a task: the hand-over takes seconds, and the loop must keep flushing, sealing and
+                # answering SIGTERM meanwhile
                 next_universe = now + self.settings.universe_poll_s
-                await self._maybe_swap_universe(loop)
+                self._swap_task = loop.create_task(self._swap_safely(loop))
+
+    async def _swap_safely(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            await self._maybe_swap_universe(loop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let a hand-over problem pass silently (or stop the collector)
+            log.exception("universe switch failed; still recording the current set")
 
     async def _maybe_swap_universe(self, loop: asyncio.AbstractEventLoop) -> None:
         """Switch to a newer universe file's members (start new feed, then stop the old one)."""
@@ -291,6 +304,7 @@ class CollectorApp:
         t0 = time.monotonic()
         new_feed.start(loop)
         old, self.feed, self.selection = self.feed, new_feed, selection
+        self._retiring = old
         self._expect(selection.instruments)
         if await new_feed.wait_ready(HANDOVER_TIMEOUT_S):
             await asyncio.sleep(HANDOVER_MARGIN_S)  # let the acks of every subscribe message arrive
@@ -306,6 +320,7 @@ class CollectorApp:
             self.retired_reconnects[endpoint] = self.retired_reconnects.get(endpoint, 0) + n
         self.universe_switches += 1
         await old.shutdown()
+        self._retiring = None
 
     def run(self) -> int:
         """Run until stopped; returns the process exit code."""
@@ -354,7 +369,8 @@ class CollectorApp:
 
     def _shutdown(self, loop: asyncio.AbstractEventLoop, fh: FeedHandler) -> None:
         self.phase = "stopping"
-        fh.feeds = [self.feed] if self.feed is not None else []  # the current feed (after a universe swap too)
+        # the current feed (after a universe swap too), and the old one if a hand-over is under way
+        fh.feeds = [f for f in (self.feed, self._retiring) if f is not None]
         with contextlib.suppress(Exception):
             loop.run_until_complete(asyncio.wait_for(fh.stop_async(loop=loop), 10))
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]

@@ -80,7 +80,7 @@ class Health:
 
     def render(self) -> str:
         lines = [self.headline]
-        lines += [f"  PROBLEM: {p}" for p in self.problems]
+        lines += [f"  PROBLEM: {p}" for p in self.problems[1:]]   # the first one is the headline
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  {f}" for f in self.facts]
         return "\n".join(lines)
@@ -199,7 +199,8 @@ def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, no
                      f"{cut:.0f} partial line(s)")
     healthy = not problems
     verdict = "HEALTHY" if healthy else "UNHEALTHY"
-    reason = "collector is recording" if healthy else problems[0]
+    reason = "collector is recording" if healthy else problems[0] + (
+        f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else "")
     return Health(healthy, f"{verdict}: {reason}", problems, warnings, facts)
 
 

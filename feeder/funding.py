@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,7 +39,12 @@ from typing import Any
 import polars as pl
 
 from feeder.clean import read_raw_records
-from feeder.okx import OPEN_INTEREST_REJECT_REASONS, SETTLED_FUNDING_REJECT_REASONS, parse_open_interest, parse_settled_funding
+from feeder.okx import (
+    OPEN_INTEREST_REJECT_REASONS,
+    SETTLED_FUNDING_REJECT_REASONS,
+    parse_open_interest,
+    parse_settled_funding,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +194,8 @@ class FundingHistoryCache:
         self.directory = Path(directory)
 
     def _path(self, inst: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+", inst):  # an instId, never a path
+            raise ValueError(f"not an instrument id: {inst!r}")
         return self.directory / f"{inst}.json"
 
     def load(self, inst: str) -> tuple[tuple[int, int] | None, list[dict[str, Any]]]:
@@ -227,8 +235,8 @@ def fetch_funding_day(
 
     An instrument whose cached range covers the window costs no request; otherwise its history
     from FETCH_LOOKBACK before the window to the exchange's present is fetched (paged, newest
-    first) and cached, which covers every other day of a build too. Instruments OKX rejects (unknown,
-    delisted) are reported in the summary, not fatal.
+    first) and cached, which covers every other day of a build too. Instruments OKX rejects
+    (unknown, delisted) are reported in the summary, not fatal.
     """
     from feeder.records import records_from_rest
     from feeder.rest import OkxApiError
@@ -236,8 +244,7 @@ def fetch_funding_day(
 
     start, end = funding_window(day)
     requests_before = getattr(client, "requests_sent", 0)
-    now = int(client.server_time_ms()) if now_ms is None else int(now_ms)
-    trusted_until = now - PUBLISH_MARGIN_MS + 1  # exclusive
+    now = None if now_ms is None else int(now_ms)  # the exchange's clock, asked on the first miss only
     cache = FundingHistoryCache(cache_dir)
     summary: dict[str, Any] = {"day": day.isoformat(), "instruments": len(instruments), "from_cache": 0,
                                "fetched": 0, "rows": {}, "errors": {}}  # fmt: skip
@@ -247,6 +254,9 @@ def fetch_funding_day(
         if covered is not None and covered[0] <= start and end <= covered[1]:
             summary["from_cache"] += 1
         else:
+            if now is None:
+                now = int(client.server_time_ms())
+            trusted_until = now - PUBLISH_MARGIN_MS + 1  # exclusive
             fetch_start, fetch_end = start - FETCH_LOOKBACK_MS, max(end, now + 1)
             try:
                 rows = client.funding_rate_history(inst, start_ms=fetch_start, end_ms=fetch_end)
@@ -350,7 +360,12 @@ def _derive_ws_settlement_time(parsed: pl.DataFrame) -> pl.DataFrame:
     replaces stream-derived values anyway (``superseded_by_rest``).
     """
     observed = (
-        parsed.filter((pl.col("source") == "ws") & pl.col("period_end").is_not_null() & pl.col("inst").is_not_null())
+        parsed.filter(
+            (pl.col("source") == "ws")
+            & pl.col("period_end").is_not_null()
+            & pl.col("inst").is_not_null()
+            & (pl.col("reject").is_null() | (pl.col("reject") == "not_settled"))  # a forecast push announces F too
+        )
         .select("inst", pl.col("period_end").alias("prev_announced"))
         .unique()
         .sort("prev_announced")

@@ -467,7 +467,7 @@ def write_report(
                                             ylabel="million USDT", scale=1e-6, total=True)
     if funding.height:
         figures["funding"] = _lines_figure(funding, "funding_rate",
-                                           title=f"funding rate as of each {bars_freq or 'bar'} close",
+                                           title=f"last settled funding rate known at each {bars_freq or 'bar'} close",
                                            ylabel="% per funding period", scale=100.0)
 
     n_member_days = int(coverage["member"].sum())
@@ -572,7 +572,7 @@ def write_report(
                          .sort("inst"))
         funding_body = (_img(figures["funding"], "funding rates", "funding-plot")
                         + f'<p class="note">The funding_rate field of the {html.escape(bars_freq or "resampled")} '
-                        "bars (point-in-time: the rate known at each bar's close).</p>"
+                        "bars: point-in-time, the last settled rate known at each bar's close (docs/fields.md).</p>"
                         + _table("funding", funding_table, text_cols=("inst", "first", "last"),
                                  fmt={"mean_pct": ".5f"}))
     else:

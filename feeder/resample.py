@@ -28,7 +28,16 @@ import polars as pl
 
 from feeder.funding import FUNDING_MAX_AGE, OI_MAX_AGE, read_funding, read_open_interest
 
-__all__ = ["BARS_SCHEMA", "POINT_IN_TIME_FIELDS", "attach_point_in_time", "freq_minutes", "resample_bars", "resample_day"]
+__all__ = [
+    "BARS_SCHEMA",
+    "POINT_IN_TIME_FIELDS",
+    "TRADE_FIELDS",
+    "attach_point_in_time",
+    "freq_minutes",
+    "resample_bars",
+    "resample_day",
+    "trade_fields_for_minutes",
+]
 
 BARS_SCHEMA: dict[str, pl.DataType] = {
     "inst": pl.Utf8(),

@@ -470,6 +470,28 @@ def _close_quietly(shard: _OpenShard) -> None:
         shard.fd = -1
 
 
+_PROBE_PREFIX = ".write-probe-"
+
+
+def _remove_stale_probes(root: Path) -> None:
+    """Probe files of processes that died while probing (SIGKILL): remove them."""
+    for path in root.glob(f"{_PROBE_PREFIX}*"):
+        pid = path.name[len(_PROBE_PREFIX):]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                # that process is alive (it is probing right now)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
 def probe_writable(root: str | Path, *, size: int = 1 << 16) -> ShardWriteError | None:
     """Can ``root`` take a shard? Writes, fsyncs and removes a ``size``-byte probe file.
 
@@ -478,10 +500,11 @@ def probe_writable(root: str | Path, *, size: int = 1 << 16) -> ShardWriteError 
     waits while it fails, so a full disk neither crash-loops it nor makes it lose sealed data.
     """
     root = Path(root)
-    probe = root / f".write-probe-{os.getpid()}"
+    probe = root / f"{_PROBE_PREFIX}{os.getpid()}"
     fd = -1
     try:
         _makedirs_durable(root)
+        _remove_stale_probes(root)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         block = b"\0" * min(size, 1 << 16)
         left = size

@@ -55,7 +55,10 @@ def contract_values(instruments: pl.DataFrame) -> pl.DataFrame:
     cols = set(instruments.columns)
     return instruments.select(
         pl.col("instId").cast(pl.Utf8).alias("inst"),
-        (pl.col("ctVal") if "ctVal" in cols else pl.lit(None)).cast(pl.Utf8).cast(pl.Float64, strict=False).alias("ct_val"),
+        (pl.col("ctVal") if "ctVal" in cols else pl.lit(None))
+        .cast(pl.Utf8)
+        .cast(pl.Float64, strict=False)
+        .alias("ct_val"),
         (pl.col("ctType") if "ctType" in cols else pl.lit(None)).cast(pl.Utf8).alias("ct_type"),
     ).unique("inst", keep="last")
 

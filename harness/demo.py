@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         frame = read_sample(qlib_dir, f"top{args.size}", freq=freq, start=start, end=end)
         print(f"\n[demo] D.features(top{args.size}, freq={freq!r}) -> {len(frame)} rows, e.g.:")
         print(frame.head(8).to_string())
+    # the data quality report of the streamed build (offline: every input exists; mtime triggers
+    # only, so a refreshed instrument list after midnight UTC cannot ask the stopped simulator)
+    snakemake(cfg_path, "--directory", str(data), "quality_report", "--rerun-triggers", "mtime", cores=2,
+              log_path=data / "logs" / "snakemake-report.log")
+    print(f"\n[demo] data quality report: {data / 'work' / 'report' / 'quality.html'}", flush=True)
     if not args.no_research:
         research_step(data, streamed_qlib=qlib_dir, market=f"top{args.size}")
     return 0

@@ -1,15 +1,17 @@
 """Run the example research workflow on a Qlib provider directory and print the backtest summary.
 
     python -m research.run_example --provider-uri data/qlib [--freq day|60min] [--market top50]
-        [--mlflow-dir research-runs] [--windows 5,10,20] [--summary-json out.json]
+        [--mlflow-dir DIR] [--windows 5,10,20] [--start DAY] [--summary-json out.json]
 
 What it does, in one process: renders the workflow config for ``--freq``
 (``research/workflow_config_lightgbm_Alpha158_<freq>.yaml``, the same file ``qrun`` runs) with
 this dataset's values, initialises Qlib (region ``us``) with MLflow tracking in
 ``<mlflow-dir>/mlflow.db`` (SQLite: mlflow 3's file store refuses to run) and artifacts in
-``<mlflow-dir>/artifacts``, trains LightGBM on Alpha158 over the point-in-time market, predicts
-the test segment, analyses the signal (IC) and runs the TopkDropout backtest with crypto
-settings (see research/README.md), then prints the summary figures.
+``<mlflow-dir>/artifacts`` (default mlflow-dir: ``research-runs`` beside the provider directory,
+e.g. ``data/research-runs``), trains LightGBM on Alpha158 over the point-in-time market,
+predicts the test segment, analyses the signal (IC) and runs the TopkDropout backtest with
+crypto settings (see research/README.md), then prints the summary figures on stdout (Qlib's
+own progress output goes to stderr).
 
 Segments come from the dataset's calendar unless given: the first ``max(windows)`` bars are
 feature warm-up only (Alpha158 looks back up to 60 bars), the rest is split 60/20/20 into train,
@@ -20,6 +22,7 @@ bar (Qlib needs the bar after the last trading step).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -52,7 +55,12 @@ def read_calendar(provider_uri: Path, freq: str) -> list[str]:
 
 
 def auto_segments(calendar: list[str], *, warmup: int, split: tuple[float, float] = (0.6, 0.2)) -> dict[str, str]:
-    """Template values START..BACKTEST_END from a calendar (see the module docstring)."""
+    """Template values START..BACKTEST_END from a calendar (see the module docstring).
+
+    Intraday calendars: the test segment (and so the backtest) starts at 00:00 of its day. Qlib's
+    account first computes the benchmark on *daily* bars between the backtest's start and end
+    times, and a backtest with no 00:00 inside it fails ("The benchmark ... does not exist").
+    """
     usable = len(calendar) - warmup
     if usable < 10:
         raise ValueError(
@@ -64,6 +72,12 @@ def auto_segments(calendar: list[str], *, warmup: int, split: tuple[float, float
     train0 = warmup
     valid0 = train0 + n_train
     test0 = valid0 + n_valid
+    intraday = len(calendar[0]) > 10
+    if intraday and test0 < len(calendar):
+        day_start = next(i for i in range(test0, -1, -1) if i == 0 or calendar[i - 1][:10] != calendar[test0][:10])
+        if day_start - train0 >= 5:  # room for >= 3 train and >= 2 valid bars before it
+            test0 = day_start
+            valid0 = min(valid0, test0 - max(2, min(n_valid, (test0 - train0) // 3)))
     if test0 > len(calendar) - 3:
         raise ValueError(f"{len(calendar)} bars leave no test segment")
     return {
@@ -83,7 +97,8 @@ def render_config(path: Path, values: dict[str, Any]) -> dict[str, Any]:
     from jinja2 import StrictUndefined, Template
     from ruamel.yaml import YAML
 
-    text = Template(path.read_text(), undefined=StrictUndefined).render(**{k: v for k, v in values.items() if v is not None})
+    context = {k: v for k, v in values.items() if v is not None}
+    text = Template(path.read_text(), undefined=StrictUndefined).render(**context)
     return YAML(typ="safe", pure=True).load(text)
 
 
@@ -142,11 +157,11 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
         for block in analysis.index.get_level_values(0).unique()
     }
     seg = config["task"]["dataset"]["kwargs"]["segments"]
-    bt = config["port_analysis_config"]["backtest"]
-    strategy = config["port_analysis_config"]["strategy"]["kwargs"]
+    port = next(r["kwargs"]["config"] for r in config["task"]["record"] if r["class"].endswith("PortAnaRecord"))
+    bt, strategy = port["backtest"], port["strategy"]["kwargs"]
     return {
         "freq": freq,
-        "market": config["market"],
+        "market": config["task"]["dataset"]["kwargs"]["handler"]["kwargs"]["instruments"],
         "handler": config["task"]["dataset"]["kwargs"]["handler"]["class"],
         "windows": config["task"]["dataset"]["kwargs"]["handler"]["kwargs"].get("windows", list(ALPHA158_WINDOWS)),
         "segments": {k: [str(v[0]), str(v[1])] for k, v in seg.items()},
@@ -284,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider-uri", type=Path, default=REPO / "data" / "qlib")
     parser.add_argument("--freq", choices=sorted(CONFIGS), default="day")
     parser.add_argument("--market", help="Qlib market (default: the directory's top<N>)")
-    parser.add_argument("--mlflow-dir", type=Path, default=Path("research-runs"),
-                        help="where mlflow.db and the artifacts go (default ./research-runs)")
+    parser.add_argument("--mlflow-dir", type=Path,
+                        help="where mlflow.db and the artifacts go (default: research-runs beside the provider dir)")
     parser.add_argument("--start", help="ignore the calendar before this day/time (e.g. a shorter intraday run)")
     parser.add_argument("--windows", help="Alpha158-style rolling windows, e.g. 5,10,20 (default: Alpha158's 5..60)")
     parser.add_argument("--topk", type=int)
@@ -297,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     windows = [int(w) for w in args.windows.split(",")] if args.windows else None
     t0 = time.perf_counter()
-    summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
-                          mlflow_dir=args.mlflow_dir, windows=windows, topk=args.topk, n_drop=args.n_drop,
-                          num_threads=args.threads, start=args.start, config_path=args.config)
+    # Qlib and LightGBM print progress to stdout: keep stdout for the summary
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
+                              mlflow_dir=args.mlflow_dir or args.provider_uri.resolve().parent / "research-runs", windows=windows, topk=args.topk, n_drop=args.n_drop,
+                              num_threads=args.threads, start=args.start, config_path=args.config)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)

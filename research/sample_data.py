@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 EPOCH = dt.date(1970, 1, 1)
+# The price/volume fields (the sample has no funding or open interest: those need the collector).
+FIELDS = ("open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage")
 
 
 def _day_ms(day: dt.date) -> int:
@@ -130,7 +132,7 @@ def build_sample_qlib(
         membership = pl.concat([rank_day(daily, day=d, size=size, window_days=window_days) for d in days])
         market_name = f"top{size}"
         summary = export_qlib(bars_paths=bar_paths, days=days, membership=membership, market_name=market_name,
-                              qlib_dir=qlib_dir)
+                              qlib_dir=qlib_dir, fields=FIELDS)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     summary.update(market=market_name, candidates=candidates, seconds=time.perf_counter() - t0)

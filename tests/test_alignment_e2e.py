@@ -222,6 +222,8 @@ def test_coarse_bars_equal_the_exchange_bars(built, freq: str, bar: str):
     step = STEP_MIN[freq]
     compared = 0
     for inst in built["insts"]:
+        spec = market.spec(inst)
+        ct_val = spec.ct_val_mant * 10.0**spec.ct_val_exp
         minutes = {int(r[0]) for day in (SAT, SUN) for r in market.candles_1m(inst, day)}
         for row in truth_bars(market, inst, bar, ms(SAT), ms(SUN) + 86_400_000, now):
             start = int(row[0])
@@ -230,6 +232,7 @@ def test_coarse_bars_equal_the_exchange_bars(built, freq: str, bar: str):
                 continue  # not a member that day: no bar exported
             compared += 1
             o, h, lo, c, vol, amount = (f32(x) for x in (row[1], row[2], row[3], row[4], row[6], row[7]))
+            assert float(row[6]) == pytest.approx(float(row[5]) * ct_val, rel=1e-12)  # volCcy = contracts x ctVal
             assert [field(values, k) for k in ("open", "high", "low", "close")] == [o, h, lo, c], (inst, freq, start)
             assert field(values, "volume") == pytest.approx(vol, rel=2e-6)
             assert field(values, "amount") == pytest.approx(amount, rel=2e-6)

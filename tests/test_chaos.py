@@ -171,7 +171,8 @@ def test_kills_and_drops_under_supervisord_lose_nothing(tmp_path: Path) -> None:
     members = pl.read_parquet(universe_file).filter(pl.col("member")).sort("rank")["inst"].to_list()
     assert len(members) == SIZE
 
-    speed = 120  # one simulated hour = 30 real seconds
+    speed = 100  # one simulated hour = 36 real seconds
+    hour_ms = ms(f"{DAY}T23:00:00Z")
     with simulator(clock_start=f"{DAY}T23:00:00Z", speed=speed, cert_dir=certs,
                    log_path=data / "logs" / "simulator.log") as sim:
         base = write_config(cfg, endpoints=sim, data_dir=data, start=DAY, end=DAY, size=SIZE, frequencies=["1min"],
@@ -179,34 +180,47 @@ def test_kills_and_drops_under_supervisord_lose_nothing(tmp_path: Path) -> None:
         base["collector"]["flush_interval_s"] = 0.5
         cfg.write_text(yaml.safe_dump(base, sort_keys=False))
 
-        # 2. Chaos while the day's last hour streams (seeded schedule, real seconds after start-up)
-        kills = sorted(rng.uniform(2.0, 24.0) for _ in range(4))
-        for i in range(1, len(kills)):   # at least 3 s apart, so each restarted process gets to record
-            kills[i] = max(kills[i], kills[i - 1] + 3.0)
-        drops = sorted(rng.uniform(1.0, 25.0) for _ in range(3))
-        events = sorted([(t, "kill") for t in kills] + [(t, "drop") for t in drops]
-                        + [(rng.uniform(1.0, 25.0), "malformed"), (rng.uniform(1.0, 25.0), "silence")])
+        # 2. Chaos while the day's last hour streams: a seeded schedule in simulated minutes after 23:00
+        kills, at = [], 4.0
+        for _ in range(4):
+            kills.append(at)
+            at += rng.uniform(8.0, 11.0)      # 5-7 real seconds apart: each new process gets to record
+        events = sorted([(k, "kill") for k in kills] + [(rng.uniform(2.0, 55.0), "drop") for _ in range(3)]
+                        + [(rng.uniform(2.0, 55.0), "malformed"), (rng.uniform(2.0, 55.0), "silence")])
         done: Counter[str] = Counter()
         pids: list[int] = []
+        cut_conns = 0
+        sealed_seen: dict[Path, str] = {}   # every sealed shard seen before a kill, with its digest
         with supervised(cfg, data / "run") as sup:
             pids.append(sup.wait_pid())
-            t0 = time.monotonic()
-            for at, what in events:
-                time.sleep(max(0.0, t0 + at - time.monotonic()))
+            for minute, what in events:
+                wait_sim(sim, hour_ms + int(minute * 60_000))
                 if what == "kill":
+                    sealed_seen.update(_sealed_digests(data / "raw"))
                     pid = sup.pid() or sup.wait_pid()
                     os.kill(pid, signal.SIGKILL)
                     pids.append(sup.wait_pid(other_than=pid))
-                elif what == "drop":
-                    fault(sim, kind="ws_drop", abort=done["drop"] % 2 == 0)   # TCP abort, then a clean close
-                elif what == "malformed":
-                    fault(sim, kind="ws_malformed")
+                elif what == "drop":   # TCP abort, then a clean close, ...; retried while no connection is up
+                    deadline = time.monotonic() + 15
+                    while True:
+                        n = fault(sim, kind="ws_drop", abort=done["drop"] % 2 == 0)["results"][0]["dropped"]
+                        if n or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.2)
+                    cut_conns += n
+                elif what == "malformed":   # needs a connection to go to (none while restarting)
+                    deadline = time.monotonic() + 15
+                    while fault(sim, kind="ws_malformed")["results"][0]["sent"] == 0 and time.monotonic() < deadline:
+                        time.sleep(0.2)
                 else:
                     fault(sim, kind="ws_silence", seconds=1.0)
                 done[what] += 1
             # 3. Past the day's end (its 23:59 bar arrives in hour 00), then a normal stop seals everything
-            wait_sim(sim, ms(f"{DAY}T00:00:00Z") + 86_400_000 + 2 * 60_000)
-            time.sleep(1.0)
+            wait_sim(sim, hour_ms + 62 * 60_000)
+            deadline = time.monotonic() + 30
+            while "RUNNING" not in sup.ctl("status", "collector"):
+                assert time.monotonic() < deadline, sup.log()
+                time.sleep(0.2)
             stopped = sup.ctl("stop", "collector")
             sv_log, col_log = sup.log(), sup.collector_log()
         assert "collector: stopped" in stopped, stopped
@@ -214,10 +228,12 @@ def test_kills_and_drops_under_supervisord_lose_nothing(tmp_path: Path) -> None:
         assert sv_log.count("terminated by SIGKILL; not expected") == done["kill"], sv_log
         assert "stopped: collector (exit status 0)" in sv_log, sv_log
         assert not list((data / "raw").rglob("*.open")), "unsealed shards after the final SIGTERM"
+        assert sealed_seen and all(_sealed_digests(data / "raw").get(p) == d for p, d in sealed_seen.items()), \
+            "a sealed shard was modified"
         cut = sum(int(n) for n in re.findall(r"recovered \d+ unsealed shard\(s\), cut (\d+) partial", col_log))
         recovered = sum(int(n) for n in re.findall(r"recovered (\d+) unsealed shard", col_log))
         reconnects = col_log.count("reconnected to")
-        assert "'not_json'" in col_log  # the malformed frames were counted (and not written)
+        assert "not recorded (not_json" in col_log  # the malformed frames were logged and counted, not written
 
         # every sealed line is a record; closed candles only; no (inst, ts) twice in the stream
         stream = list(S.read_records(S.sealed_shards(data / "raw", "ws", "candle1m")))
@@ -233,31 +249,33 @@ def test_kills_and_drops_under_supervisord_lose_nothing(tmp_path: Path) -> None:
 
     got = qlib_1min(data / "qlib", members, DAY)
     quality = json.loads((data / "work" / "quality" / f"{DAY}.json").read_text())
-    from_ws = from_rest = compared = 0
+    from_ws = from_rest = compared = expected = 0
     for inst in members:
-        truth = market.candles_1m(inst, DAY)
-        assert len(truth) == 1440, (inst, len(truth))
+        truth = market.candles_1m(inst, DAY)   # the exchange's bars (a minute without trades has none)
+        assert len(truth) > 1400, (inst, len(truth))
+        expected += len(truth)
         clean = pl.read_parquet(data / "work" / "clean" / DAY / f"{inst}.parquet")
-        assert clean.height == 1440 and clean["ts"].n_unique() == 1440, (inst, clean.height)  # none lost, none doubled
+        # none lost, none doubled, none invented
+        assert clean.height == len(truth) and clean["ts"].n_unique() == len(truth), (inst, clean.height)
         counts = dict(clean.group_by("source").len().iter_rows())
         from_ws += counts.get("ws", 0)
         from_rest += counts.get("rest", 0)
         bars = got[inst]
         present = [ts for ts, vals in bars.items() if ts.startswith(DAY) and not np.isnan(vals[3])]
-        assert len(present) == 1440, (inst, len(present))
+        assert len(present) == len(truth), (inst, len(present))
         for row in truth:
             ts = dt.datetime.fromtimestamp(int(row[0]) / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
             want = np.float32([row[1], row[2], row[3], row[4], row[6], row[7]])
             assert np.array_equal(np.float32(bars[ts]), want), (inst, ts, bars[ts], row)
             compared += 1
-    print(f"\nchaos: {done['kill']} SIGKILLs (pids {pids}), {done['drop']} connection drops, "
+    print(f"\nchaos: {done['kill']} SIGKILLs (pids {pids}), {done['drop']} connection drops ({cut_conns} connections cut), "
           f"{done['malformed']} malformed frame(s), {done['silence']} silence(s); {reconnects} reconnects; "
           f"recovery sealed {recovered} shard(s) and cut {cut} partial line(s)")
     print(f"chaos: {compared} one-minute bars of {len(members)} members compared with the ground truth: "
           f"{from_ws} from the stream, {from_rest} from REST repair; {ws_doubles} doubled in the stream, "
           f"{quality['duplicates']} duplicates dropped by cleaning")
-    assert compared == 1440 * SIZE and from_ws + from_rest == compared
-    assert from_ws > 100, "the stream recorded (almost) nothing between the kills"
+    assert compared == expected and from_ws + from_rest == compared
+    assert from_ws >= 25, "the stream recorded (almost) nothing between the kills"
     assert ws_doubles == 0
     assert done["kill"] == 4 and done["drop"] == 3
 
@@ -312,7 +330,7 @@ def test_disk_full_exits_3_keeps_sealed_shards_and_resumes(tmp_path: Path) -> No
     raw = tmp_path / "rawfs"
     use_tmpfs = _mount_tmpfs(raw, "3m")
     try:
-        with simulator(clock_start="2024-03-04T22:57:00Z", speed=60, cert_dir=tmp_path / "certs",
+        with simulator(clock_start="2024-03-04T22:52:00Z", speed=60, cert_dir=tmp_path / "certs",
                        log_path=tmp_path / "simulator.log") as sim:
             cfg = tmp_path / "config.yaml"
             base = write_config(cfg, endpoints=sim, data_dir=tmp_path, start=DAY, end=DAY, size=3,

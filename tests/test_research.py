@@ -21,8 +21,6 @@ import pytest
 
 from harness.processes import REPO
 
-pytestmark = pytest.mark.slow
-
 FIRST, LAST = dt.date(2023, 5, 1), dt.date(2023, 10, 31)  # 184 days: Alpha158's 60-day warm-up + 124
 N_SYMBOLS, SIZE = 10, 6
 FEE = 0.0005
@@ -69,6 +67,7 @@ def read_calendar(qlib_dir: Path, freq: str) -> list[str]:
     return (qlib_dir / "calendars" / f"{freq}.txt").read_text().split("\n")[:-1]
 
 
+@pytest.mark.slow
 def test_daily_example_trains_a_model_and_backtests_with_positions(provider: Path, tmp_path: Path):
     workdir = tmp_path / "cwd"
     workdir.mkdir()
@@ -125,6 +124,7 @@ def test_daily_example_trains_a_model_and_backtests_with_positions(provider: Pat
     assert not (REPO / "mlruns").exists()
 
 
+@pytest.mark.slow
 def test_intraday_example_on_60min_bars(provider: Path, tmp_path: Path):
     mlflow_dir = tmp_path / "mlflow"
     summary = run_example(tmp_path, "--provider-uri", str(provider), "--freq", "60min", "--mlflow-dir",
@@ -164,6 +164,7 @@ def test_shipped_configs_render_with_crypto_settings():
         assert records["SigAnaRecord"]["kwargs"]["ann_scaler"] == (365 if freq == "day" else 8760)
 
 
+@pytest.mark.slow
 def test_qrun_runs_the_shipped_config(provider: Path, tmp_path: Path):
     """Plain `qrun` (Qlib's CLI) with the variables as environment variables, as documented."""
     from research.run_example import CONFIGS, auto_segments
@@ -195,3 +196,19 @@ def test_periods_per_year():
     assert periods_per_year("1day") == 365
     assert periods_per_year("60min") == 8760
     assert periods_per_year("1min") == 525_600
+
+
+def test_auto_segments():
+    from research.run_example import auto_segments
+
+    days = [(dt.date(2024, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(160)]
+    seg = auto_segments(days, warmup=60)
+    assert (seg["START"], seg["TRAIN_START"], seg["END"], seg["BACKTEST_END"]) == (days[0], days[60], days[-1], days[-2])
+    assert seg["TRAIN_END"] < seg["VALID_START"] <= seg["VALID_END"] < seg["TEST_START"]
+    assert days.index(seg["TEST_START"]) - days.index(seg["VALID_START"]) == 20  # 60/20/20 of the 100 after warm-up
+    # intraday: the test segment starts at 00:00 (Qlib's account needs a daily bar inside the backtest)
+    hours = [f"2024-03-0{1 + i // 24} {i % 24:02d}:00:00" for i in range(72)]
+    seg = auto_segments(hours, warmup=12)
+    assert seg["TEST_START"] == "2024-03-03 00:00:00" and seg["VALID_END"] == "2024-03-02 23:00:00"
+    with pytest.raises(ValueError, match="too short"):
+        auto_segments(days[:65], warmup=60)

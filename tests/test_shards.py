@@ -195,8 +195,11 @@ def test_enospc_raises_clear_error_and_keeps_sealed_shards(tmp_path: Path, monke
 def test_efbig_hint_and_probe_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     err = S.ShardWriteError(tmp_path / "x.jsonl.open", OSError(errno.EFBIG, "File too large"))
     assert "file size limit" in str(err) and "Sealed shards are untouched" in str(err)
+    (tmp_path / "raw").mkdir()
+    stale = tmp_path / "raw" / ".write-probe-999999999"   # left by a process killed while probing
+    stale.write_bytes(b"\0" * 10)
     assert S.probe_writable(tmp_path / "raw") is None
-    assert not [p for p in (tmp_path / "raw").iterdir()]  # the probe file is removed
+    assert not [p for p in (tmp_path / "raw").iterdir()]  # the probe file is removed, the stale one too
 
     def full(fd: int, data) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -3,8 +3,8 @@
 #
 # funding_history  REST funding-rate-history of the day's universe members -> raw rest shard
 #                  (a per-instrument cache in work/.funding-history makes later days free)
-# clean_funding    settled rates usable by the day's bars (REST + stream), deduplicated
-# clean_open_interest  the stream's open-interest pushes usable by the day's bars
+# clean_funding_oi settled rates usable by the day's bars (REST + stream) and the stream's
+#                  open-interest pushes, deduplicated (one job: both are small)
 # clean_trades     per-minute trade counts and taker buy volume (only with the trades channel)
 
 include: "funding_inputs.smk"
@@ -28,33 +28,22 @@ rule funding_history:
         "../scripts/funding_history.py"
 
 
-rule clean_funding:
+rule clean_funding_oi:
     input:
         rest=rules.funding_history.output[0],
-        stream=ws_funding_shards,
+        funding_stream=ws_funding_shards,
+        open_interest_stream=ws_open_interest_shards,
     output:
         funding=f"{WORK}/funding/{{day}}.parquet",
-        quality=f"{WORK}/quality/funding/{{day}}.json",
-    log:
-        f"{LOGS}/clean_funding/{{day}}.log",
-    conda:
-        "../../envs/feeder.yaml"
-    script:
-        "../scripts/clean_funding.py"
-
-
-rule clean_open_interest:
-    input:
-        stream=ws_open_interest_shards,
-    output:
         open_interest=f"{WORK}/open_interest/{{day}}.parquet",
-        quality=f"{WORK}/quality/open-interest/{{day}}.json",
+        funding_quality=f"{WORK}/quality/funding/{{day}}.json",
+        open_interest_quality=f"{WORK}/quality/open-interest/{{day}}.json",
     log:
-        f"{LOGS}/clean_open_interest/{{day}}.log",
+        f"{LOGS}/clean_funding_oi/{{day}}.log",
     conda:
         "../../envs/feeder.yaml"
     script:
-        "../scripts/clean_open_interest.py"
+        "../scripts/clean_funding_oi.py"
 
 
 if TRADES_COLLECTED:

@@ -6,8 +6,8 @@
 rule resample:
     input:
         bars=rules.clean.output.bars,
-        funding=rules.clean_funding.output.funding,
-        open_interest=rules.clean_open_interest.output.open_interest,
+        funding=rules.clean_funding_oi.output.funding,
+        open_interest=rules.clean_funding_oi.output.open_interest,
         trades=trades_of_day,
     output:
         f"{WORK}/bars/{{freq}}/{{day}}.parquet",
