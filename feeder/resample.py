@@ -221,17 +221,40 @@ def resample_day(
     open_interest_path: Path | None = None,
     trades_path: Path | None = None,
 ) -> pl.DataFrame:
-    """Resample one cleaned day (``clean/<day>/*.parquet``) into ``bars/<freq>/<day>.parquet``.
+    """Resample one cleaned day into ``bars/<freq>/<day>.parquet`` (one frequency).
 
+    See :func:`resample_day_all`, which does every frequency from one read.
+    """
+    return resample_day_all(clean_dir=clean_dir, day=day, out_paths={freq: out_path}, funding_path=funding_path,
+                            open_interest_path=open_interest_path, trades_path=trades_path)[freq]
+
+
+def resample_day_all(
+    *,
+    clean_dir: Path,
+    day: dt.date,
+    out_paths: dict[str, Path],
+    funding_path: Path | None = None,
+    open_interest_path: Path | None = None,
+    trades_path: Path | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Resample one cleaned day (``clean/<day>/*.parquet``) into every frequency of ``out_paths``.
+
+    The day's inputs are read once and every frequency is derived from them: one job per day,
+    not per day and frequency, because a job's process start-up costs more than the work.
     ``funding_path`` (work/funding/<day>.parquet), ``open_interest_path``
     (work/open_interest/<day>.parquet) and ``trades_path`` (work/trades/<day>.parquet, per-minute
     sums) are optional; without them the corresponding fields are null. Writes an empty file
     with BARS_SCHEMA when the day has no data, so downstream rules always find their input.
-    Rows outside ``day`` (impossible after feeder.clean) are ignored. Returns the written frame.
+    Rows outside ``day`` (impossible after feeder.clean) are ignored. Returns the written frames.
     """
-    freq_minutes(freq)  # fail before reading anything
+    for freq in out_paths:
+        freq_minutes(freq)  # fail before reading anything
     clean_dir = Path(clean_dir)
     files = sorted(clean_dir.glob("*.parquet"))
+    written: dict[str, pl.DataFrame] = {}
+    bars_1m: pl.DataFrame | None = None
+    funding = open_interest = None
     if files:
         start = dt.datetime.combine(day, dt.time())
         bars_1m = (
@@ -242,15 +265,20 @@ def resample_day(
         )
         if trades_path is not None:
             bars_1m = trade_fields_for_minutes(bars_1m, pl.read_parquet(trades_path))
-        bars = resample_bars(bars_1m, freq)
-        bars = attach_point_in_time(
-            bars, freq,
-            funding=read_funding(funding_path) if funding_path else None,
-            open_interest=read_open_interest(open_interest_path) if open_interest_path else None,
-        )  # fmt: skip
-    else:
-        bars = pl.DataFrame(schema=BARS_SCHEMA)
-    out_path = Path(out_path)
+        funding = read_funding(funding_path) if funding_path else None
+        open_interest = read_open_interest(open_interest_path) if open_interest_path else None
+    for freq, out_path in out_paths.items():
+        if bars_1m is not None:
+            bars = attach_point_in_time(resample_bars(bars_1m, freq), freq, funding=funding,
+                                        open_interest=open_interest)
+        else:
+            bars = pl.DataFrame(schema=BARS_SCHEMA)
+        _write_atomically(bars, Path(out_path))
+        written[freq] = bars
+    return written
+
+
+def _write_atomically(bars: pl.DataFrame, out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
@@ -261,4 +289,3 @@ def resample_day(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return bars

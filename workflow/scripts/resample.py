@@ -6,15 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
 from feeder.logs import setup_logging  # noqa: E402
-from feeder.resample import resample_day  # noqa: E402
+from feeder.resample import resample_day_all  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821
 trades = list(snakemake.input.trades)  # noqa: F821
-resample_day(
+resample_day_all(
     clean_dir=Path(snakemake.input.bars),  # noqa: F821
     day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
-    freq=snakemake.wildcards.freq,  # noqa: F821
-    out_path=Path(snakemake.output[0]),  # noqa: F821
+    out_paths=dict(zip(snakemake.params.freqs, map(Path, snakemake.output))),  # noqa: F821
     funding_path=Path(snakemake.input.funding),  # noqa: F821
     open_interest_path=Path(snakemake.input.open_interest),  # noqa: F821
     trades_path=Path(trades[0]) if trades else None,
