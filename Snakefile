@@ -22,6 +22,6 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        QLIB_DIR,
+        QLIB_MANIFEST,
         f"{WORK}/coverage.parquet",
     default_target: True

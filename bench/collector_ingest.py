@@ -1,6 +1,6 @@
 """Collector ingest benchmark: sustained messages/s into sealed shards, and peak RSS.
 
-    python -m bench.collector_ingest [--seconds 20] [--rate 50000] [--symbols 10] [--repeat 1]
+    python -m bench.collector_ingest [--seconds 20] [--rate 40000] [--symbols 10] [--repeat 1]
 
 What runs: the local OKX simulator (``python -m okxsim``, its own process) and the real collector
 (``python -m collector``, its own process, cryptofeed over TLS), subscribed to ``candle1m`` of
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -171,7 +170,7 @@ def run_once(*, seconds: float, rate: float, symbols: int, workdir: Path, mode: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=20.0, help="burst length (default 20)")
-    p.add_argument("--rate", type=float, default=50000.0, help="frames/s the simulator offers (default 50000)")
+    p.add_argument("--rate", type=float, default=40000.0, help="frames/s the simulator offers (default 40000)")
     p.add_argument("--symbols", type=int, default=10, help="swaps subscribed (default 10)")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--mode", choices=("updates", "closed", "both"), default="updates",

@@ -59,7 +59,6 @@ class RawCapture:
         channels: Collection[str],
         on_fatal: Callable[[BaseException], None] | None = None,
         candle_updates: bool = False,
-        metrics: object | None = None,  # accepted for compatibility; metrics read this object's counters
     ) -> None:
         self.writer = writer
         self.clock = clock

@@ -40,9 +40,6 @@ FALLBACK_MAX_SILENCE_S = 300.0
 LIST_AT_MOST = 8  # instruments named per line
 
 
-Labels = tuple[tuple[str, str], ...]
-
-
 @dataclass
 class Scrape:
     """Samples by metric name: a list of (labels dict, value)."""

@@ -14,8 +14,10 @@ Qlib 0.9.7's on-disk format (STACK-FACTS.md) and the traps this module avoids on
   last bar, NaN where there is no bar. ``factor`` is 1.0 where a bar exists (no adjustments
   in crypto), so Qlib's adjusted-price logic sees real bars and NaN holes alike.
 
-The directory is built beside ``qlib_dir`` and swapped in at the end, so a reader (a notebook,
-a running backtest) never sees a half-written provider.
+Publishing is atomic and versioned: each export is built in ``<qlib_dir>.versions/<id>/`` and
+``qlib_dir`` is a symbolic link switched to it in one ``rename``. A reader (a notebook, a running
+backtest) never sees a half-written provider, and one that resolved the link keeps a consistent
+version: the previous version is kept until the next publish.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from feeder.clean import replace_directory
 from feeder.resample import BARS_SCHEMA, MINUTE_MS, freq_minutes
 
 log = logging.getLogger(__name__)
@@ -330,8 +331,9 @@ def export_qlib(
         freq_minutes(freq)  # validate every name before writing anything
 
     qlib_dir = Path(qlib_dir)
-    qlib_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{qlib_dir.name}.", suffix=".tmp", dir=qlib_dir.parent))
+    versions = _versions_dir(qlib_dir)
+    versions.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-", suffix=".tmp", dir=versions))
     summary: dict[str, Any] = {"first_day": first_day.isoformat(), "last_day": last_day.isoformat(), "freqs": {}}
     try:
         tmp.chmod(0o755)
@@ -362,7 +364,8 @@ def export_qlib(
         _write_tsv(market, tmp / "instruments" / f"{market_name.lower()}.txt")
         summary["instruments"] = all_spans.height
         summary["market_spans"] = market.height
-        replace_directory(tmp, qlib_dir)
+        version = publish_version(tmp, qlib_dir)
+        log.info("qlib export published %s -> %s", qlib_dir, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -407,3 +410,51 @@ def export_from_workflow(
         qlib_dir=Path(qlib_dir),
         fields=fields,
     )
+
+
+def write_manifest(path: Path, *, qlib_dir: Path, summary: dict[str, Any]) -> None:
+    """Record what was published where (the workflow's output for the export rule)."""
+    import json
+    import os
+
+    payload = {"qlib_dir": str(Path(qlib_dir).resolve()),
+               "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **summary}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+KEEP_VERSIONS = 2  # the current one and the one before it (readers still on it stay consistent)
+
+
+def _versions_dir(qlib_dir: Path) -> Path:
+    return qlib_dir.with_name(qlib_dir.name + ".versions")
+
+
+def publish_version(build: Path, qlib_dir: Path) -> Path:
+    """Atomically point ``qlib_dir`` (a symlink) at the finished ``build``; prune old versions.
+
+    A pre-existing real directory at ``qlib_dir`` (older layout) is moved into the versions
+    directory first, then replaced by the link in the same atomic step where the kernel allows.
+    """
+    import os
+
+    versions = _versions_dir(qlib_dir)
+    final = versions / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    os.replace(build, final)
+    link_tmp = qlib_dir.with_name(f".{qlib_dir.name}.link.tmp")
+    link_tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(final, qlib_dir.parent), link_tmp)
+    if qlib_dir.exists() and not qlib_dir.is_symlink():
+        legacy = versions / "legacy"
+        shutil.rmtree(legacy, ignore_errors=True)
+        os.replace(qlib_dir, legacy)  # an instant without qlib_dir: only when migrating a real directory
+    os.replace(link_tmp, qlib_dir)
+    current = {final.name}
+    kept = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("build-")),
+                  key=lambda p: p.name)
+    for old in kept[:-KEEP_VERSIONS]:
+        if old.name not in current:
+            shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -278,7 +278,10 @@ def test_reexport_swaps_directory(tmp_path: Path) -> None:
     assert not (qlib_dir / "features" / "doge-usdt-swap").exists()
     start, close = decode_feature((qlib_dir / "features" / "eth-usdt-swap" / "close.1min.bin").read_bytes())
     assert start == 0 and len(close) == 1321
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars", "qlib"]  # no temp dirs left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars", "qlib", "qlib.versions"]  # no temp dirs left
+    assert qlib_dir.is_symlink()  # published atomically: the link moved to the new version
+    versions = sorted(p.name for p in (tmp_path / "qlib.versions").iterdir())
+    assert len(versions) == 2 and not [v for v in versions if v.startswith("build-")]  # previous one kept
 
 
 def test_export_from_workflow_matches_export_qlib(dataset: dict[str, Any], tmp_path: Path) -> None:

@@ -89,3 +89,79 @@ def test_a_scheduled_run_overlapping_a_running_one_skips_or_waits(tmp_path):
     assert "workflow run finished" in out_wait
     status = yaml.safe_load((tmp_path / "data" / "work" / "build-status.json").read_text())
     assert status["covered_through"] == "2024-03-04"
+
+
+def qlib_dir_is_consistent(qlib: Path) -> bool | None:
+    """None if absent; else True when every calendar, instrument list and bin agrees.
+
+    Like a reader that opened the dataset, it pins the published version (resolves the link)
+    before reading, so a publish in the middle of the check cannot mix two versions.
+    """
+    if not qlib.exists():
+        return None
+    import numpy as np
+
+    qlib = qlib.resolve()
+
+    cal = {p.name.split(".")[0]: len(p.read_text().splitlines()) for p in (qlib / "calendars").glob("*.txt")}
+    insts = [line.split("\t")[0].lower() for line in (qlib / "instruments" / "all.txt").read_text().splitlines()]
+    for inst in insts:
+        for freq, slots in cal.items():
+            bins = list((qlib / "features" / inst).glob(f"*.{freq}.bin"))
+            if not bins:
+                return False
+            for b in bins:
+                data = np.fromfile(b, dtype="<f4")
+                if data.size < 2 or int(data[0]) + data.size - 1 > slots:
+                    return False
+    return bool(cal) and bool(insts)
+
+
+def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishes(tmp_path):
+    import os
+    import signal
+    import threading
+
+    with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-01",
+                          history_limit_max=300) as sim:
+        data = tmp_path / "data"
+        config_path = tmp_path / "config.yaml"
+        write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end="2024-03-03", size=4,
+                     frequencies=["1min", "day"])
+        run = lambda *a: subprocess.Popen(  # noqa: E731
+            [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path), *a],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        first = run()
+        assert first.wait(timeout=300) == 0, first.stdout.read()[-3000:]
+        qlib = data / "qlib"
+        assert qlib_dir_is_consistent(qlib)
+
+        # a reader polls the dataset for the whole time the next (extended) build runs
+        seen: list[bool | None] = []
+        stop_reading = threading.Event()
+
+        def reader() -> None:
+            while not stop_reading.is_set():
+                seen.append(qlib_dir_is_consistent(qlib))
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end="2024-03-05", size=4,
+                         frequencies=["1min", "day"])
+            second = run()
+            # kill it once the new days' cleaning has begun (mid-run), with everything it started
+            deadline = time.monotonic() + 120
+            while not (data / "work" / "clean" / "2024-03-05").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait()
+            assert (data / "work" / "build-status.json").exists()
+            third = run()
+            out, _ = third.communicate(timeout=300)
+            assert third.returncode == 0, out[-3000:]
+        finally:
+            stop_reading.set()
+            thread.join()
+    assert seen and all(state is True for state in seen), "a reader saw a missing or half-written dataset"
+    assert (qlib / "calendars" / "day.txt").read_text().split() == ["2024-03-03", "2024-03-04", "2024-03-05"]

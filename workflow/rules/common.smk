@@ -14,6 +14,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 RAW = config["paths"]["raw"]
 WORK = config["paths"]["work"]
 QLIB_DIR = config["paths"]["qlib"]
+QLIB_MANIFEST = f"{WORK}/qlib-published.json"
 DAYS = [d.isoformat() for d in build_days(config)]
 FREQS = config["frequencies"]
 MARKET = market_name(config)

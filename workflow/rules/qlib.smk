@@ -15,8 +15,12 @@ rule qlib:
         bars=expand(f"{WORK}/bars/{{freq}}/{{day}}.parquet", freq=FREQS, day=DAYS),
         universes=expand(f"{WORK}/universe/{{day}}.parquet", day=DAYS),
     output:
-        directory(QLIB_DIR),
+        # A manifest, not the directory itself: Snakemake deletes a job's outputs before it
+        # runs, and readers (a notebook, a backtest) must keep seeing the previous dataset until
+        # the new one is swapped in whole. The directory is paths.qlib.
+        QLIB_MANIFEST,
     params:
+        qlib_dir=QLIB_DIR,
         freqs=FREQS,
         days=DAYS,
         market=MARKET,
