@@ -368,6 +368,8 @@ def export_qlib(
         log.info("qlib export published %s -> %s", qlib_dir, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not any(versions.iterdir()):
+            versions.rmdir()  # a failed first export leaves nothing behind
         raise
     log.info("qlib export %s: %s", qlib_dir, summary)
     return summary
