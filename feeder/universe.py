@@ -189,20 +189,18 @@ def rank_live_tickers(tickers: list[dict[str, Any]], instruments: pl.DataFrame, 
 # -- stage entry points (called by workflow/scripts) -------------------------------------------
 
 
-def fetch_instruments(*, exchange: dict[str, Any], inst_type: str, snapshot_dir: Path, out_path: Path) -> pl.DataFrame:
-    """Record today's instrument list and write the union of every snapshot recorded so far.
+def record_instruments(client: Any, *, inst_type: str, snapshot_dir: Path) -> pl.DataFrame:
+    """Archive the instrument list as OKX publishes it now; return the union of all snapshots.
 
-    OKX lists only live instruments. Each run archives the list as OKX published it, dated by
-    the exchange's clock, as ``<snapshot_dir>/<YYYY-MM-DD>.jsonl`` (raw, one item per line);
-    the Parquet written to ``out_path`` holds every instrument ever seen, with ``first_seen``,
-    ``last_seen`` and ``live_now``, so instruments delisted later stay in history.
+    OKX lists only live instruments. Each call archives the list, dated by the exchange's clock,
+    as ``<snapshot_dir>/<YYYY-MM-DD>.jsonl`` (raw, one item per line); the frame returned holds
+    every instrument ever seen, with ``first_seen``, ``last_seen`` and ``live_now``, so
+    instruments delisted later stay in history.
     """
-    from feeder.rest import OkxRestClient
     from feeder.shards import write_shard_atomically
 
-    with OkxRestClient.from_exchange(exchange) as client:
-        items = client.instruments(inst_type)
-        now_ms = client.server_time_ms()
+    items = client.instruments(inst_type)
+    now_ms = client.server_time_ms()
     day = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).date()
     write_shard_atomically(
         snapshot_dir / f"{day.isoformat()}.jsonl",
@@ -212,7 +210,6 @@ def fetch_instruments(*, exchange: dict[str, Any], inst_type: str, snapshot_dir:
     frame = instruments_union(snapshot_dir)
     log.info("instruments: %d %s listed now; %d known from %d snapshots", len(items), inst_type,
              frame.height, len(list(snapshot_dir.glob("*.jsonl"))))
-    _write_parquet_atomically(frame, out_path)
     return frame
 
 
@@ -237,16 +234,49 @@ def instruments_union(snapshot_dir: Path) -> pl.DataFrame:
     )
 
 
+class DailyMetricCache:
+    """Per-instrument daily metric history with the last complete day it is known to cover.
+
+    Why: a day's ranking input must be one file per day (so that adding a day never rewrites,
+    and so never rebuilds, the days before it), but fetching per day would cost one request per
+    instrument per day. One paged fetch per instrument fills the cache for every day of a build;
+    each later day costs one request per instrument. Past daily turnover never changes.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, inst: str) -> Path:
+        return self.root / f"{inst}.parquet"
+
+    def load(self, inst: str) -> tuple[dt.date | None, pl.DataFrame]:
+        path = self._path(inst)
+        if not path.exists():
+            return None, pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+        frame = pl.read_parquet(path)
+        covered = frame["covered_through"][0] if frame.height else None
+        return covered, frame.drop("covered_through")
+
+    def store(self, inst: str, covered_through: dt.date, frame: pl.DataFrame) -> None:
+        _write_parquet_atomically(frame.with_columns(covered_through=pl.lit(covered_through, pl.Date)), self._path(inst))
+
+
 def fetch_daily_metrics(
     *,
     exchange: dict[str, Any],
     universe_cfg: dict[str, Any],
-    instruments_path: Path,
-    first_day: dt.date,
-    last_day: dt.date,
+    day: dt.date,
+    history_start: dt.date,
+    snapshot_dir: Path,
+    cache_dir: Path,
     out_path: Path,
+    instruments_out: Path,
 ) -> pl.DataFrame:
-    """Fetch the daily ranking metric of every eligible instrument for [first_day, last_day].
+    """The ranking metric of every eligible instrument on ``day`` → ``out_path``.
+
+    Also archives today's instrument list and writes the union of every snapshot so far to
+    ``instruments_out`` (the listing facts the universe of the next day uses).
 
     ``quote_volume``: the ``volCcyQuote`` of OKX ``1Dutc`` candles (USDT turnover of the UTC day).
     ``abs_funding_rate``: the mean absolute settled funding rate of each UTC day.
@@ -262,24 +292,41 @@ def fetch_daily_metrics(
             "over REST; ranking from the collector's recorded open interest is not built yet. "
             "Use quote_volume (default) or abs_funding_rate."
         )
-    candidates = eligible(pl.read_parquet(instruments_path), universe_cfg)["instId"].to_list()
-    start_ms = _day_ms(first_day)
-    end_ms = _day_ms(last_day + dt.timedelta(days=1))
+    cache = DailyMetricCache(cache_dir / rank_by)
     frames: list[pl.DataFrame] = []
     with OkxRestClient.from_exchange(exchange) as client:
+        union = record_instruments(client, inst_type=universe_cfg.get("inst_type", "SWAP"), snapshot_dir=snapshot_dir)
+        _write_parquet_atomically(union, instruments_out)
+        now_ms = client.server_time_ms()
+        newest_complete = (dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc) - dt.timedelta(days=1)).date()
+        if day > newest_complete:
+            raise ValueError(f"daily metrics for {day}: the day is not over at the exchange yet (its time is "
+                             f"{dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc):%Y-%m-%d %H:%M} UTC).")
+        candidates = eligible(union, universe_cfg)["instId"].to_list()
+        fetched = 0
         for i, inst in enumerate(candidates, 1):
-            try:
-                if rank_by == "quote_volume":
-                    rows = client.history_candles(inst, "1Dutc", start_ms=start_ms, end_ms=end_ms)
-                    frames.append(daily_metric_frame({inst: rows}))
-                else:
-                    rows = client.funding_rate_history(inst, start_ms=start_ms, end_ms=end_ms)
-                    frames.append(funding_metric_frame(inst, rows))
-            except OkxApiError as exc:
-                log.warning("daily metrics: skipping %s: %s", inst, exc)
+            covered, history = cache.load(inst)
+            if covered is None or covered < day:
+                lo = history_start if covered is None else covered + dt.timedelta(days=1)
+                try:
+                    if rank_by == "quote_volume":
+                        rows = client.history_candles(inst, "1Dutc", start_ms=_day_ms(lo),
+                                                      end_ms=_day_ms(newest_complete + dt.timedelta(days=1)))
+                        new = daily_metric_frame({inst: rows})
+                    else:
+                        rows = client.funding_rate_history(inst, start_ms=_day_ms(lo),
+                                                           end_ms=_day_ms(newest_complete + dt.timedelta(days=1)))
+                        new = funding_metric_frame(inst, rows)
+                except OkxApiError as exc:
+                    log.warning("daily metrics: skipping %s: %s", inst, exc)
+                    continue
+                history = pl.concat([history, new]).unique(["inst", "day"], keep="last").sort("day")
+                cache.store(inst, newest_complete, history)
+                fetched += 1
+            frames.append(history.filter(pl.col("day") == day))
             if i % 20 == 0 or i == len(candidates):
-                log.info("daily metrics (%s): %d/%d instruments, %d requests", rank_by, i, len(candidates),
-                         client.requests_sent)
+                log.info("daily metrics %s (%s): %d/%d instruments, %d fetched, %d requests", day, rank_by, i,
+                         len(candidates), fetched, client.requests_sent)
     daily = pl.concat(frames) if frames else pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
     _write_parquet_atomically(daily, out_path)
     return daily
@@ -302,11 +349,13 @@ def funding_metric_frame(inst: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
-def build_universe_day(*, daily_path: Path, instruments_path: Path, day: dt.date, size: int, window_days: int,
-                       out_path: Path) -> pl.DataFrame:
-    """Rank day ``day`` from the daily metrics file and write its full ranking."""
+def build_universe_day(*, daily_paths: list[Path], instruments_path: Path, day: dt.date, size: int,
+                       window_days: int, out_path: Path) -> pl.DataFrame:
+    """Rank day ``day`` from the daily metric files of the days before it; write its full ranking."""
     listed = listed_on(pl.read_parquet(instruments_path), day)
-    ranking = rank_day(pl.read_parquet(daily_path), day=day, size=size, window_days=window_days, listed=listed)
+    daily = pl.concat([pl.read_parquet(p) for p in daily_paths]) if daily_paths else \
+        pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+    ranking = rank_day(daily, day=day, size=size, window_days=window_days, listed=listed)
     log.info("universe %s: %d ranked, %d members; top: %s", day, ranking.height,
              int(ranking["member"].sum()), ", ".join(members(ranking)[:5]))
     _write_parquet_atomically(ranking, out_path)

@@ -62,29 +62,32 @@ def test_lock_is_exclusive_and_released_when_the_holder_dies(tmp_path):
 
 
 def test_a_scheduled_run_overlapping_a_running_one_skips_or_waits(tmp_path):
-    with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=1, history_start="2024-02-01",
+    with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=1, history_start="2024-02-01", n_swaps=24,
                           history_limit_max=300) as sim:
         config_path = tmp_path / "config.yaml"
         write_config(config_path, endpoints=sim, data_dir=tmp_path / "data", start="2024-03-03", end="2024-03-04",
                      size=4, frequencies=["day"])
-        run = lambda *args: subprocess.Popen(  # noqa: E731
-            [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path), *args],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        first = run()
+
+        def run(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+            log = tmp_path / f"{name}.log"  # a file: an unread pipe would block the run when full
+            proc = subprocess.Popen([sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path),
+                                     *args], cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            return proc, log
+
+        first, first_log = run("first")
         lock = tmp_path / "data" / "work" / ".workflow.lock"
         deadline = time.monotonic() + 60
         while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        skipped = run("--on-overlap", "skip")
-        out_skip, _ = skipped.communicate(timeout=60)
-        assert skipped.returncode == 0
+        skipped, skipped_log = run("skipped", "--on-overlap", "skip")
+        assert skipped.wait(timeout=60) == 0
+        out_skip = skipped_log.read_text()
         assert "another workflow run is still going" in out_skip and "skipping this run" in out_skip
         assert first.poll() is None, "the first run should still be going"
-        waiting = run("--on-overlap", "wait")
-        out_first, _ = first.communicate(timeout=300)
-        out_wait, _ = waiting.communicate(timeout=300)
-    assert first.returncode == 0, out_first[-3000:]
-    assert waiting.returncode == 0, out_wait[-3000:]
+        waiting, waiting_log = run("waiting", "--on-overlap", "wait")
+        assert first.wait(timeout=300) == 0, first_log.read_text()[-3000:]
+        assert waiting.wait(timeout=300) == 0, waiting_log.read_text()[-3000:]
+    out_wait = waiting_log.read_text()
     assert "waiting for it to finish" in out_wait
     assert "workflow run finished" in out_wait
     status = yaml.safe_load((tmp_path / "data" / "work" / "build-status.json").read_text())
@@ -122,17 +125,23 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
     import signal
     import threading
 
-    with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-01",
+    with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-01", n_swaps=24,
                           history_limit_max=300) as sim:
         data = tmp_path / "data"
         config_path = tmp_path / "config.yaml"
         write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end="2024-03-03", size=4,
                      frequencies=["1min", "day"])
-        run = lambda *a: subprocess.Popen(  # noqa: E731
-            [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path), *a],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        logs = iter(range(100))
+
+        def run(*a: str) -> subprocess.Popen:
+            # output to a file: an unread pipe would block the run once its buffer is full
+            log = open(tmp_path / f"run{next(logs)}.log", "w+")
+            return subprocess.Popen([sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path), *a],
+                                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+
         first = run()
-        assert first.wait(timeout=300) == 0, first.stdout.read()[-3000:]
+        assert first.wait(timeout=300) == 0, (tmp_path / "run0.log").read_text()[-3000:]
         qlib = data / "qlib"
         assert qlib_dir_is_consistent(qlib)
 
@@ -157,9 +166,9 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
             os.killpg(second.pid, signal.SIGKILL)
             second.wait()
             assert (data / "work" / "build-status.json").exists()
+            assert time.monotonic() < deadline, "the run never reached the new days' cleaning"
             third = run()
-            out, _ = third.communicate(timeout=300)
-            assert third.returncode == 0, out[-3000:]
+            assert third.wait(timeout=300) == 0, (tmp_path / "run2.log").read_text()[-3000:]
         finally:
             stop_reading.set()
             thread.join()

@@ -58,3 +58,15 @@ def rest_params() -> dict:
 def universe_of_day(wildcards) -> str:
     """The day's ranking; the universe checkpoint decides which instruments the day needs."""
     return checkpoints.universe.get(day=wildcards.day).output[0]
+
+
+def prev_day(day: str) -> str:
+    return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+
+
+def window_daily_metrics(wildcards) -> list[str]:
+    """The daily metric files of the `window_days` days before the day (never the day itself)."""
+    day = dt.date.fromisoformat(wildcards.day)
+    rank_by = config["universe"]["rank_by"]
+    return [f"{WORK}/reference/daily_{rank_by}/{day - dt.timedelta(days=k)}.parquet"
+            for k in range(config["universe"]["window_days"], 0, -1)]

@@ -6,7 +6,7 @@ rule coverage_day:
     input:
         clean=rules.clean.output.bars,
         universe=f"{WORK}/universe/{{day}}.parquet",
-        instruments=ancient(rules.instruments.output[0]),
+        instruments=lambda wc: f"{WORK}/reference/instruments/{prev_day(wc.day)}.parquet",
         backfill=rules.backfill.output.summary,
     output:
         f"{WORK}/coverage/{{day}}.parquet",

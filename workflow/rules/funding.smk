@@ -51,8 +51,8 @@ if TRADES_COLLECTED:
     rule clean_trades:
         input:
             stream=ws_trade_shards,
-            # ctVal only; a refreshed instrument list must not rebuild every day's trades
-            instruments=ancient(rules.instruments.output[0]),
+            # ctVal: the instrument list as known when the day before was ranked
+            instruments=lambda wc: f"{WORK}/reference/instruments/{prev_day(wc.day)}.parquet",
         output:
             trades=f"{WORK}/trades/{{day}}.parquet",
             quality=f"{WORK}/quality/trades/{{day}}.json",

@@ -4,10 +4,6 @@ CHANNELS = config.get("collector", {}).get("channels") or ["candle1m", "funding-
 TRADES_COLLECTED = "trades" in CHANNELS
 
 
-def prev_day(day: str) -> str:
-    return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
-
-
 def ws_funding_shards(wildcards) -> list[str]:
     """Pushes reporting settlements in [D 00:00 - 8 h, D+1 00:00]: D-1, D and D+1 hour 00."""
     paths = ws_shards("funding-rate", prev_day(wildcards.day)) + ws_shards("funding-rate", wildcards.day)

@@ -1,4 +1,4 @@
-"""Fetch each eligible instrument's daily ranking metric -> Parquet. Logic: feeder.universe."""
+"""One day's ranking metric for every eligible instrument (+ instrument snapshot). Logic: feeder.universe."""
 import datetime as dt
 import sys
 from pathlib import Path
@@ -12,8 +12,10 @@ setup_logging(snakemake.log[0])  # noqa: F821
 fetch_daily_metrics(
     exchange=snakemake.params.exchange,  # noqa: F821
     universe_cfg=snakemake.params.universe,  # noqa: F821
-    instruments_path=Path(snakemake.input.instruments),  # noqa: F821
-    first_day=dt.date.fromisoformat(snakemake.params.first_day),  # noqa: F821
-    last_day=dt.date.fromisoformat(snakemake.params.last_day),  # noqa: F821
-    out_path=Path(snakemake.output[0]),  # noqa: F821
+    day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
+    history_start=dt.date.fromisoformat(snakemake.params.history_start),  # noqa: F821
+    snapshot_dir=Path(snakemake.params.snapshot_dir),  # noqa: F821
+    cache_dir=Path(snakemake.params.cache_dir),  # noqa: F821
+    out_path=Path(snakemake.output.daily),  # noqa: F821
+    instruments_out=Path(snakemake.output.instruments),  # noqa: F821
 )

@@ -10,7 +10,7 @@ from feeder.universe import build_universe_day  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821
 build_universe_day(
-    daily_path=Path(snakemake.input.daily),  # noqa: F821
+    daily_paths=[Path(p) for p in snakemake.input.daily],  # noqa: F821
     instruments_path=Path(snakemake.input.instruments),  # noqa: F821
     day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
     size=int(snakemake.params.size),  # noqa: F821
