@@ -59,7 +59,8 @@ class Supervisor:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         self.env = {**os.environ, "COLLECTOR_HOME": str(REPO), "COLLECTOR_CONFIG": str(config),
-                    "COLLECTOR_RUN": str(run_dir)}
+                    "COLLECTOR_RUN": str(run_dir),
+                    "SCHEDULER_AUTOSTART": "false"}  # the test runs the workflow itself
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
