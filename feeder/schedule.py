@@ -115,6 +115,8 @@ def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[st
     try:
         with workflow_lock(work, wait=(mode == "wait")):
             days = build_days(config)
+            cwd = Path(workdir or Path.cwd())
+            clear_stale_snakemake_lock(config_path.resolve(), cwd)
             log.info("workflow run: days %s..%s, %d cores", days[0], days[-1], sched["cores"])
             started = time.monotonic()
             proc = subprocess.run(snakemake_command(config_path.resolve(), cores=sched["cores"], extra=extra),
@@ -137,6 +139,41 @@ def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[st
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+
+
+def snakemake_running_in(directory: Path) -> list[int]:
+    """Pids of live Snakemake processes whose working directory is ``directory`` (Linux /proc)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if not any(b"snakemake" in part for part in cmdline[:3]):
+                continue
+            if Path(os.readlink(proc / "cwd")).resolve() == directory.resolve():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def clear_stale_snakemake_lock(config_path: Path, directory: Path) -> None:
+    """Remove the lock a killed Snakemake run left behind, if no Snakemake runs here any more.
+
+    Holding the workflow lock, we know no other scheduled run is going; a manual Snakemake run
+    in the same directory would still show up as a live process, and then we leave it alone.
+    """
+    locks = directory / ".snakemake" / "locks"
+    if not locks.is_dir() or not any(locks.iterdir()):
+        return
+    running = snakemake_running_in(directory)
+    if running:
+        log.warning("Snakemake's lock in %s is held by running process(es) %s; not touching it", directory, running)
+        return
+    log.warning("removing the Snakemake lock left in %s by a run that was killed", directory)
+    subprocess.run(snakemake_command(config_path, cores=1, extra=["--unlock", "--quiet"]), cwd=directory,
+                   check=False, capture_output=True)
 
 
 def write_status(work: Path, update: dict[str, Any]) -> None:
