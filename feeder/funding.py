@@ -38,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-from feeder.clean import read_raw_records
+from feeder.clean import RAW_SCHEMA, read_raw_records
 from feeder.okx import (
     OPEN_INTEREST_REJECT_REASONS,
     SETTLED_FUNDING_REJECT_REASONS,
@@ -95,15 +95,8 @@ _OI_DATA_FIELDS = ("instId", "instType", "oi", "oiCcy", "oiUsd", "ts")
 
 
 def _raw_schema(fields: Sequence[str]) -> dict[str, pl.DataType]:
-    return {
-        "v": pl.Int64(),
-        "source": pl.Utf8(),
-        "channel": pl.Utf8(),
-        "inst": pl.Utf8(),
-        "ts": pl.Int64(),
-        "recv_ts": pl.Int64(),
-        "data": pl.Struct({f: pl.Utf8() for f in fields}),
-    }
+    """The raw record contract (clean.RAW_SCHEMA) with ``data`` as an object of string fields."""
+    return {**RAW_SCHEMA, "data": pl.Struct({f: pl.Utf8() for f in fields})}
 
 
 FUNDING_RAW_SCHEMA = _raw_schema(_FUNDING_DATA_FIELDS)
