@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from feeder.atomic import write_json
 from feeder.records import records_from_rest
 from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
 from feeder.shards import read_records, write_shard_atomically
@@ -214,8 +215,7 @@ def run_backfill(
     with OkxRestClient.from_exchange(exchange) as client:
         summary = backfill_day(client=client, day=day, instruments=instruments, stream_shards=stream_shards,
                                fetched_dir=fetched_dir, out_path=out_path)
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    write_json(summary, summary_path)
     log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d refused)",
              day, summary["bars_fetched_now"], summary["requests"], len(instruments), len(summary["errors"]))
     return summary

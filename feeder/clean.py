@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from feeder.atomic import write_json
 from feeder.okx import CANDLE_REJECT_REASONS, parse_candles
 
 log = logging.getLogger(__name__)
@@ -253,20 +253,6 @@ def clean_candles(records: pl.DataFrame, day: dt.date) -> tuple[pl.DataFrame, di
 # --------------------------------------------------------------------------------------------
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _renameat2_exchange(a: Path, b: Path) -> bool:
     """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
     try:
@@ -328,7 +314,7 @@ def clean_day(*, shard_paths: list[Path], day: dt.date, out_dir: Path, quality_p
     bars, stats = clean_candles(records, day)
     _write_instrument_files(bars, Path(out_dir))
     quality = {"files": len(paths), "malformed_lines": malformed, **stats}
-    _write_json_atomic(Path(quality_path), quality)
+    write_json(quality, Path(quality_path))
     rejected = {k: v for k, v in quality["rejected"].items() if v}
     log.info(
         "clean %s: %d files, %d rows read, %d kept (%d instruments), %d duplicates, %d conflicts, "

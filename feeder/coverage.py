@@ -21,6 +21,8 @@ from typing import Any
 
 import polars as pl
 
+from feeder.atomic import write_atomically, write_parquet
+
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
@@ -120,19 +122,16 @@ def build_coverage_day(*, day: dt.date, clean_dir: Path, universe_path: Path, in
     gaps = frame.filter(pl.col("member") & (pl.col("missing") > 0))
     log.info("coverage %s: %d instruments, %d members with gaps, %d bars missing (%d exchange has none)",
              day, frame.height, gaps.height, int(gaps["missing"].sum()), int(gaps["missing_exchange_none"].sum()))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(out_path)
+    write_parquet(frame, out_path)
     return frame
 
 
 def merge_coverage(*, day_paths: list[Path], out_parquet: Path, out_gaps_csv: Path) -> pl.DataFrame:
     """All days' coverage in one Parquet, and the gap table (member-days with missing bars) as CSV."""
     frame = pl.concat([pl.read_parquet(p) for p in day_paths]) if day_paths else pl.DataFrame(schema=COVERAGE_SCHEMA)
-    out_parquet.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(out_parquet)
-    frame.filter(pl.col("missing") > 0).sort("day", "inst").write_csv(out_gaps_csv)
+    write_parquet(frame, out_parquet)
+    gaps = frame.filter(pl.col("missing") > 0).sort("day", "inst")
+    write_atomically(out_gaps_csv, gaps.write_csv)
     member = frame.filter(pl.col("member"))
     log.info("coverage: %d symbol-days, %d member-days, %.4f%% of expected member bars present",
              frame.height, member.height,

@@ -416,15 +416,10 @@ def export_from_workflow(
 
 def write_manifest(path: Path, *, qlib_dir: Path, summary: dict[str, Any]) -> None:
     """Record what was published where (the workflow's output for the export rule)."""
-    import json
-    import os
+    from feeder.atomic import write_json
 
-    payload = {"qlib_dir": str(Path(qlib_dir).resolve()),
-               "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **summary}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_json({"qlib_dir": str(Path(qlib_dir).resolve()),
+                "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **summary}, path)
 
 
 KEEP_VERSIONS = 2  # the current one and the one before it (readers still on it stay consistent)

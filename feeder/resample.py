@@ -19,13 +19,12 @@ before that close (as-of joins, never a value from after it). Additive trade fie
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
+from feeder.atomic import write_parquet
 from feeder.funding import FUNDING_MAX_AGE, OI_MAX_AGE, read_funding, read_open_interest
 
 __all__ = [
@@ -273,19 +272,8 @@ def resample_day_all(
                                         open_interest=open_interest)
         else:
             bars = pl.DataFrame(schema=BARS_SCHEMA)
-        _write_atomically(bars, Path(out_path))
+        write_parquet(bars, Path(out_path))
         written[freq] = bars
     return written
 
 
-def _write_atomically(bars: pl.DataFrame, out_path: Path) -> None:
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        bars.write_parquet(tmp, statistics=True)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from feeder.atomic import write_json
 from feeder.config import ConfigError, build_days, last_complete_day, load_config
 from feeder.logs import setup_logging
 
@@ -178,12 +179,9 @@ def clear_stale_snakemake_lock(config_path: Path, directory: Path) -> None:
 
 def write_status(work: Path, update: dict[str, Any]) -> None:
     """Merge ``update`` into build-status.json (atomically)."""
-    path = work / STATUS_NAME
     status = read_status(work)
     status.update(update)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_json(status, work / STATUS_NAME)
 
 
 def read_status(work: Path) -> dict[str, Any]:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from feeder.atomic import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ class DailyMetricCache:
         return covered, frame.drop("covered_through")
 
     def store(self, inst: str, covered_through: dt.date, frame: pl.DataFrame) -> None:
-        _write_parquet_atomically(frame.with_columns(covered_through=pl.lit(covered_through, pl.Date)), self._path(inst))
+        write_parquet(frame.with_columns(covered_through=pl.lit(covered_through, pl.Date)), self._path(inst))
 
 
 def fetch_daily_metrics(
@@ -296,7 +297,7 @@ def fetch_daily_metrics(
     frames: list[pl.DataFrame] = []
     with OkxRestClient.from_exchange(exchange) as client:
         union = record_instruments(client, inst_type=universe_cfg.get("inst_type", "SWAP"), snapshot_dir=snapshot_dir)
-        _write_parquet_atomically(union, instruments_out)
+        write_parquet(union, instruments_out)
         now_ms = client.server_time_ms()
         newest_complete = (dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc) - dt.timedelta(days=1)).date()
         if day > newest_complete:
@@ -328,7 +329,7 @@ def fetch_daily_metrics(
                 log.info("daily metrics %s (%s): %d/%d instruments, %d fetched, %d requests", day, rank_by, i,
                          len(candidates), fetched, client.requests_sent)
     daily = pl.concat(frames) if frames else pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
-    _write_parquet_atomically(daily, out_path)
+    write_parquet(daily, out_path)
     return daily
 
 
@@ -358,7 +359,7 @@ def build_universe_day(*, daily_paths: list[Path], instruments_path: Path, day: 
     ranking = rank_day(daily, day=day, size=size, window_days=window_days, listed=listed)
     log.info("universe %s: %d ranked, %d members; top: %s", day, ranking.height,
              int(ranking["member"].sum()), ", ".join(members(ranking)[:5]))
-    _write_parquet_atomically(ranking, out_path)
+    write_parquet(ranking, out_path)
     return ranking
 
 
@@ -372,10 +373,3 @@ def read_memberships(paths: list[Path]) -> pl.DataFrame:
 
 def _day_ms(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
-
-
-def _write_parquet_atomically(frame: pl.DataFrame, out_path: Path) -> None:
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, out_path)

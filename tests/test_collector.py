@@ -640,9 +640,20 @@ def test_universe_hot_swap(standin: StandIn, tmp_path: Path) -> None:
     today = dt.datetime.now(dt.timezone.utc).date()
     pl.DataFrame({"inst": ["BTC-USDT-SWAP"], "member": [True]}).write_parquet(udir / f"{today - dt.timedelta(days=1)}.parquet")
     proc = start_collector(config)
-    time.sleep(3)
+
+    def subscribed_to(inst: str) -> bool:
+        return any(isinstance(m, dict) and any(a.get("instId") == inst for a in m.get("args", []))
+                   for _, m in list(standin.received))
+
+    def wait_for(condition, seconds: float = 30) -> None:  # polls, so a loaded machine only waits longer
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    wait_for(lambda: subscribed_to("BTC-USDT-SWAP"))
     pl.DataFrame({"inst": ["ETH-USDT-SWAP", "XRP-USDT-SWAP"], "member": [True, True]}).write_parquet(udir / f"{today}.parquet")
-    time.sleep(4)
+    wait_for(lambda: subscribed_to("XRP-USDT-SWAP"))
+    time.sleep(3)  # the hand-over: old connection closed after the new one answered, plus 1 s
     code, err = stop_collector(proc)
     assert code == 0, err[-4000:]
     assert "universe changed" in err
