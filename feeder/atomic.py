@@ -31,6 +31,14 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def write_bytes(payload: bytes, path: Path) -> None:
+    write_atomically(path, lambda tmp: Path(tmp).write_bytes(payload))
+
+
+def write_text(text: str, path: Path) -> None:
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     write_atomically(path, lambda tmp: frame.write_parquet(tmp, statistics=True))
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 
 import polars as pl
 
+from feeder.atomic import write_bytes, write_json, write_parquet
 from feeder.clean import RAW_SCHEMA, read_raw_records
 from feeder.okx import (
     OPEN_INTEREST_REJECT_REASONS,
@@ -161,19 +160,6 @@ def oi_window(day: dt.date) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class FundingHistoryCache:
     """Per-instrument store of fetched funding-rate-history records and the range they cover.
 
@@ -202,7 +188,7 @@ class FundingHistoryCache:
 
     def store(self, inst: str, covered: tuple[int, int] | None, records: list[dict[str, Any]]) -> None:
         payload = {"covered": list(covered) if covered else None, "records": records}
-        _write_atomic(self._path(inst), json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        write_bytes(json.dumps(payload, separators=(",", ":")).encode("utf-8"), self._path(inst))
 
 
 def _merge_ranges(old: tuple[int, int] | None, new: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -507,18 +493,8 @@ def _stats(
 
 
 def _write_outputs(frame: pl.DataFrame, out_path: Path, quality: dict[str, Any], quality_path: Path) -> None:
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        frame.write_parquet(tmp, statistics=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _write_atomic(Path(quality_path), (json.dumps(quality, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_parquet(frame, Path(out_path))
+    write_json(quality, Path(quality_path))
 
 
 def clean_funding_day(

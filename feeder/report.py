@@ -31,14 +31,14 @@ import html
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+
+from feeder.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -379,19 +379,6 @@ def _img(b64: str, alt: str, img_id: str) -> str:
     return f'<img id="{img_id}" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     *,
     quality_paths: Sequence[Path],
@@ -580,6 +567,6 @@ def write_report(
                         "funding_rate field (or no value in it). The plot appears once they do.</p>")
     parts.append(section("Funding", "funding", funding_body))
     parts.append("</body></html>\n")
-    _write_atomic(Path(out_path), "\n".join(parts))
+    write_text("\n".join(parts), Path(out_path))
     log.info("quality report %s: %s", out_path, summary)
     return summary
