@@ -14,7 +14,12 @@ Qlib 0.9.7's on-disk format (STACK-FACTS.md) and the traps this module avoids on
   last bar, NaN where there is no bar. ``factor`` is 1.0 where a bar exists (no adjustments
   in crypto), so Qlib's adjusted-price logic sees real bars and NaN holes alike.
 
-Publishing is atomic and versioned: each export is built in ``<qlib_dir>.versions/<id>/`` and
+How it is built, so that adding one day to a year does not rewrite the year's work: each
+resample job also writes its day as a *day block* (dense, calendar-aligned float32 rows per
+instrument and field, :func:`day_block`); the export concatenates the blocks into bins
+(:func:`assemble_qlib`), a byte copy per day and instrument, never a re-read of the bars.
+
+Publishing is atomic and versioned: each export is linked into ``<qlib_dir>.versions/<id>/`` and
 ``qlib_dir`` is a symbolic link switched to it in one ``rename``. A reader (a notebook, a running
 backtest) never sees a half-written provider, and one that resolved the link keeps a consistent
 version: the previous version is kept until the next publish.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -33,8 +39,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
 
-from feeder.resample import BARS_SCHEMA, MINUTE_MS, freq_minutes
+from feeder.atomic import write_atomically
+from feeder.resample import BARS_SCHEMA, MINUTE_MS, MINUTES_PER_DAY, freq_minutes
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +54,13 @@ __all__ = [
     "decode_feature",
     "dense_series",
     "encode_feature",
+    "assemble_qlib",
+    "day_block",
     "export_from_workflow",
     "export_qlib",
     "membership_spans",
+    "publish_dataset",
+    "write_day_blocks",
 ]
 
 DEFAULT_FIELDS: tuple[str, ...] = (
@@ -61,8 +74,6 @@ SPAN_START = dt.time(0, 0)
 SPAN_END = dt.time(23, 59)
 # float32 represents every integer up to 2**24 exactly: the start index must survive the trip.
 MAX_SLOTS = 2**24
-# Instruments exported per pass over a frequency's bar files (bounds peak memory).
-INSTRUMENTS_PER_PASS = 16
 _MARKET_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -160,84 +171,162 @@ def _write_tsv(frame: pl.DataFrame, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Features
+# Day blocks: the export's unit of work
 # --------------------------------------------------------------------------------------------
 
-
-def _instrument_names(paths: Sequence[Path]) -> list[str]:
-    """Sorted instrument names in bar files (reads only the dictionary-encoded inst column)."""
-    if not paths:
-        return []
-    names = pl.scan_parquet([Path(p) for p in paths]).select(pl.col("inst").cast(pl.Utf8).unique()).collect()
-    return names.to_series().drop_nulls().sort().to_list()
+#: Bytes of float32 values the assembly holds at once (bounds peak memory whatever the history
+#: length: a longer history means more, smaller instrument batches, not a bigger buffer).
+ASSEMBLY_BUDGET_BYTES = 256 * 2**20
+DAY_MS = 86_400_000
 
 
-def _load_bars(
-    paths: Sequence[Path], names: list[str], fields: Sequence[str], start_ms: int, n_slots: int, step_ms: int
-) -> tuple[pl.DataFrame, int]:
-    """Read the bars of instruments ``names`` → (inst as Enum, slot, stored fields as float32), outside.
+def slots_per_day(freq: str) -> int:
+    """Calendar slots of ``freq`` in one UTC day (frequencies divide the day: see freq_minutes)."""
+    return MINUTES_PER_DAY // freq_minutes(freq)
 
-    Kept lean because a year of minutes for 50 instruments is ~26 M rows: ``inst`` is an Enum
-    over ``names`` (dense codes, 4 bytes a row), slots are Int32, and nothing is sorted or hashed
-    row-wise (see _write_features). Bars off the calendar grid are a broken contract upstream
-    and raise; bars outside the calendar's days are dropped and counted.
+
+def day_block(bars: pl.DataFrame, *, day: dt.date, freq: str, fields: Sequence[str]) -> pa.Table:
+    """One day of one frequency as dense, calendar-aligned float32 rows: what the export concatenates.
+
+    One row per instrument with at least one bar that day; one column per field, a fixed-size
+    list of the day's slots (1440 at 1min, 1 at day), NaN where there is no bar; ``factor`` is
+    1.0 where a bar exists, so it doubles as the "bar present" mask. Because a day's block
+    depends on that day's bars alone, adding a day to a year of history builds one block and
+    the export only concatenates bytes, instead of re-reading and re-scattering every bar.
+
+    A bar off the frequency's grid, outside the day or twice in one slot is a broken contract
+    upstream and raises: a wrong slot would shift every value after it.
     """
-    stored = [f for f in fields if f != "factor"]
-    offset = pl.col("ts").cast(pl.Datetime("ms")).cast(pl.Int64) - start_ms
-    bars = (
-        pl.scan_parquet([Path(p) for p in paths])
-        .filter(pl.col("inst").is_in(names))
-        .select(
-            pl.col("inst").cast(pl.Utf8).cast(pl.Enum(names)),
-            offset.alias("offset"),
-            *[pl.col(f).cast(pl.Float32).fill_null(float("nan")) for f in stored],
+    spd = slots_per_day(freq)
+    step_ms = freq_minutes(freq) * MINUTE_MS
+    factor_only = ["factor"] if "factor" not in fields else []
+    columns = [*fields, *factor_only]
+    frame = bars.select(
+        pl.col("inst").cast(pl.Utf8),
+        (pl.col("ts").cast(pl.Datetime("ms")).cast(pl.Int64) - _epoch_ms(day)).alias("offset"),
+        *[pl.col(f).cast(pl.Float32).fill_null(float("nan")) for f in columns if f != "factor"],
+    )
+    offsets = frame["offset"].to_numpy()
+    if (offsets % step_ms != 0).any():
+        raise ValueError(f"{freq} bars of {day} not aligned on the {step_ms // MINUTE_MS}-minute calendar grid")
+    if ((offsets < 0) | (offsets >= DAY_MS)).any():
+        raise ValueError(f"{freq} bars outside {day} in that day's bars (resample writes one file per UTC day)")
+    names = sorted(frame["inst"].unique().to_list())
+    codes = frame["inst"].cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)
+    pos = codes * spd + offsets // step_ms
+    if np.bincount(pos, minlength=len(names) * spd).max(initial=0) > 1:
+        raise ValueError(f"duplicate (inst, ts) {freq} bars on {day}")
+    table: dict[str, pa.Array] = {"inst": pa.array(names, pa.string())}
+    for field in columns:
+        flat = np.full(len(names) * spd, np.nan, dtype="<f4")
+        flat[pos] = 1.0 if field == "factor" else frame[field].to_numpy()
+        table[field] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), spd)
+    return pa.table(table)
+
+
+def write_block(table: pa.Table, path: Path) -> None:
+    """Arrow IPC file (memory-mappable: the export reads only the rows it needs)."""
+
+    def write(tmp: str) -> None:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    write_atomically(Path(path), write)
+
+
+def write_day_blocks(
+    frames: dict[str, pl.DataFrame], *, day: dt.date, fields: Sequence[str], out_paths: dict[str, Path]
+) -> None:
+    """The resample job's second output: each frequency's bars of ``day`` as a day block."""
+    fields = _checked_fields(fields)
+    for freq, path in out_paths.items():
+        write_block(day_block(frames[freq], day=day, freq=freq, fields=fields), path)
+
+
+def _block_instruments(path: Path) -> list[str]:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all().column("inst").to_pylist()
+
+
+def _copy_block_rows(path: Path, spd: int, fields: Sequence[str], rows_of: dict[str, int],
+                     out: np.ndarray, day_index: int) -> None:
+    """Copy the rows of instruments in ``rows_of`` into ``out[field, row, day's slots]``.
+
+    The file is memory-mapped: only the pages of the wanted rows are read, and they are
+    unmapped again before the next day (resident memory stays one buffer, not the history).
+    """
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+        names = table.column("inst").to_pylist()
+        picked = [(r, rows_of[name]) for r, name in enumerate(names) if name in rows_of]
+        if not picked:
+            return
+        rows, targets = np.array([p[0] for p in picked]), np.array([p[1] for p in picked])
+        days = slice(day_index * spd, (day_index + 1) * spd)
+        for i, field in enumerate(fields):
+            if field not in table.column_names:
+                raise ValueError(f"day block {path} has no {field!r}: the fields changed; rerun the resample rule")
+            column = table.column(field).combine_chunks()
+            if column.type.list_size != spd:
+                raise ValueError(f"day block {path} has {column.type.list_size} slots a day, expected {spd}")
+            out[i, targets, days] = column.flatten().to_numpy().reshape(-1, spd)[rows]
+        del table, column
+
+
+def _assemble_frequency(
+    *, freq: str, blocks: dict[dt.date, Path], fields: Sequence[str], first_day: dt.date, last_day: dt.date,
+    out_dir: Path,
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Calendar and feature bins of one frequency from its day blocks → (summary, data days).
+
+    Each instrument's bin runs from its first bar to its last (NaN holes in between, days
+    without a block count as holes). Instruments are done in batches sized to
+    ASSEMBLY_BUDGET_BYTES; each batch maps every day block once and copies its rows.
+
+    A frequency without a single bar raises: Qlib would answer every query with an empty
+    frame and no error. A field without a single value is reported (logged, ``empty_fields``).
+    """
+    spd = slots_per_day(freq)
+    calendar = calendar_frame(first_day, last_day, freq)
+    _write_tsv(calendar, out_dir / "calendars" / f"{freq}.txt")
+    n_slots = calendar.height
+    inside = {day: path for day, path in sorted(blocks.items()) if first_day <= day <= last_day}
+    names = sorted({name for path in inside.values() for name in _block_instruments(path)})
+    if not names:
+        raise ValueError(
+            f"no {freq} bar inside {first_day}..{last_day} ({len(blocks)} day blocks): Qlib would return empty "
+            "frames without an error. Check the clean and resample logs."
         )
-        .collect()
-    )
-    if bars.select((pl.col("offset") % step_ms != 0).any()).item():
-        raise ValueError(f"bars not aligned on the {step_ms // MINUTE_MS}-minute calendar grid")
-    total = bars.height
-    bars = bars.with_columns((pl.col("offset") // step_ms).alias("offset")).filter(
-        pl.col("offset").is_between(0, n_slots - 1)
-    )
-    bars = bars.with_columns(pl.col("offset").cast(pl.Int32)).rename({"offset": "slot"})
-    return bars, total - bars.height
-
-
-def _write_features(bars: pl.DataFrame, fields: Iterable[str], freq: str, features_dir: Path) -> None:
-    """Scatter every instrument's bars into its dense slot range and write one bin per field.
-
-    All instruments' dense ranges [first, last] lie back to back in one buffer; a bar's position
-    is its slot plus its instrument's (buffer offset - first slot), looked up by Enum code. So one
-    numpy scatter per field does the work, with no row-wise sort; Python only loops over
-    (instrument, field) to write files. Two bars landing on one position are duplicates upstream.
-    """
-    if bars.is_empty():
-        return
-    codes = bars["inst"].to_physical().to_numpy().astype(np.int64)
-    slots = bars["slot"].to_numpy().astype(np.int64)
-    names = bars["inst"].dtype.categories.to_list()  # type: ignore[attr-defined]
-    n = len(names)
-    firsts = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    lasts = np.full(n, -1, dtype=np.int64)
-    np.minimum.at(firsts, codes, slots)
-    np.maximum.at(lasts, codes, slots)
-    present = np.flatnonzero(lasts >= 0)
-    lengths = np.where(lasts >= 0, lasts - firsts + 1, 0)
-    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    pos = slots + (offsets - firsts)[codes]
-    total = int(lengths.sum())
-    if np.bincount(pos, minlength=total).max() > 1:
-        raise ValueError("duplicate (inst, ts) bars across bar files")
-    for i in present:
-        (features_dir / names[i].lower()).mkdir(parents=True, exist_ok=True)
-    for field in fields:
-        buffer = np.full(total, np.nan, dtype="<f4")
-        buffer[pos] = 1.0 if field == "factor" else bars[field].to_numpy()
-        for i in present:
-            chunk = buffer[offsets[i] : offsets[i] + lengths[i]]
-            path = features_dir / names[i].lower() / f"{field}.{freq}.bin"
-            path.write_bytes(encode_feature(int(firsts[i]), chunk))
+    columns = [*fields, *(["factor"] if "factor" not in fields else [])]
+    present_row = columns.index("factor")
+    batch_size = max(1, ASSEMBLY_BUDGET_BYTES // (len(columns) * n_slots * 4))
+    values = dict.fromkeys(fields, 0)
+    n_bars = 0
+    spans: list[tuple[str, int, int]] = []
+    for start in range(0, len(names), batch_size):
+        batch = names[start : start + batch_size]
+        buffer = np.full((len(columns), len(batch), n_slots), np.nan, dtype="<f4")
+        rows_of = {name: i for i, name in enumerate(batch)}
+        for day, path in inside.items():
+            _copy_block_rows(path, spd, columns, rows_of, buffer, (day - first_day).days)
+        for i, name in enumerate(batch):
+            present = np.flatnonzero(~np.isnan(buffer[present_row, i]))
+            first, last = int(present[0]), int(present[-1])
+            n_bars += present.size
+            target = out_dir / "features" / name.lower()
+            target.mkdir(parents=True, exist_ok=True)
+            for j, field in enumerate(fields):
+                series = buffer[j, i, first : last + 1]
+                (target / f"{field}.{freq}.bin").write_bytes(encode_feature(first, series))
+                values[field] += int(np.count_nonzero(~np.isnan(series)))
+            spans.append((name, first // spd, last // spd))
+    empty = [f for f, n in values.items() if n == 0]
+    if empty:
+        log.warning("qlib export %s: fields without any value: %s (all NaN)", freq, empty)
+    data_days = pl.DataFrame(spans, schema={"inst": pl.Utf8, "first": pl.Int64, "last": pl.Int64}, orient="row")
+    summary = {"slots": n_slots, "bars": n_bars, "instruments": len(names), "values": values,
+               "empty_fields": empty}
+    return summary, data_days
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,59 +334,90 @@ def _write_features(bars: pl.DataFrame, fields: Iterable[str], freq: str, featur
 # --------------------------------------------------------------------------------------------
 
 
-def _export_frequency(
-    *, freq: str, paths: Sequence[Path], fields: Sequence[str], first_day: dt.date, last_day: dt.date, out_dir: Path
-) -> tuple[dict[str, Any], pl.DataFrame]:
-    """Calendar and feature bins of one frequency → (summary, per-instrument first/last data day).
+def _checked_fields(fields: Sequence[str]) -> tuple[str, ...]:
+    fields = tuple(f.lower() for f in fields)
+    known = {c for c in BARS_SCHEMA if c not in ("inst", "ts")} | {"factor"}
+    if not fields or set(fields) - known:
+        raise ValueError(f"fields {sorted(set(fields) - known) or '()'} not exportable; known: {sorted(known)}")
+    return fields
 
-    Instruments are processed INSTRUMENTS_PER_PASS at a time so peak memory stays bounded
-    (about a year of 1min bars for 16 instruments) whatever the universe size; each pass
-    re-reads only its instruments' rows.
 
-    A frequency without a single bar raises: Qlib would answer every query with an empty
-    frame and no error. A field without a single value is reported (logged, ``empty_fields``).
+def _check_market(market_name: str) -> None:
+    if not _MARKET_RE.match(market_name) or market_name.lower() == "all":
+        raise ValueError(f"market name {market_name!r}: use letters, digits, '_' (and not 'all')")
+
+
+def assemble_qlib(
+    *,
+    blocks: dict[str, dict[dt.date, Path]],
+    days: Sequence[dt.date],
+    membership: pl.DataFrame,
+    market_name: str,
+    out_dir: Path,
+    fields: Sequence[str] = DEFAULT_FIELDS,
+) -> dict[str, Any]:
+    """Write a complete Qlib provider directory at ``out_dir`` from day blocks.
+
+    ``blocks``: Qlib freq name → day → that day's block file (a day without a block has no
+    bars). ``membership``: ``day`` (Date), ``inst`` (Utf8), ``member`` (Bool), the point-in-time
+    universe; written as ``instruments/<market_name lowercase>.txt`` (Qlib lowercases the market
+    name when it looks for the file). ``instruments/all.txt`` lists every instrument with data:
+    its first data day 00:00:00 to its last data day 23:59:00. Instrument names are OKX instIds
+    verbatim; feature directories are their lowercase form. Returns a summary dict.
     """
-    step_ms = freq_minutes(freq) * MINUTE_MS
-    calendar = calendar_frame(first_day, last_day, freq)
-    _write_tsv(calendar, out_dir / "calendars" / f"{freq}.txt")
-    names = _instrument_names(paths)
-    spans: list[pl.DataFrame] = [pl.DataFrame(schema={"inst": pl.Utf8, "first": pl.Int64, "last": pl.Int64})]
-    n_bars = outside = 0
-    values = dict.fromkeys(fields, 0)
-    for i in range(0, len(names), INSTRUMENTS_PER_PASS):
-        batch = names[i : i + INSTRUMENTS_PER_PASS]
-        bars, dropped = _load_bars(paths, batch, fields, _epoch_ms(first_day), calendar.height, step_ms)
-        _write_features(bars, fields, freq, out_dir / "features")
-        n_bars, outside = n_bars + bars.height, outside + dropped
-        for f in fields:
-            values[f] += bars.height if f == "factor" else int(bars.select(pl.col(f).is_not_nan().sum()).item())
-        spans.append(
-            bars.group_by("inst")
-            .agg(
-                # slot → day number since first_day
-                (pl.col("slot").cast(pl.Int64).min() * step_ms // 86_400_000).alias("first"),
-                (pl.col("slot").cast(pl.Int64).max() * step_ms // 86_400_000).alias("last"),
-            )
-            .with_columns(pl.col("inst").cast(pl.Utf8))
+    if not days:
+        raise ValueError("qlib export: no days")
+    _check_market(market_name)
+    fields = _checked_fields(fields)
+    for freq in blocks:
+        freq_minutes(freq)  # validate every name before writing anything
+    first_day, last_day = min(days), max(days)
+    out_dir = Path(out_dir)
+    for sub in ("calendars", "instruments", "features"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"first_day": first_day.isoformat(), "last_day": last_day.isoformat(), "freqs": {}}
+    data_days: list[pl.DataFrame] = []
+    for freq, freq_blocks in blocks.items():
+        freq_summary, spans = _assemble_frequency(freq=freq, blocks=freq_blocks, fields=fields,
+                                                  first_day=first_day, last_day=last_day, out_dir=out_dir)
+        summary["freqs"][freq] = freq_summary
+        data_days.append(spans)
+    all_spans = (
+        pl.concat(data_days)
+        .group_by("inst")
+        .agg(pl.col("first").min(), pl.col("last").max())
+        .sort("inst")
+        .select(
+            "inst",
+            _span_text(pl.lit(first_day) + pl.duration(days=pl.col("first")), SPAN_START).alias("start"),
+            _span_text(pl.lit(first_day) + pl.duration(days=pl.col("last")), SPAN_END).alias("end"),
         )
-    data_days = pl.concat(spans)
-    if n_bars == 0:
-        raise ValueError(
-            f"no {freq} bar inside {first_day}..{last_day} ({len(paths)} bar files, {outside} bars outside the "
-            "calendar): Qlib would return empty frames without an error. Check the clean and resample logs."
-        )
-    empty = [f for f, n in values.items() if n == 0]
-    if empty:
-        log.warning("qlib export %s: fields without any value: %s (all NaN)", freq, empty)
-    summary = {
-        "slots": calendar.height,
-        "bars": n_bars,
-        "instruments": data_days.height,
-        "bars_outside_calendar": outside,
-        "values": values,
-        "empty_fields": empty,
-    }
-    return summary, data_days
+        if data_days
+        else pl.DataFrame(schema={"inst": pl.Utf8, "start": pl.Utf8, "end": pl.Utf8})
+    )
+    _write_tsv(all_spans, out_dir / "instruments" / "all.txt")
+    market = membership_spans(membership, first_day, last_day)
+    _write_tsv(market, out_dir / "instruments" / f"{market_name.lower()}.txt")
+    summary["instruments"] = all_spans.height
+    summary["market_spans"] = market.height
+    log.info("qlib export %s: %s", out_dir, summary)
+    return summary
+
+
+def _blocks_from_bar_files(
+    paths: Sequence[Path], *, freq: str, days: Sequence[dt.date], fields: Sequence[str], out_dir: Path
+) -> tuple[dict[dt.date, Path], int]:
+    """Day blocks from bar files of any split (each bar goes to its UTC day) → (blocks, bars outside days)."""
+    first_day, last_day = min(days), max(days)
+    if not paths:
+        return {}, 0
+    bars = pl.read_parquet([Path(p) for p in paths]).with_columns(_day=pl.col("ts").dt.date())
+    inside = bars.filter(pl.col("_day").is_between(first_day, last_day))
+    blocks: dict[dt.date, Path] = {}
+    for (day,), frame in inside.partition_by("_day", as_dict=True, maintain_order=False).items():
+        blocks[day] = out_dir / freq / f"{day}.arrow"
+        write_block(day_block(frame, day=day, freq=freq, fields=fields), blocks[day])
+    return blocks, bars.height - inside.height
 
 
 def export_qlib(
@@ -309,61 +429,34 @@ def export_qlib(
     qlib_dir: Path,
     fields: Sequence[str] = DEFAULT_FIELDS,
 ) -> dict[str, Any]:
-    """Build the whole Qlib provider directory for ``days`` and swap it in at ``qlib_dir``.
+    """Build the whole Qlib provider directory for ``days`` from bar files and swap it in at ``qlib_dir``.
 
-    ``bars_paths``: Qlib freq name → that frequency's ``bars/<freq>/<day>.parquet`` files.
-    ``membership``: ``day`` (Date), ``inst`` (Utf8), ``member`` (Bool), the point-in-time
-    universe; written as ``instruments/<market_name lowercase>.txt`` (Qlib lowercases the market
-    name when it looks for the file). ``instruments/all.txt`` lists every instrument with data:
-    its first data day 00:00:00 to its last data day 23:59:00. Instrument names are OKX instIds
-    verbatim; feature directories are their lowercase form. Returns a summary dict.
+    The one-call form (tests, research examples): ``bars_paths`` maps a Qlib freq name to bar
+    Parquet files split any way; bars outside ``days`` are dropped and counted. The workflow
+    instead builds day blocks in the resample jobs and calls :func:`assemble_qlib` and
+    :func:`publish_dataset` from two rules. Same output, byte for byte.
     """
     if not days:
         raise ValueError("export_qlib: no days")
-    if not _MARKET_RE.match(market_name) or market_name.lower() == "all":
-        raise ValueError(f"market name {market_name!r}: use letters, digits, '_' (and not 'all')")
-    fields = tuple(f.lower() for f in fields)
-    known = {c for c in BARS_SCHEMA if c not in ("inst", "ts")} | {"factor"}
-    if not fields or set(fields) - known:
-        raise ValueError(f"fields {sorted(set(fields) - known) or '()'} not exportable; known: {sorted(known)}")
-    first_day, last_day = min(days), max(days)
+    _check_market(market_name)
+    fields = _checked_fields(fields)
     for freq in bars_paths:
-        freq_minutes(freq)  # validate every name before writing anything
-
+        freq_minutes(freq)
     qlib_dir = Path(qlib_dir)
     versions = _versions_dir(qlib_dir)
     versions.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", suffix=".tmp", dir=versions))
-    summary: dict[str, Any] = {"first_day": first_day.isoformat(), "last_day": last_day.isoformat(), "freqs": {}}
     try:
         tmp.chmod(0o755)
-        for sub in ("calendars", "instruments", "features"):
-            (tmp / sub).mkdir()
-        data_days: list[pl.DataFrame] = []
-        for freq, paths in bars_paths.items():
-            freq_summary, spans = _export_frequency(
-                freq=freq, paths=paths, fields=fields, first_day=first_day, last_day=last_day, out_dir=tmp
-            )
-            summary["freqs"][freq] = freq_summary
-            data_days.append(spans)
-        all_spans = (
-            pl.concat(data_days)
-            .group_by("inst")
-            .agg(pl.col("first").min(), pl.col("last").max())
-            .sort("inst")
-            .select(
-                "inst",
-                _span_text(pl.lit(first_day) + pl.duration(days=pl.col("first")), SPAN_START).alias("start"),
-                _span_text(pl.lit(first_day) + pl.duration(days=pl.col("last")), SPAN_END).alias("end"),
-            )
-            if data_days
-            else pl.DataFrame(schema={"inst": pl.Utf8, "start": pl.Utf8, "end": pl.Utf8})
-        )
-        _write_tsv(all_spans, tmp / "instruments" / "all.txt")
-        market = membership_spans(membership, first_day, last_day)
-        _write_tsv(market, tmp / "instruments" / f"{market_name.lower()}.txt")
-        summary["instruments"] = all_spans.height
-        summary["market_spans"] = market.height
+        with tempfile.TemporaryDirectory(prefix="day-blocks-", dir=versions) as scratch:
+            blocks, outside = {}, {}
+            for freq, paths in bars_paths.items():
+                blocks[freq], outside[freq] = _blocks_from_bar_files(paths, freq=freq, days=days, fields=fields,
+                                                                     out_dir=Path(scratch))
+            summary = assemble_qlib(blocks=blocks, days=days, membership=membership, market_name=market_name,
+                                    out_dir=tmp, fields=fields)
+        for freq, n in outside.items():
+            summary["freqs"][freq]["bars_outside_calendar"] = n
         version = publish_version(tmp, qlib_dir)
         log.info("qlib export published %s -> %s", qlib_dir, version)
     except BaseException:
@@ -371,47 +464,69 @@ def export_qlib(
         if not any(versions.iterdir()):
             versions.rmdir()  # a failed first export leaves nothing behind
         raise
-    log.info("qlib export %s: %s", qlib_dir, summary)
     return summary
+
+
+def _read_membership(universe_paths: Sequence[Path]) -> pl.DataFrame:
+    """Point-in-time membership from the daily universe files (only day/inst/member are read)."""
+    schema = {"day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean}
+    if not universe_paths:
+        return pl.DataFrame(schema=schema)
+    return pl.scan_parquet([Path(p) for p in universe_paths]).select(
+        [pl.col(c).cast(t) for c, t in schema.items()]).collect()
 
 
 def export_from_workflow(
     *,
-    bar_paths: Sequence[Path],
+    block_paths: Sequence[Path],
     universe_paths: Sequence[Path],
     freqs: Sequence[str],
     days: Sequence[dt.date],
     market_name: str,
-    qlib_dir: Path,
+    out_dir: Path,
     fields: Sequence[str] = DEFAULT_FIELDS,
 ) -> dict[str, Any]:
-    """Adapter for the Snakemake rule: flat file lists in, ``export_qlib`` out.
+    """Adapter for the ``qlib`` rule: day blocks ``qlib-blocks/<freq>/<day>.arrow`` → ``out_dir``."""
+    by_freq: dict[str, dict[dt.date, Path]] = {freq: {} for freq in freqs}
+    for path in map(Path, block_paths):
+        if path.parent.name not in by_freq:
+            raise ValueError(f"day block outside qlib-blocks/<freq>/ for freqs {list(freqs)}: {path}")
+        by_freq[path.parent.name][dt.date.fromisoformat(path.stem)] = path
+    summary = assemble_qlib(blocks=by_freq, days=list(days), membership=_read_membership(universe_paths),
+                            market_name=market_name, out_dir=Path(out_dir), fields=fields)
+    for freq in freqs:
+        summary["freqs"][freq]["bars_outside_calendar"] = 0  # day blocks hold their own day only
+    return summary
 
-    Bar files are grouped by their directory (``bars/<freq>/<day>.parquet``). Membership comes
-    from the daily universe files (``universe/<day>.parquet``, columns day/inst/member among
-    others, written by feeder.universe); only those three columns are read.
+
+def publish_dataset(dataset_dir: Path, qlib_dir: Path) -> Path:
+    """Publish a finished provider directory at ``qlib_dir`` as a new version (hard links, no copy).
+
+    Hard links share the files' data with the workflow's own output: nothing is copied, and
+    when Snakemake later replaces its output for a rebuild, the published version keeps its
+    files. Across file systems (another disk, storage mounted elsewhere) the files are copied.
     """
-    paths = [Path(p) for p in bar_paths]
-    by_freq = {freq: sorted(p for p in paths if p.parent.name == freq) for freq in freqs}
-    unassigned = set(paths) - {p for ps in by_freq.values() for p in ps}
-    if unassigned:
-        raise ValueError(f"bar files outside bars/<freq>/ for freqs {list(freqs)}: {sorted(map(str, unassigned))[:3]}")
-    membership_schema = {"day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean}
-    membership = (
-        pl.scan_parquet([Path(p) for p in universe_paths])
-        .select([pl.col(c).cast(t) for c, t in membership_schema.items()])
-        .collect()
-        if universe_paths
-        else pl.DataFrame(schema=membership_schema)
-    )
-    return export_qlib(
-        bars_paths=by_freq,
-        days=list(days),
-        membership=membership,
-        market_name=market_name,
-        qlib_dir=Path(qlib_dir),
-        fields=fields,
-    )
+    qlib_dir = Path(qlib_dir)
+    versions = _versions_dir(qlib_dir)
+    versions.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-", suffix=".tmp", dir=versions))
+    try:
+        tmp.rmdir()
+        # .snakemake_timestamp: Snakemake's marker in directory outputs, not part of the dataset
+        shutil.copytree(dataset_dir, tmp, copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns(".snakemake_timestamp"))
+        tmp.chmod(0o755)
+        return publish_version(tmp, qlib_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def write_manifest(path: Path, *, qlib_dir: Path, summary: dict[str, Any]) -> None:
@@ -435,8 +550,6 @@ def publish_version(build: Path, qlib_dir: Path) -> Path:
     A pre-existing real directory at ``qlib_dir`` (older layout) is moved into the versions
     directory first, then replaced by the link in the same atomic step where the kernel allows.
     """
-    import os
-
     versions = _versions_dir(qlib_dir)
     final = versions / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     os.replace(build, final)

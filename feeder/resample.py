@@ -92,6 +92,17 @@ def freq_minutes(freq: str) -> int:
     raise ValueError(f"unknown frequency {freq!r}: Qlib names are '1min', '<N>min' or 'day'{hint}")
 
 
+def _sum_in_time_order(column: str) -> pl.Expr:
+    """Sum of a bucket's minutes, added one by one in time order.
+
+    Float addition is not associative, and polars' group sums add in an order that depends on
+    how the rows arrived (seen: the same bars read in another order gave day volumes 1 ulp
+    apart). A sequential sum in time order gives the same bytes on every rebuild, which is what
+    lets two builds (local and on S3, or before and after a refactor) be compared byte for byte.
+    """
+    return pl.col(column).sort_by("ts").cum_sum().last()
+
+
 def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
     """Aggregate 1-minute bars of any number of instruments into ``freq`` buckets.
 
@@ -109,26 +120,28 @@ def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
     ts_ms = pl.col("ts").cast(pl.Datetime("ms")).cast(pl.Int64)
     by_time = pl.col("ts")
     missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in TRADE_FIELDS if c not in bars_1m.columns]
-    out = (
-        bars_1m.lazy()
-        .with_columns(missing)
-        .with_columns(
-            pl.col("inst").cast(pl.Utf8),
-            pl.col("ts").cast(pl.Datetime("ms")),
-            ((ts_ms // bucket_ms) * bucket_ms).cast(pl.Datetime("ms")).alias("bucket"),
-            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume", "amount", *TRADE_FIELDS)],
-        )
-        .group_by("inst", "bucket")
-        .agg(
+    typed = bars_1m.lazy().with_columns(missing).with_columns(
+        pl.col("inst").cast(pl.Utf8),
+        pl.col("ts").cast(pl.Datetime("ms")),
+        ((ts_ms // bucket_ms) * bucket_ms).cast(pl.Datetime("ms")).alias("bucket"),
+        *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume", "amount", *TRADE_FIELDS)],
+    )
+    if minutes == 1:
+        # one bar per bucket: every aggregate is the bar itself (and grouping 1440 x N
+        # one-row groups is the slowest part of a day's resampling)
+        buckets = typed.with_columns(pl.lit(1.0).alias("coverage")).drop("ts")
+    else:
+        buckets = typed.group_by("inst", "bucket").agg(
             pl.col("open").sort_by(by_time).first(),
             pl.col("high").max(),
             pl.col("low").min(),
             pl.col("close").sort_by(by_time).last(),
-            pl.col("volume").sum(),
-            *[pl.when(pl.col(c).null_count() == 0).then(pl.col(c).sum()).alias(c) for c in ("amount", *TRADE_FIELDS)],
+            _sum_in_time_order("volume"),
+            *[pl.when(pl.col(c).null_count() == 0).then(_sum_in_time_order(c)).alias(c) for c in ("amount", *TRADE_FIELDS)],
             (pl.len() / minutes).cast(pl.Float64).alias("coverage"),
         )
-        .with_columns(
+    out = (
+        buckets.with_columns(
             pl.when(pl.col("volume") > 0).then(pl.col("amount") / pl.col("volume")).alias("vwap"),
             *[pl.lit(None, dtype=pl.Float64).alias(c) for c in POINT_IN_TIME_FIELDS],
         )

@@ -19,8 +19,12 @@ from feeder.qlib_export import (
     decode_feature,
     dense_series,
     encode_feature,
+    DEFAULT_FIELDS,
+    day_block,
     export_from_workflow,
     export_qlib,
+    publish_dataset,
+    write_day_blocks,
 )
 from feeder.resample import resample_bars
 
@@ -284,23 +288,51 @@ def test_reexport_swaps_directory(tmp_path: Path) -> None:
     assert len(versions) == 2 and not [v for v in versions if v.startswith("build-")]  # previous one kept
 
 
-def test_export_from_workflow_matches_export_qlib(dataset: dict[str, Any], tmp_path: Path) -> None:
+def test_workflow_day_blocks_publish_the_same_dataset(dataset: dict[str, Any], tmp_path: Path) -> None:
+    """The workflow's path (day blocks per resample job -> assemble -> publish) = export_qlib, byte for byte."""
     universe_paths = []
     for day, part in MEMBERSHIP.partition_by("day", as_dict=True).items():
         path = tmp_path / "universe" / f"{day[0]}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         part.with_columns(pl.lit(1, dtype=pl.Int32).alias("rank"), pl.lit(1.0).alias("metric")).write_parquet(path)
         universe_paths.append(path)
-    flat = [p for freq in FREQS for p in dataset["paths"][freq]]
+    block_paths = []
+    for day in DAYS:
+        frames = {freq: pl.read_parquet(p) for freq in FREQS for p in dataset["paths"][freq] if p.stem == str(day)}
+        out = {freq: tmp_path / "qlib-blocks" / freq / f"{day}.arrow" for freq in FREQS}
+        write_day_blocks(frames, day=day, fields=DEFAULT_FIELDS, out_paths=out)
+        block_paths += out.values()
+    built = tmp_path / "qlib-dataset"
+    summary = export_from_workflow(block_paths=block_paths, universe_paths=universe_paths, freqs=FREQS, days=DAYS,
+                                   market_name=MARKET, out_dir=built)  # fmt: skip
+    assert summary == dataset["summary"]
     qlib_dir = tmp_path / "qlib"
-    export_from_workflow(bar_paths=flat, universe_paths=universe_paths, freqs=FREQS, days=DAYS,
-                         market_name=MARKET, qlib_dir=qlib_dir)  # fmt: skip
-    for rel in ("instruments/all.txt", f"instruments/{MARKET}.txt", "calendars/5min.txt",
-                "features/eth-usdt-swap/close.1min.bin", "features/doge-usdt-swap/vwap.day.bin"):  # fmt: skip
+    publish_dataset(built, qlib_dir)
+    files = sorted(p.relative_to(qlib_dir) for p in qlib_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(dataset["qlib_dir"]) for p in dataset["qlib_dir"].rglob("*") if p.is_file())
+    for rel in files:
         assert (qlib_dir / rel).read_bytes() == (dataset["qlib_dir"] / rel).read_bytes(), rel
-    with pytest.raises(ValueError, match="outside bars"):
-        export_from_workflow(bar_paths=flat, universe_paths=[], freqs=["day"], days=DAYS, market_name=MARKET,
-                             qlib_dir=tmp_path / "other")  # fmt: skip
+    # published by hard links: no second copy of the data
+    assert (qlib_dir / files[-1]).stat().st_ino == (built / files[-1]).stat().st_ino
+    with pytest.raises(ValueError, match="outside qlib-blocks"):
+        export_from_workflow(block_paths=block_paths, universe_paths=[], freqs=["day"], days=DAYS,
+                             market_name=MARKET, out_dir=tmp_path / "other")  # fmt: skip
+
+
+def test_day_block_refuses_broken_bars() -> None:
+    """Off-grid, out-of-day and doubled bars would shift every later value: they raise."""
+    bars = pl.DataFrame({"inst": ["X", "X"], "ts": [T0, T0 + dt.timedelta(minutes=5)], "close": [1.0, 2.0]})
+    block = day_block(bars, day=FRI, freq="5min", fields=("close", "factor"))
+    assert block.column("inst").to_pylist() == ["X"]
+    close = block.column("close").combine_chunks().flatten().to_numpy()
+    assert close.shape == (288,) and close[0] == 1.0 and close[1] == 2.0 and np.isnan(close[2:]).all()
+    for broken, match in (
+        (bars.with_columns(ts=pl.col("ts") + dt.timedelta(minutes=1)), "not aligned"),
+        (bars.with_columns(ts=pl.col("ts") + dt.timedelta(days=1)), "outside"),
+        (pl.concat([bars, bars]), "duplicate"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            day_block(broken, day=FRI, freq="5min", fields=("close", "factor"))
 
 
 def test_instrument_batches_write_the_same_files(
@@ -308,7 +340,7 @@ def test_instrument_batches_write_the_same_files(
 ) -> None:
     import feeder.qlib_export as qe
 
-    monkeypatch.setattr(qe, "INSTRUMENTS_PER_PASS", 2)  # 3 instruments → 2 passes per frequency
+    monkeypatch.setattr(qe, "ASSEMBLY_BUDGET_BYTES", 1)  # one instrument per pass
     qlib_dir = tmp_path / "qlib"
     summary = export_qlib(bars_paths=dataset["paths"], days=DAYS, membership=MEMBERSHIP, market_name=MARKET,
                           qlib_dir=qlib_dir)  # fmt: skip

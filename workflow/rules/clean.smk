@@ -1,14 +1,24 @@
 # Cleaning: one job per UTC day reads the day's sealed shards once (stream + REST) and writes
-# one deduplicated, typed Parquet per symbol-day plus a quality report.
+# one deduplicated, typed Parquet per symbol-day, a quality report, and the day's coverage:
+# per symbol, bars expected (listed minutes), from the stream, repaired from REST, and missing
+# with the reason (exchange has none / fetch failed / not attempted). Nothing is filled in.
+# (Coverage is accounted here, not in a job of its own: a job's start-up costs more than it.)
 
 
 rule clean:
     input:
         stream=ws_candle_shards,
-        rest=rules.backfill.output[0],
+        rest=rules.backfill.output.shard,
+        universe=f"{WORK}/universe/{{day}}.parquet",
+        instruments=lambda wc: f"{WORK}/reference/instruments/{prev_day(wc.day)}.parquet",
+        backfill=rules.backfill.output.summary,
     output:
         bars=directory(f"{WORK}/clean/{{day}}"),
         quality=f"{WORK}/quality/{{day}}.json",
+        coverage=f"{WORK}/coverage/{{day}}.parquet",
+    resources:
+        mem_mb=lambda wc, attempt: 1024 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     log:
         f"{LOGS}/clean/{{day}}.log",
     conda:

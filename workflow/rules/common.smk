@@ -1,6 +1,9 @@
 # Config validation, the list of days to build and input functions shared by the rules.
 import datetime as dt
-from pathlib import Path
+import functools
+import os
+import re
+from collections import defaultdict
 
 from snakemake.utils import validate
 
@@ -14,6 +17,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 RAW = config["paths"]["raw"]
 WORK = config["paths"]["work"]
 QLIB_DIR = config["paths"]["qlib"]
+QLIB_DATASET = f"{WORK}/qlib-dataset"  # the built provider directory (published at paths.qlib)
 QLIB_MANIFEST = f"{WORK}/qlib-published.json"
 DAYS = [d.isoformat() for d in build_days(config)]
 FREQS = config["frequencies"]
@@ -30,16 +34,61 @@ def next_day(day: str) -> str:
     return (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
 
 
+def list_matches(pattern: str):
+    """glob_wildcards(pattern) where Snakemake will look for the files: on the default storage
+    provider when the run has one (``--default-storage-provider s3 ...``), else on disk.
+
+    Listing through Snakemake's storage rather than Path.glob keeps the rules free of hand-made
+    local paths: the same workflow lists raw shards in a directory or under an S3 prefix.
+    On S3 the keys are listed with the storage plugin's own boto3 session:
+    snakemake-storage-plugin-s3 0.3.6's list_candidate_matches() rejects every s3:// query.
+    """
+    settings = workflow.storage_settings
+    if settings.default_storage_provider is None:
+        return glob_wildcards(pattern)
+    prefix = os.path.join(settings.default_storage_prefix, "")  # with one trailing separator
+    target = workflow.modifier.path_modifier.apply_default_storage(pattern)
+    storage_object = target.flags["storage_object"]
+    if settings.default_storage_provider == "s3":
+        bucket, _, key_prefix = prefix[len("s3://"):].partition("/")
+        listed = storage_object.provider.s3c.Bucket(bucket).objects.filter(
+            Prefix=key_prefix + pattern[: pattern.index("{")])
+        queries = (f"s3://{bucket}/{item.key}" for item in listed)
+    else:
+        queries = storage_object.list_candidate_matches()
+    return glob_wildcards(pattern, files=[q[len(prefix):] for q in queries if q.startswith(prefix)])
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_HOUR = re.compile(r"\d{2}")
+
+
+@functools.cache
+def sealed_shards(channel: str) -> dict[tuple[str, str], list[str]]:
+    """Every sealed WebSocket shard of ``channel``, by (receipt day, hour): one listing per run.
+
+    Only ``*.jsonl`` files are shards; ``.jsonl.open`` ones are still being written.
+    """
+    found = list_matches(f"{RAW}/ws/{channel}/{{day}}/{{hour}}/{{name}}.jsonl")
+    shards = defaultdict(list)
+    for day, hour, name in zip(found.day, found.hour, found.name):
+        if _DAY.fullmatch(day) and _HOUR.fullmatch(hour) and "/" not in name:
+            shards[(day, hour)].append(f"{RAW}/ws/{channel}/{day}/{hour}/{name}.jsonl")
+    return {key: sorted(paths) for key, paths in shards.items()}
+
+
+def shards_of_hours(channel: str, day: str, hours) -> list[str]:
+    shards = sealed_shards(channel)
+    return [path for hour in hours for path in shards.get((day, f"{hour:02d}"), [])]
+
+
 def ws_shards(channel: str, day: str) -> list[str]:
-    """Sealed WebSocket shards holding `day`'s data of `channel`.
+    """Sealed WebSocket shards holding ``day``'s data of ``channel``.
 
     Shards are partitioned by receipt hour, so the closing candle of 23:59 usually sits in the
-    next day's 00 shard: that hour is included. `.jsonl.open` files (still being written) are not.
+    next day's 00 shard: that hour is included.
     """
-    base = Path(RAW) / "ws" / channel
-    paths = sorted((base / day).glob("*/*.jsonl"))
-    paths += sorted((base / next_day(day) / "00").glob("*.jsonl"))
-    return [str(p) for p in paths]
+    return shards_of_hours(channel, day, range(24)) + shards_of_hours(channel, next_day(day), [0])
 
 
 def ws_candle_shards(wildcards) -> list[str]:

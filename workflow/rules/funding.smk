@@ -20,6 +20,9 @@ rule funding_history:
         cache_dir=f"{WORK}/.funding-history",
     resources:
         okx_rest=1,
+    # REST jobs run where the workflow runs, also on a cluster: OKX limits requests per IP
+    # (one IP, one shared rate-limit state), and compute nodes often have no internet.
+    localrule: True
     log:
         f"{LOGS}/funding_history/{{day}}.log",
     conda:

@@ -1,7 +1,16 @@
-# Input functions and switches of funding.smk and resample.smk (functions only, no rules).
+# Input functions and switches of funding.smk, resample.smk and qlib.smk (no rules).
 
 CHANNELS = config.get("collector", {}).get("channels") or ["candle1m", "funding-rate", "open-interest"]
 TRADES_COLLECTED = "trades" in CHANNELS
+
+# The Qlib fields (docs/fields.md). open_interest needs the open-interest channel, n_trades and
+# taker_buy_volume the trades channel; without them those fields would be all NaN, so they
+# are not written.
+QLIB_FIELDS = [
+    "open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage", "funding_rate",
+    *(["open_interest"] if "open-interest" in CHANNELS else []),
+    *(["n_trades", "taker_buy_volume"] if TRADES_COLLECTED else []),
+]  # fmt: skip
 
 
 def ws_funding_shards(wildcards) -> list[str]:
@@ -12,8 +21,7 @@ def ws_funding_shards(wildcards) -> list[str]:
 
 def ws_open_interest_shards(wildcards) -> list[str]:
     """Pushes with ts in [D 00:00 - 15 min, D+1 00:00]: hour 23 of D-1, D and D+1 hour 00."""
-    prev = Path(RAW) / "ws" / "open-interest" / prev_day(wildcards.day) / "23"
-    paths = [str(p) for p in sorted(prev.glob("*.jsonl"))] + ws_shards("open-interest", wildcards.day)
+    paths = shards_of_hours("open-interest", prev_day(wildcards.day), [23]) + ws_shards("open-interest", wildcards.day)
     return list(dict.fromkeys(paths))
 
 

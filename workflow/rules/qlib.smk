@@ -1,33 +1,47 @@
-# Qlib export: calendars, instruments (all + point-in-time top<N>) and float32 feature bins.
-# Fields: docs/fields.md. open_interest needs the open-interest channel, n_trades and
-# taker_buy_volume the trades channel; without them those fields would be all NaN, so they
-# are not written.
-
-QLIB_FIELDS = [
-    "open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage", "funding_rate",
-    *(["open_interest"] if "open-interest" in CHANNELS else []),
-    *(["n_trades", "taker_buy_volume"] if TRADES_COLLECTED else []),
-]  # fmt: skip
+# Qlib export: the resample jobs wrote each day as calendar-aligned float32 day blocks; `qlib`
+# concatenates them into a complete provider directory (calendars, instruments: all + the
+# point-in-time top<N>, feature bins) and `publish_qlib` swaps it in at paths.qlib.
 
 
 rule qlib:
     input:
-        bars=expand(f"{WORK}/bars/{{freq}}/{{day}}.parquet", freq=FREQS, day=DAYS),
+        blocks=expand(f"{WORK}/qlib-blocks/{{freq}}/{{day}}.arrow", freq=FREQS, day=DAYS),
         universes=expand(f"{WORK}/universe/{{day}}.parquet", day=DAYS),
     output:
-        # A manifest, not the directory itself: Snakemake deletes a job's outputs before it
-        # runs, and readers (a notebook, a backtest) must keep seeing the previous dataset until
-        # the new one is swapped in whole. The directory is paths.qlib.
-        QLIB_MANIFEST,
+        dataset=directory(QLIB_DATASET),
+        summary=f"{WORK}/qlib-summary.json",
     params:
-        qlib_dir=QLIB_DIR,
         freqs=FREQS,
         days=DAYS,
         market=MARKET,
         fields=QLIB_FIELDS,
+    resources:
+        mem_mb=lambda wc, attempt: 1024 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     log:
         f"{LOGS}/qlib.log",
     conda:
         "../../envs/feeder.yaml"
     script:
         "../scripts/qlib_export.py"
+
+
+# Readers (a notebook, a backtest) must keep seeing the previous dataset until the new one is
+# complete, and Snakemake deletes a job's outputs before it runs: so the dataset is published
+# as a new version (hard links, no copy) behind the paths.qlib symlink, switched in one rename.
+# Local: Qlib reads local files, so this runs where the workflow runs, also with remote storage.
+rule publish_qlib:
+    input:
+        dataset=QLIB_DATASET,
+        summary=rules.qlib.output.summary,
+    output:
+        QLIB_MANIFEST,
+    params:
+        qlib_dir=QLIB_DIR,
+    localrule: True
+    log:
+        f"{LOGS}/publish_qlib.log",
+    conda:
+        "../../envs/feeder.yaml"
+    script:
+        "../scripts/publish_qlib.py"

@@ -1,6 +1,8 @@
 # Resampling: 1m bars of one day -> every configured frequency (UTC-aligned, labelled by open),
 # with funding rate and open interest attached as of each bar's close (point-in-time), and
-# trade counts / taker buy volume when the trades channel is collected.
+# trade counts / taker buy volume when the trades channel is collected. Each frequency is also
+# written as the Qlib export's day block (feeder.qlib_export.day_block), so the export only
+# concatenates days and adding a day never re-reads the history.
 
 
 rule resample:
@@ -11,9 +13,14 @@ rule resample:
         trades=trades_of_day,
     output:
         # one job per day writes every frequency: a job's start-up costs more than the work
-        expand(f"{WORK}/bars/{{freq}}/{{{{day}}}}.parquet", freq=FREQS),
+        bars=expand(f"{WORK}/bars/{{freq}}/{{{{day}}}}.parquet", freq=FREQS),
+        blocks=expand(f"{WORK}/qlib-blocks/{{freq}}/{{{{day}}}}.arrow", freq=FREQS),
     params:
         freqs=FREQS,
+        fields=QLIB_FIELDS,
+    resources:
+        mem_mb=lambda wc, attempt: 1024 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     log:
         f"{LOGS}/resample/{{day}}.log",
     conda:

@@ -18,6 +18,9 @@ rule daily_metrics:
         cache_dir=f"{WORK}/.daily-metric-cache",
     resources:
         okx_rest=1,
+    # REST jobs run where the workflow runs, also on a cluster: OKX limits requests per IP
+    # (one IP, one shared rate-limit state), and compute nodes often have no internet.
+    localrule: True
     log:
         f"{LOGS}/daily_metrics/{{day}}.log",
     conda:
