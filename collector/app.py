@@ -26,6 +26,11 @@ and the old one is stopped only once every new connection is subscribed and answ
 the switch loses nothing (records of instruments in both sets can be written twice during
 the overlap; cleaning deduplicates on (inst, ts)). The delay between publishing a universe
 and streaming it is at most ``universe_poll_s`` plus the time to connect.
+
+S3 (``collector.s3``): right after recovery a :class:`collector.s3.ShardUploader` thread starts
+copying sealed shards to S3 (the ones a previous process left unuploaded first); the writer's
+seal hook queues each new one. It never blocks the loop; on stop it drains for at most
+``DRAIN_TIMEOUT_S`` and whatever is left is found again by the next start.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from collector.capture import RawCapture
 from collector.clock import ExchangeClock, LocalClock, ReceiptClock, choose_clock
 from collector.metrics import Metrics
 from collector.okx_feed import OkxFeed
+from collector.s3 import DRAIN_TIMEOUT_S, ShardUploader
 from collector.settings import CHANNEL_MAP, CollectorSettings, ConfigError, load_settings
 from collector.universe import (
     Selection,
@@ -137,6 +143,7 @@ class CollectorApp:
         self.selection: Selection | None = None
         self.writer: ShardWriter | None = None
         self.capture: RawCapture | None = None
+        self.uploader: ShardUploader | None = None
         self.feed: OkxFeed | None = None
         self._retiring: OkxFeed | None = None       # the old feed during a universe hand-over
         self._swap_task: asyncio.Task[None] | None = None
@@ -175,6 +182,9 @@ class CollectorApp:
         for path in report.in_use:
             log.warning("recovery skipped %s: a live writer holds it (is another collector running on %s?)",
                         path, s.raw_root)
+        if s.s3 is not None:  # after recovery: the shards it sealed are uploaded too
+            self.uploader = ShardUploader(s.raw_root, s.s3)
+            self.uploader.start()
 
         self._client = OkxRestClient(base_url=s.rest_url, ca_file=s.ca_file, timeout_s=s.timeout_s)
         self.clock = choose_clock(self.clock_mode, self._client.server_time_ms)
@@ -334,16 +344,19 @@ class CollectorApp:
             self._startup()
         except _StopDuringStartup as exc:
             log.info("stopped by %s during start-up; nothing to seal", exc)
+            self._stop_uploader()
             return EXIT_OK
         except Exception as exc:
             log.error("start-up failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._stop_uploader()
             return EXIT_STARTUP
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         assert self.selection is not None
         self.writer = ShardWriter(s.raw_root, "ws", self.clock.now, flush_interval_s=s.flush_interval_s,
-                                  flush_clock=time.monotonic, on_io=self.metrics.observe_io)
+                                  flush_clock=time.monotonic, on_io=self.metrics.observe_io,
+                                  on_seal=self.uploader.notify if self.uploader is not None else None)
         self.capture = RawCapture(self.writer, clock=self.clock, channels=s.channels, on_fatal=self._on_fatal,
                                   candle_updates=self.candle_updates)
         self._expect(self.selection.instruments)
@@ -397,8 +410,21 @@ class CollectorApp:
                              "workflow's backfill restores those bars from REST)", EXIT_SHARD_WRITE, exc,
                              st.lost_records)
                 self.exit_code = EXIT_SHARD_WRITE
+        self._stop_uploader()
         if self._client is not None:
             self._client.close()
+
+    def _stop_uploader(self) -> None:
+        """Give the uploader up to DRAIN_TIMEOUT_S for the backlog (the shards just sealed on exit);
+        what is left stays on disk for the next start, so cutting the drain short loses nothing. A
+        second SIGTERM is ignored (the drain is bounded; SIGKILL still works); a Ctrl-C ends it."""
+        if self.uploader is None:
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            self.uploader.stop(DRAIN_TIMEOUT_S)
+        except (KeyboardInterrupt, _StopDuringStartup):
+            log.warning("S3: upload of the backlog interrupted; the next start uploads what is left")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

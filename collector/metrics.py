@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # pragma: no cover
     from collector.app import CollectorApp
+    from collector.s3 import UploadSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,43 @@ def _copy(d: Any) -> dict[Any, Any]:
     return dict(d) if d else {}
 
 
+def _upload_snapshot(app: Any) -> UploadSnapshot | None:
+    """The S3 uploader's state, or None when ``collector.s3`` is not configured (no s3 metrics then)."""
+    uploader = getattr(app, "uploader", None)
+    return uploader.snapshot() if uploader is not None else None
+
+
+def _upload_families(up: UploadSnapshot, now: float) -> Iterator[Any]:
+    """``collector_s3_*``: the upload backlog and what happened to it (docs/collector.md)."""
+    yield GaugeMetricFamily("collector_s3_backlog_shards",
+                            "Sealed shards not yet uploaded to S3 (they wait on the local disk)",
+                            value=up.backlog_shards)
+    yield GaugeMetricFamily("collector_s3_backlog_bytes", "Bytes of those shards", value=up.backlog_bytes)
+    yield GaugeMetricFamily("collector_s3_oldest_backlog_age_seconds",
+                            "Seconds the oldest shard of the backlog has waited in this process (0 = none waiting)",
+                            value=max(0.0, now - up.oldest_queued_at) if up.oldest_queued_at else 0.0)
+    yield GaugeMetricFamily("collector_s3_failing_seconds",
+                            "Seconds since S3 uploads started failing (0 while they succeed)",
+                            value=max(0.0, now - up.failing_since) if up.failing_since else 0.0)
+    yield GaugeMetricFamily("collector_s3_scan_done",
+                            "1 once the start-up scan for sealed shards missing from S3 has finished",
+                            value=1.0 if up.scanned else 0.0)
+    yield CounterMetricFamily("collector_s3_uploads", "Shards uploaded to S3 by this process", value=up.uploaded)
+    yield CounterMetricFamily("collector_s3_uploaded_bytes", "Bytes uploaded to S3 by this process",
+                              value=up.uploaded_bytes)
+    yield CounterMetricFamily("collector_s3_already_present",
+                              "Shards found in S3 with the same bytes (recorded, not uploaded again)",
+                              value=up.already_present)
+    yield CounterMetricFamily("collector_s3_upload_errors", "Failed upload attempts (each one is retried)",
+                              value=up.errors)
+    yield CounterMetricFamily("collector_s3_conflicts",
+                              "Shards whose S3 key holds different bytes (not overwritten; see the log)",
+                              value=up.conflicts)
+    yield GaugeMetricFamily("collector_s3_last_upload_timestamp_seconds",
+                            "When the last shard was uploaded or found in S3 (epoch s; 0 = not yet)",
+                            value=up.last_upload_at or 0.0)
+
+
 class _StateCollector(Collector):
     """Builds the metric families from the app's live objects at scrape time."""
 
@@ -97,9 +135,16 @@ class _StateCollector(Collector):
                 info["writer_id"] = app.writer.writer_id
             if app.disk_problem:
                 info["disk_problem"] = app.disk_problem[:500]
+        uploads = _upload_snapshot(app)
+        if uploads is not None:
+            info["s3_prefix"] = uploads.url
+            if uploads.last_error:
+                info["s3_error"] = uploads.last_error[:1000]
         yield InfoMetricFamily("collector", "Collector process facts", value=info)
         if app is None:
             return
+        if uploads is not None:
+            yield from _upload_families(uploads, now)
         phase = GaugeMetricFamily("collector_phase", "1 for the phase the collector is in", labels=["phase"])
         for name in ("starting", "waiting_for_disk", "running", "stopping"):
             phase.add_metric([name], 1.0 if app.phase == name else 0.0)

@@ -14,9 +14,9 @@ from typing import Any
 
 from cryptofeed.defines import CANDLES, FUNDING, OPEN_INTEREST, TICKER, TRADES
 
-from feeder.config import ConfigError, load_config
+from feeder.config import ConfigError, load_config, split_s3_url
 
-__all__ = ["CHANNEL_MAP", "CollectorSettings", "ConfigError", "load_settings"]
+__all__ = ["CHANNEL_MAP", "CollectorSettings", "ConfigError", "S3Settings", "load_settings"]
 
 #: OKX channel name (config, records) → cryptofeed channel constant.
 CHANNEL_MAP: dict[str, str] = {
@@ -26,6 +26,20 @@ CHANNEL_MAP: dict[str, str] = {
     "tickers": TICKER,
     "trades": TRADES,
 }
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """``collector.s3``: where sealed shards are uploaded. No credentials: boto3's chain finds them."""
+
+    bucket: str
+    key_prefix: str              # "" = the bucket root; never starts or ends with "/"
+    endpoint_url: str | None     # None = AWS S3 (or AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 from the environment)
+
+    @property
+    def url(self) -> str:
+        """``s3://bucket/key_prefix``, normalised (no trailing slash): what logs and metrics show."""
+        return f"s3://{self.bucket}/{self.key_prefix}" if self.key_prefix else f"s3://{self.bucket}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class CollectorSettings:
     metrics_port: int
     universe: dict[str, Any] = field(default_factory=dict)
     symbols: tuple[str, ...] | None = None  # --symbols: fixed instrument list, no universe lookup
+    s3: S3Settings | None = None             # collector.s3: also upload sealed shards there
 
 
 def load_settings(
@@ -87,4 +102,14 @@ def load_settings(
         metrics_port=int(col.get("metrics_port", 9108) if metrics_port is None else metrics_port),
         universe=dict(cfg.get("universe") or {}),
         symbols=tuple(dict.fromkeys(symbols)) if symbols else None,
+        s3=_s3_settings(col.get("s3")),
     )
+
+
+def _s3_settings(s3: dict[str, Any] | None) -> S3Settings | None:
+    """``collector.s3`` (already validated by :func:`feeder.config.check_config`) as typed settings."""
+    if not s3:
+        return None
+    bucket, key_prefix = split_s3_url(s3["prefix"])
+    endpoint = s3.get("endpoint_url")
+    return S3Settings(bucket=bucket, key_prefix=key_prefix, endpoint_url=endpoint.rstrip("/") if endpoint else None)

@@ -3,7 +3,8 @@
 Reads the collector's own Prometheus endpoint (``collector.metrics_host``/``metrics_port``
 from the config, or ``--url``) and says in plain words what it sees: up or not, connected or
 not, which channels or instruments have been silent for longer than expected, whether the
-disk takes writes, what the exchange refused, what start-up recovery cut.
+disk takes writes, what the exchange refused, what start-up recovery cut, and (with
+``collector.s3``) whether sealed shards reach S3 or how many wait on the local disk.
 
 Exit codes: 0 healthy, 1 unhealthy (the reasons are printed), 2 no collector answers (or the
 answer is not the collector's metrics). Suitable for cron, a monitoring check or by hand.
@@ -38,6 +39,10 @@ DEFAULT_MAX_SILENCE_S: dict[str, float] = {
 }
 FALLBACK_MAX_SILENCE_S = 300.0
 LIST_AT_MOST = 8  # instruments named per line
+#: S3 uploads failing for longer than this is a problem (shorter: a warning; one 503 is not news).
+DEFAULT_MAX_S3_FAILING_S = 120.0
+#: A shard waiting longer than this for its upload (while uploads succeed) is a warning: S3 is behind.
+DEFAULT_MAX_S3_LAG_S = 900.0
 
 
 @dataclass
@@ -107,7 +112,36 @@ def _names(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - LIST_AT_MOST} more" if len(items) > LIST_AT_MOST else "")
 
 
-def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, now: float | None = None) -> Health:
+def _assess_s3(scrape: Scrape, info: Mapping[str, str], *, max_failing_s: float, max_lag_s: float,
+               problems: list[str], warnings: list[str], facts: list[str]) -> None:
+    """The S3 upload backlog (only when the collector uploads: ``collector_s3_*`` present)."""
+    if "collector_s3_backlog_shards" not in scrape.samples:
+        return
+    url = info.get("s3_prefix", "S3")
+    backlog = scrape.value("collector_s3_backlog_shards")
+    size = _size(scrape.value("collector_s3_backlog_bytes"))
+    waiting = f"{backlog:.0f} sealed shard(s) ({size}) wait on the local disk"
+    failing = scrape.value("collector_s3_failing_seconds")
+    if failing > 0:
+        text = (f"uploads to {url} have been failing for {_dur(failing)}: {info.get('s3_error') or 'see the log'}; "
+                f"{waiting} and are uploaded when S3 answers again (nothing is lost)")
+        (problems if failing >= max_failing_s else warnings).append(text)
+    elif scrape.value("collector_s3_oldest_backlog_age_seconds") > max_lag_s:
+        warnings.append(f"uploads to {url} are behind: {waiting}, the oldest for "
+                        f"{_dur(scrape.value('collector_s3_oldest_backlog_age_seconds'))}")
+    conflicts = scrape.value("collector_s3_conflicts_total")
+    if conflicts:
+        problems.append(f"{conflicts:.0f} shard(s) not uploaded: {url} already holds different bytes under their "
+                        "key (see the log; the local shards are kept)")
+    scan = "" if scrape.value("collector_s3_scan_done", 1.0) else " (still looking for shards left by earlier runs)"
+    facts.append(f"S3 {url}: {scrape.value('collector_s3_uploads_total'):,.0f} shard(s) uploaded "
+                 f"({_size(scrape.value('collector_s3_uploaded_bytes_total'))}) since start, "
+                 f"{scrape.value('collector_s3_already_present_total'):,.0f} already there; backlog {backlog:.0f} "
+                 f"shard(s){scan}")
+
+
+def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, now: float | None = None,
+           max_s3_failing_s: float = DEFAULT_MAX_S3_FAILING_S, max_s3_lag_s: float = DEFAULT_MAX_S3_LAG_S) -> Health:
     """Turn one scrape into a verdict (pure: tests feed it hand-made scrapes)."""
     limits = {**DEFAULT_MAX_SILENCE_S, **(max_silence or {})}
     now = time.time() if now is None else now
@@ -194,6 +228,8 @@ def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, no
     if recovered or cut:
         facts.append(f"start-up recovery sealed {recovered:.0f} shard(s) a previous process left open and cut "
                      f"{cut:.0f} partial line(s)")
+    _assess_s3(scrape, info, max_failing_s=max_s3_failing_s, max_lag_s=max_s3_lag_s, problems=problems,
+               warnings=warnings, facts=facts)
     healthy = not problems
     verdict = "HEALTHY" if healthy else "UNHEALTHY"
     reason = "collector is recording" if healthy else problems[0] + (
@@ -225,6 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-silence", action="append", default=[], metavar="CHANNEL=SECONDS",
                    help="longest normal silence per instrument on a channel (defaults: "
                         + ", ".join(f"{c}={s:g}" for c, s in DEFAULT_MAX_SILENCE_S.items()) + ")")
+    p.add_argument("--max-s3-failing", type=float, default=DEFAULT_MAX_S3_FAILING_S, metavar="SECONDS",
+                   help="S3 uploads failing for longer than this is unhealthy (default %(default)g; shorter is a "
+                        "warning)")
+    p.add_argument("--max-s3-lag", type=float, default=DEFAULT_MAX_S3_LAG_S, metavar="SECONDS",
+                   help="warn when a sealed shard has waited longer than this for its upload (default %(default)g)")
     p.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds (default 5)")
     args = p.parse_args(argv)
     if args.url:
@@ -253,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"UNREACHABLE: no collector answers on {url} ({reason}). Is it running? "
               "(supervisorctl status collector; see docs/collector.md)")
         return EXIT_UNREACHABLE
-    health = assess(scrape, max_silence=_parse_silence(args.max_silence))
+    health = assess(scrape, max_silence=_parse_silence(args.max_silence), max_s3_failing_s=args.max_s3_failing,
+                    max_s3_lag_s=args.max_s3_lag)
     print(health.render())
     if "collector_start_time_seconds" not in scrape.samples:
         return EXIT_UNREACHABLE

@@ -67,6 +67,70 @@ def explain_mistakes(config: dict[str, Any]) -> list[str]:
         )
     if isinstance(universe.get("size"), int) and universe["size"] < 1:
         problems.append("universe.size must be at least 1 (the number of instruments to keep each day).")
+    problems.extend(_collector_s3_problems(config))
+    return problems
+
+
+# --------------------------------------------------------------------------- collector.s3
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_S3_EXAMPLE = "e.g. s3://my-bucket/feeder/data/raw"
+#: keys people put next to the prefix, hoping the collector reads credentials from config.yaml
+_CREDENTIAL_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key", "access_key_id",
+                    "secret_key", "secret_access_key", "secret", "session_token", "token", "password", "profile",
+                    "credentials"}
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")`` (no trailing slash; ``""`` for the
+    bucket root). Raises :class:`ConfigError` saying what is wrong and what to write instead.
+
+    Checked here, not only by the schema's pattern, because "does not match '^s3://...'" does not tell
+    the user that ``S3://My_Bucket`` fails on the bucket naming rules.
+    """
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise ConfigError(f"collector.s3.prefix: {url!r} is not an S3 URL; write s3://<bucket>/<prefix>, "
+                          f"{_S3_EXAMPLE} (the endpoint of MinIO or another S3-compatible server goes into "
+                          "collector.s3.endpoint_url).")
+    bucket, _, key = url[len("s3://"):].partition("/")
+    if not _BUCKET_RE.match(bucket) or ".." in bucket or _IP_RE.match(bucket):
+        raise ConfigError(f"collector.s3.prefix: {bucket!r} is not a valid S3 bucket name: 3 to 63 characters, "
+                          "lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, "
+                          f"not an IP address ({_S3_EXAMPLE}).")
+    key = key[:-1] if key.endswith("/") else key
+    segments = key.split("/") if key else []
+    if any(seg in ("", ".", "..") or any(ch.isspace() for ch in seg) for seg in segments):
+        raise ConfigError(f"collector.s3.prefix: {url!r} has an empty, '.', '..' or blank path segment; write the "
+                          f"key prefix as plain names separated by single slashes, {_S3_EXAMPLE}.")
+    return bucket, key
+
+
+def _collector_s3_problems(config: dict[str, Any]) -> list[str]:
+    """collector.s3 mistakes, in words: not a mapping, credentials in the file, a bad prefix or endpoint."""
+    collector = config.get("collector")
+    s3 = collector.get("s3") if isinstance(collector, dict) else None
+    if s3 is None:
+        return []
+    if not isinstance(s3, dict):
+        return [f"collector.s3 must be a mapping like {{prefix: s3://my-bucket/feeder/data/raw}} (or null for local "
+                f"shards only), not {s3!r}."]
+    problems = [f"collector.s3.{key}: credentials are never read from config.yaml (it is shared and committed); "
+                "remove it and give them to the collector's environment: AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance/pod role (boto3's standard chain)."
+                for key in s3 if str(key).lower() in _CREDENTIAL_KEYS]
+    if "prefix" not in s3:
+        problems.append("collector.s3.prefix is missing: the S3 URL the sealed shards are uploaded under, "
+                        f"{_S3_EXAMPLE}.")
+    else:
+        try:
+            split_s3_url(s3["prefix"])
+        except ConfigError as exc:
+            problems.append(str(exc))
+    endpoint = s3.get("endpoint_url")
+    if endpoint is not None and (not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint)):
+        problems.append(f"collector.s3.endpoint_url: {endpoint!r} is not an http(s) URL; write e.g. "
+                        "http://127.0.0.1:9000 for a MinIO server, or null for AWS S3.")
     return problems
 
 

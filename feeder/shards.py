@@ -117,6 +117,16 @@ def sealed_shards(root: str | Path, source: str, channel: str, day: dt.date | st
     return sorted(base.glob(pattern), key=_shard_sort_key)
 
 
+def all_sealed_shards(root: str | Path, source: str = "ws") -> list[Path]:
+    """Every sealed WS-layout shard of every channel under ``<root>/<source>``, oldest hour first.
+
+    Never an ``.jsonl.open`` file (the glob ends in ``.jsonl``). The collector's S3 uploader scans
+    with this at start-up to find shards sealed but not yet uploaded.
+    """
+    base = Path(root) / _check_name("source", source)
+    return sorted(base.glob(f"*/*/*/*{SEALED_SUFFIX}"), key=lambda p: (_shard_sort_key(p), p.parent.parent.parent.name))
+
+
 def _shard_sort_key(path: Path) -> tuple[str, str, int, str]:
     writer_id = path.name[: -len(SEALED_SUFFIX)] if path.name.endswith(SEALED_SUFFIX) else path.name
     head = writer_id.split("-", 1)[0]
@@ -196,6 +206,9 @@ class WriterStats:
 
 #: ``on_io(op, seconds, nbytes)``: called after every flush (``op="flush"``) and seal (``"seal"``).
 IoHook = Callable[[str, float, int], None]
+#: ``on_seal(path, nbytes)``: called with every sealed ``.jsonl`` file, right after the rename is
+#: durable (the collector's S3 uploader queues it). Must be quick: it runs on the writer's thread.
+SealHook = Callable[[Path, int], None]
 
 
 class ShardWriter:
@@ -236,6 +249,7 @@ class ShardWriter:
         pid: int | None = None,
         flush_clock: Callable[[], float] | None = None,
         on_io: IoHook | None = None,
+        on_seal: SealHook | None = None,
     ) -> None:
         self.root = Path(root)
         self.source = _check_name("source", source)
@@ -246,6 +260,7 @@ class ShardWriter:
         self.buffer_size = buffer_size
         self.pid = os.getpid() if pid is None else int(pid)
         self.on_io = on_io
+        self.on_seal = on_seal
         self._last_id_ms = int(clock() * 1000)
         self.writer_id = f"{self._last_id_ms}-{self.pid}"
         self.stats = WriterStats()
@@ -456,6 +471,11 @@ class ShardWriter:
         self.stats.bytes_sealed += shard.size
         if self.on_io is not None:
             self.on_io("seal", time.perf_counter() - t0, shard.size)
+        if self.on_seal is not None:
+            try:
+                self.on_seal(shard.final_path, shard.size)
+            except Exception:  # the shard is sealed and safe; a hook bug must not look like a write failure
+                log.exception("on_seal hook failed for %s (the shard is sealed)", shard.final_path)
         log.debug("sealed %s (%d lines)", shard.final_path, shard.lines)
         return shard.final_path
 
