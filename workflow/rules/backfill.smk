@@ -15,6 +15,8 @@ rule backfill:
         exchange=rest_params(),
     resources:
         okx_rest=1,
+        mem_mb=scaled(1024),
+        runtime=scaled(60),
     # REST jobs run where the workflow runs, also on a cluster: OKX limits requests per IP
     # (one IP, one shared rate-limit state), and compute nodes often have no internet.
     localrule: True

@@ -17,8 +17,8 @@ rule clean:
         quality=f"{WORK}/quality/{{day}}.json",
         coverage=f"{WORK}/coverage/{{day}}.parquet",
     resources:
-        mem_mb=lambda wc, attempt: 1024 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        mem_mb=scaled(2048),
+        runtime=scaled(15),
     log:
         f"{LOGS}/clean/{{day}}.log",
     conda:

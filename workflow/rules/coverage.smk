@@ -8,6 +8,9 @@ rule coverage:
     output:
         table=f"{WORK}/coverage.parquet",
         gaps=f"{WORK}/gaps.csv",
+    resources:
+        mem_mb=scaled(1024),
+        runtime=scaled(10),
     log:
         f"{LOGS}/coverage.log",
     conda:

@@ -20,6 +20,8 @@ rule funding_history:
         cache_dir=f"{WORK}/.funding-history",
     resources:
         okx_rest=1,
+        mem_mb=scaled(512),
+        runtime=scaled(30),
     # REST jobs run where the workflow runs, also on a cluster: OKX limits requests per IP
     # (one IP, one shared rate-limit state), and compute nodes often have no internet.
     localrule: True
@@ -41,6 +43,9 @@ rule clean_funding_oi:
         open_interest=f"{WORK}/open_interest/{{day}}.parquet",
         funding_quality=f"{WORK}/quality/funding/{{day}}.json",
         open_interest_quality=f"{WORK}/quality/open-interest/{{day}}.json",
+    resources:
+        mem_mb=scaled(512),
+        runtime=scaled(5),
     log:
         f"{LOGS}/clean_funding_oi/{{day}}.log",
     conda:
@@ -59,6 +64,9 @@ if TRADES_COLLECTED:
         output:
             trades=f"{WORK}/trades/{{day}}.parquet",
             quality=f"{WORK}/quality/trades/{{day}}.json",
+        resources:
+            mem_mb=scaled(2048),
+            runtime=scaled(15),
         log:
             f"{LOGS}/clean_trades/{{day}}.log",
         conda:

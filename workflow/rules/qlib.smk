@@ -16,8 +16,8 @@ rule qlib:
         market=MARKET,
         fields=QLIB_FIELDS,
     resources:
-        mem_mb=lambda wc, attempt: 1024 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
+        mem_mb=scaled(2048),
+        runtime=scaled(60),
     log:
         f"{LOGS}/qlib.log",
     conda:

@@ -25,6 +25,9 @@ rule quality_report:
         days=DAYS,
         market=MARKET,
         bars_freq=REPORT_FREQ,
+    resources:
+        mem_mb=scaled(2048),
+        runtime=scaled(15),
     log:
         f"{LOGS}/quality_report.log",
     conda:

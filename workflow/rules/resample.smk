@@ -19,8 +19,8 @@ rule resample:
         freqs=FREQS,
         fields=QLIB_FIELDS,
     resources:
-        mem_mb=lambda wc, attempt: 1024 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        mem_mb=scaled(2048),
+        runtime=scaled(15),
     log:
         f"{LOGS}/resample/{{day}}.log",
     conda:

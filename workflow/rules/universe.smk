@@ -18,6 +18,8 @@ rule daily_metrics:
         cache_dir=f"{WORK}/.daily-metric-cache",
     resources:
         okx_rest=1,
+        mem_mb=scaled(512),
+        runtime=scaled(30),
     # REST jobs run where the workflow runs, also on a cluster: OKX limits requests per IP
     # (one IP, one shared rate-limit state), and compute nodes often have no internet.
     localrule: True
@@ -38,6 +40,9 @@ checkpoint universe:
     params:
         size=config["universe"]["size"],
         window_days=config["universe"]["window_days"],
+    resources:
+        mem_mb=scaled(512),
+        runtime=scaled(5),
     log:
         f"{LOGS}/universe/{{day}}.log",
     conda:
