@@ -13,6 +13,7 @@ import datetime as dt
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from feeder.records import encode_record
 from feeder.shards import ShardWriter
@@ -22,8 +23,8 @@ MINUTE_MS = 60_000
 
 
 def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.date], n_symbols: int,
-             duplicate_share: float = 0.01) -> dict[str, float]:
-    """Write the workload; return counts (candles, lines, bytes, seconds)."""
+             duplicate_share: float = 0.01) -> dict[str, Any]:
+    """Write the workload; return counts (candles, lines, bytes, seconds, candles_by_day)."""
     market = Market(seed=seed, history_start=history_start)
     members = {day: top_by_turnover(market, day, n_symbols) for day in days}
     swaps = sorted({inst for day_members in members.values() for inst in day_members})
@@ -31,9 +32,11 @@ def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.dat
     now = {"t": 0.0}
     writer = ShardWriter(raw_root, "ws", clock=lambda: now["t"], flush_interval_s=3600)
     candles = lines = 0
+    by_day: dict[str, int] = {}
     t0 = time.perf_counter()
     for day in days:
         rows = {inst: market.candles_1m(inst, day.isoformat()) for inst in members[day]}
+        by_day[day.isoformat()] = sum(len(inst_rows) for inst_rows in rows.values())
         by_minute: dict[int, list[tuple[str, list[str]]]] = {}
         for inst, inst_rows in rows.items():
             for row in inst_rows:
@@ -55,7 +58,7 @@ def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.dat
     writer.close()
     size = sum(p.stat().st_size for p in raw_root.rglob("*.jsonl"))
     return {"symbols": n_symbols, "distinct_symbols": len(swaps), "candles": candles, "lines": lines, "bytes": size,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "candles_by_day": by_day}
 
 
 STABLE_BASES = {"USDT", "USDC", "DAI", "FDUSD", "TUSD", "USDE", "PYUSD", "USDD", "USDP", "BUSD", "EURT", "USTC"}
