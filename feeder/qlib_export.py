@@ -248,29 +248,30 @@ def _block_instruments(path: Path) -> list[str]:
         return pa.ipc.open_file(source).read_all().column("inst").to_pylist()
 
 
-def _copy_block_rows(path: Path, spd: int, fields: Sequence[str], rows_of: dict[str, int],
+def _copy_block_rows(path: Path, names: list[str], spd: int, field: str, rows_of: dict[str, int],
                      out: np.ndarray, day_index: int) -> None:
-    """Copy the rows of instruments in ``rows_of`` into ``out[field, row, day's slots]``.
+    """Copy ``field`` of the instruments in ``rows_of`` into ``out[row, day's slots]``.
 
-    The file is memory-mapped: only the pages of the wanted rows are read, and they are
-    unmapped again before the next day (resident memory stays one buffer, not the history).
+    ``names``: the block's instruments in row order (read once per export, not per pass).
+    The file is memory-mapped: only the pages of this field's wanted rows are read, and they
+    are unmapped again before the next day (resident memory stays one buffer, not the history).
     """
+    picked = [(r, rows_of[name]) for r, name in enumerate(names) if name in rows_of]
+    if not picked:
+        return
+    rows, targets = np.array([p[0] for p in picked]), np.array([p[1] for p in picked])
     with pa.memory_map(str(path)) as source:
-        table = pa.ipc.open_file(source).read_all()
-        names = table.column("inst").to_pylist()
-        picked = [(r, rows_of[name]) for r, name in enumerate(names) if name in rows_of]
-        if not picked:
-            return
-        rows, targets = np.array([p[0] for p in picked]), np.array([p[1] for p in picked])
-        days = slice(day_index * spd, (day_index + 1) * spd)
-        for i, field in enumerate(fields):
-            if field not in table.column_names:
-                raise ValueError(f"day block {path} has no {field!r}: the fields changed; rerun the resample rule")
-            column = table.column(field).combine_chunks()
-            if column.type.list_size != spd:
-                raise ValueError(f"day block {path} has {column.type.list_size} slots a day, expected {spd}")
-            out[i, targets, days] = column.flatten().to_numpy().reshape(-1, spd)[rows]
-        del table, column
+        reader = pa.ipc.open_file(source)
+        # blocks are written as one record batch; reading it alone skips building a Table
+        table = reader.get_batch(0) if reader.num_record_batches == 1 else reader.read_all()
+        if field not in table.schema.names:
+            raise ValueError(f"day block {path} has no {field!r}: the fields changed; rerun the resample rule")
+        column = table.column(field)
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if column.type.list_size != spd:
+            raise ValueError(f"day block {path} has {column.type.list_size} slots a day, expected {spd}")
+        out[targets, day_index * spd : (day_index + 1) * spd] = column.flatten().to_numpy().reshape(-1, spd)[rows]
+        del table, column, reader
 
 
 def _assemble_frequency(
@@ -280,8 +281,9 @@ def _assemble_frequency(
     """Calendar and feature bins of one frequency from its day blocks → (summary, data days).
 
     Each instrument's bin runs from its first bar to its last (NaN holes in between, days
-    without a block count as holes). Instruments are done in batches sized to
-    ASSEMBLY_BUDGET_BYTES; each batch maps every day block once and copies its rows.
+    without a block count as holes). One field at a time, ``factor`` (the bar-present mask)
+    first: so each pass maps every day block once and reads one column of it, and the buffer
+    is one field of the history (instruments in batches sized to ASSEMBLY_BUDGET_BYTES).
 
     A frequency without a single bar raises: Qlib would answer every query with an empty
     frame and no error. A field without a single value is reported (logged, ``empty_fields``).
@@ -291,35 +293,45 @@ def _assemble_frequency(
     _write_tsv(calendar, out_dir / "calendars" / f"{freq}.txt")
     n_slots = calendar.height
     inside = {day: path for day, path in sorted(blocks.items()) if first_day <= day <= last_day}
-    names = sorted({name for path in inside.values() for name in _block_instruments(path)})
+    listing = {day: _block_instruments(path) for day, path in inside.items()}
+    names = sorted({name for day_names in listing.values() for name in day_names})
     if not names:
         raise ValueError(
             f"no {freq} bar inside {first_day}..{last_day} ({len(blocks)} day blocks): Qlib would return empty "
             "frames without an error. Check the clean and resample logs."
         )
-    columns = [*fields, *(["factor"] if "factor" not in fields else [])]
-    present_row = columns.index("factor")
-    batch_size = max(1, ASSEMBLY_BUDGET_BYTES // (len(columns) * n_slots * 4))
+    batch_size = min(len(names), max(1, ASSEMBLY_BUDGET_BYTES // (n_slots * 4)))
     values = dict.fromkeys(fields, 0)
     n_bars = 0
     spans: list[tuple[str, int, int]] = []
+    # one buffer for every pass: a fresh allocation each time would pay the page faults again
+    whole = np.empty((batch_size, n_slots), dtype="<f4")
     for start in range(0, len(names), batch_size):
         batch = names[start : start + batch_size]
-        buffer = np.full((len(columns), len(batch), n_slots), np.nan, dtype="<f4")
         rows_of = {name: i for i, name in enumerate(batch)}
-        for day, path in inside.items():
-            _copy_block_rows(path, spd, columns, rows_of, buffer, (day - first_day).days)
+        buffer = whole[: len(batch)]
+
+        def load(field: str) -> None:
+            buffer.fill(np.nan)
+            for day, path in inside.items():
+                _copy_block_rows(path, listing[day], spd, field, rows_of, buffer, (day - first_day).days)
+
+        load("factor")
+        bounds = []
         for i, name in enumerate(batch):
-            present = np.flatnonzero(~np.isnan(buffer[present_row, i]))
-            first, last = int(present[0]), int(present[-1])
+            present = np.flatnonzero(~np.isnan(buffer[i]))
+            bounds.append((int(present[0]), int(present[-1])))
             n_bars += present.size
-            target = out_dir / "features" / name.lower()
-            target.mkdir(parents=True, exist_ok=True)
-            for j, field in enumerate(fields):
-                series = buffer[j, i, first : last + 1]
-                (target / f"{field}.{freq}.bin").write_bytes(encode_feature(first, series))
+            (out_dir / "features" / name.lower()).mkdir(parents=True, exist_ok=True)
+            spans.append((name, bounds[-1][0] // spd, bounds[-1][1] // spd))
+        for field in sorted(fields, key=lambda f: f != "factor"):  # factor is loaded already
+            if field != "factor":
+                load(field)
+            for i, name in enumerate(batch):
+                first, last = bounds[i]
+                series = buffer[i, first : last + 1]
+                (out_dir / "features" / name.lower() / f"{field}.{freq}.bin").write_bytes(encode_feature(first, series))
                 values[field] += int(np.count_nonzero(~np.isnan(series)))
-            spans.append((name, first // spd, last // spd))
     empty = [f for f, n in values.items() if n == 0]
     if empty:
         log.warning("qlib export %s: fields without any value: %s (all NaN)", freq, empty)

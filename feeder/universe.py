@@ -142,7 +142,11 @@ def rank_day(daily: pl.DataFrame, *, day: dt.date, size: int, window_days: int,
         frame
         .filter((pl.col("day") >= window_start) & (pl.col("day") < day))
         .group_by("inst")
-        .agg(metric=pl.col("metric").mean(), days_observed=pl.len().cast(pl.Int32))
+        # the mean adds the days in date order: polars' group sums add in an order that depends
+        # on how the rows are laid out, and a last-bit difference can swap two neighbours in
+        # the ranking (seen in the look-ahead property test); the same inputs, the same ranking
+        .agg(metric=pl.col("metric").sort_by("day").cum_sum().last() / pl.len(),
+             days_observed=pl.len().cast(pl.Int32))
         .sort(["metric", "inst"], descending=[True, False])
         .with_row_index("rank", offset=1)
         .select(
