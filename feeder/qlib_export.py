@@ -455,27 +455,21 @@ def export_qlib(
     for freq in bars_paths:
         freq_minutes(freq)
     qlib_dir = Path(qlib_dir)
-    versions = _versions_dir(qlib_dir)
-    versions.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="build-", suffix=".tmp", dir=versions))
-    try:
-        tmp.chmod(0o755)
-        with tempfile.TemporaryDirectory(prefix="day-blocks-", dir=versions) as scratch:
-            blocks, outside = {}, {}
-            for freq, paths in bars_paths.items():
-                blocks[freq], outside[freq] = _blocks_from_bar_files(paths, freq=freq, days=days, fields=fields,
-                                                                     out_dir=Path(scratch))
-            summary = assemble_qlib(blocks=blocks, days=days, membership=membership, market_name=market_name,
-                                    out_dir=tmp, fields=fields)
+    qlib_dir.parent.mkdir(parents=True, exist_ok=True)
+    # built beside qlib_dir (same file system: publishing links the files), gone afterwards;
+    # nothing is written at qlib_dir until the dataset is complete
+    with tempfile.TemporaryDirectory(prefix=f".{qlib_dir.name}.build-", dir=qlib_dir.parent) as scratch:
+        blocks, outside = {}, {}
+        for freq, paths in bars_paths.items():
+            blocks[freq], outside[freq] = _blocks_from_bar_files(paths, freq=freq, days=days, fields=fields,
+                                                                 out_dir=Path(scratch) / "blocks")
+        dataset = Path(scratch) / "dataset"
+        summary = assemble_qlib(blocks=blocks, days=days, membership=membership, market_name=market_name,
+                                out_dir=dataset, fields=fields)
         for freq, n in outside.items():
             summary["freqs"][freq]["bars_outside_calendar"] = n
-        version = publish_version(tmp, qlib_dir)
-        log.info("qlib export published %s -> %s", qlib_dir, version)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not any(versions.iterdir()):
-            versions.rmdir()  # a failed first export leaves nothing behind
-        raise
+        version = publish_dataset(dataset, qlib_dir)
+    log.info("qlib export published %s -> %s", qlib_dir, version)
     return summary
 
 
