@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_json
+from feeder.identifiers import inst_path_stem, is_inst_id
 from feeder.records import records_from_rest
 from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
 from feeder.shards import read_records, write_shard_atomically
@@ -84,7 +85,7 @@ class BackfillIncomplete(RuntimeError):
 
 
 def _piece_path(fetched_dir: Path, inst: str, lo: int, hi: int) -> Path:
-    return fetched_dir / f"{inst}.{lo}-{hi}.jsonl"
+    return fetched_dir / f"{inst_path_stem(inst)}.{lo}-{hi}.jsonl"
 
 
 def fetch_log(fetched_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
@@ -102,7 +103,7 @@ def fetch_log(fetched_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
     for path in fetched_dir.glob("*.jsonl"):
         inst, _, span = path.name[: -len(".jsonl")].rpartition(".")
         lo, _, hi = span.partition("-")
-        if inst and lo.isdigit() and hi.isdigit():
+        if is_inst_id(inst) and lo.isdigit() and hi.isdigit():
             pieces.setdefault(inst, []).append((int(lo), int(hi), path))
     return pieces
 

@@ -33,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_json
+from feeder.identifiers import inst_path_stem
 from feeder.okx import CANDLE_REJECT_REASONS, parse_candles
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ def _write_instrument_files(bars: pl.DataFrame, out_dir: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         for (inst,), part in bars.partition_by("inst", as_dict=True, maintain_order=True).items():
-            part.drop("inst").write_parquet(tmp / f"{inst}.parquet", statistics=True)
+            part.drop("inst").write_parquet(tmp / f"{inst_path_stem(inst)}.parquet", statistics=True)
         tmp.chmod(0o755)  # mkdtemp creates 0700
         replace_directory(tmp, out_dir)
     except BaseException:

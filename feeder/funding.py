@@ -38,6 +38,7 @@ import polars as pl
 
 from feeder.atomic import write_bytes, write_json, write_parquet
 from feeder.clean import RAW_SCHEMA, read_raw_records
+from feeder.identifiers import inst_path_stem
 from feeder.okx import (
     OPEN_INTEREST_REJECT_REASONS,
     SETTLED_FUNDING_REJECT_REASONS,
@@ -173,9 +174,7 @@ class FundingHistoryCache:
         self.directory = Path(directory)
 
     def _path(self, inst: str) -> Path:
-        if not re.fullmatch(r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+", inst):  # an instId, never a path
-            raise ValueError(f"not an instrument id: {inst!r}")
-        return self.directory / f"{inst}.json"
+        return self.directory / f"{inst_path_stem(inst)}.json"
 
     def load(self, inst: str) -> tuple[tuple[int, int] | None, list[dict[str, Any]]]:
         try:

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.ipc  # noqa: F401  (pa.ipc)
 
 from feeder.atomic import write_atomically
+from feeder.identifiers import inst_path_stem
 from feeder.resample import BARS_SCHEMA, MINUTE_MS, MINUTES_PER_DAY, freq_minutes
 
 log = logging.getLogger(__name__)
@@ -322,7 +323,7 @@ def _assemble_frequency(
             present = np.flatnonzero(~np.isnan(buffer[i]))
             bounds.append((int(present[0]), int(present[-1])))
             n_bars += present.size
-            (out_dir / "features" / name.lower()).mkdir(parents=True, exist_ok=True)
+            (out_dir / "features" / inst_path_stem(name).lower()).mkdir(parents=True, exist_ok=True)
             spans.append((name, bounds[-1][0] // spd, bounds[-1][1] // spd))
         for field in sorted(fields, key=lambda f: f != "factor"):  # factor is loaded already
             if field != "factor":

@@ -25,6 +25,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from feeder.identifiers import is_inst_id
+
 RECORD_VERSION = 1
 
 #: OKX channel names the raw layer knows (ARCHITECTURE.md, ``channel``).
@@ -48,10 +50,11 @@ R_MISSING_INST = "missing_inst"    # neither ``arg.instId`` nor the element's ``
 R_INST_MISMATCH = "inst_mismatch"  # ``arg.instId`` and the element's ``instId`` disagree
 R_MISSING_TS = "missing_ts"        # no ``ts`` (nor ``fundingTime`` for funding) / candle [0] empty
 R_BAD_TS = "bad_ts"                # a timestamp that is not a non-negative integer of ms
+R_BAD_INST = "bad_inst"            # an instId not of OKX's shape (it would become a file name)
 
 REASONS: frozenset[str] = frozenset({
     R_NOT_JSON, R_NOT_OBJECT, R_EVENT, R_ERROR, R_NOTICE, R_NO_ARG, R_UNKNOWN_CHANNEL, R_NO_DATA,
-    R_BAD_ELEMENT, R_MISSING_INST, R_INST_MISMATCH, R_MISSING_TS, R_BAD_TS,
+    R_BAD_ELEMENT, R_MISSING_INST, R_INST_MISMATCH, R_MISSING_TS, R_BAD_TS, R_BAD_INST,
 })
 
 Record = dict[str, Any]
@@ -183,6 +186,8 @@ def record_from_element(
     ts = _parse_ms(raw_ts)
     if ts is None:
         return Reject(R_BAD_TS, f"timestamp {raw_ts!r} is not integer epoch ms", channel=channel, inst=inst)
+    if not is_inst_id(inst):
+        return Reject(R_BAD_INST, f"instId {str(inst)[:100]!r} is not an OKX instrument id", channel=channel)
     return {"v": RECORD_VERSION, "source": source, "channel": channel, "inst": inst, "ts": ts,
             "recv_ts": int(recv_ts), "data": element}
 

@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_parquet
+from feeder.identifiers import inst_path_stem, split_inst_ids
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ def instruments_frame(instruments: list[dict[str, Any]]) -> pl.DataFrame:
     leave ``baseCcy`` empty. ``instCategory`` is absent from older payloads; null there means
     "not stated", which :func:`eligible` treats as crypto (the only kind OKX listed then).
     """
+    ids, _ = split_inst_ids([item.get("instId") for item in instruments], where="instruments")
+    valid = set(ids)  # an instId becomes file names downstream: anything else is refused here
     rows = [{col: (str(item[col]) if item.get(col) not in (None, "") else None) for col in INSTRUMENT_COLUMNS}
-            for item in instruments]
+            for item in instruments if item.get("instId") in valid]
     frame = pl.DataFrame(rows, schema={col: pl.Utf8 for col in INSTRUMENT_COLUMNS}, orient="row")
     return frame.with_columns(base=pl.col("instId").str.split("-").list.first())
 
@@ -253,7 +256,7 @@ class DailyMetricCache:
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, inst: str) -> Path:
-        return self.root / f"{inst}.parquet"
+        return self.root / f"{inst_path_stem(inst)}.parquet"
 
     def load(self, inst: str) -> tuple[dt.date | None, pl.DataFrame]:
         path = self._path(inst)

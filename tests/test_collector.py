@@ -542,9 +542,9 @@ def test_capture_stops_on_write_failure_and_counts_rejects() -> None:
     cap = RawCapture(writer, clock=LocalClock(), channels=["candle1m"], on_fatal=fatal.append)  # type: ignore[arg-type]
     cap('{"event":"error","code":"60018","msg":"nope"}', "c", "a", time.time())
     cap("pong", "c", "a", time.time())
-    cap('{"arg":{"channel":"candle1m","instId":"X"},"data":[["1","1","1","1","1","1","1","1","0"]]}', "c", "a", 1.0)
+    cap('{"arg":{"channel":"candle1m","instId":"X-USDT-SWAP"},"data":[["1","1","1","1","1","1","1","1","0"]]}', "c", "a", 1.0)
     assert writer.calls == 0 and cap.skipped["candle_not_confirmed"] == 1
-    frame = '{"arg":{"channel":"candle1m","instId":"X"},"data":[["1","1","1","1","1","1","1","1","1"]]}'
+    frame = '{"arg":{"channel":"candle1m","instId":"X-USDT-SWAP"},"data":[["1","1","1","1","1","1","1","1","1"]]}'
     cap(frame, "c", "a", time.time())
     cap(frame, "c", "a", time.time())  # after a fatal error nothing more is attempted
     assert writer.calls == 1 and len(fatal) == 1 and fatal[0].errno == 28  # type: ignore[attr-defined]

@@ -166,8 +166,8 @@ def test_malformed_frames_are_rejected_not_raised(raw: str | bytes, reason: str)
 
 
 def test_partly_bad_frame_keeps_good_elements() -> None:
-    frame = {"arg": {"channel": "trades", "instId": "X"},
-             "data": [{"instId": "X", "ts": "1"}, {"instId": "X"}, {"instId": "X", "ts": "3"}]}
+    frame = {"arg": {"channel": "trades", "instId": "X-USDT"},
+             "data": [{"instId": "X-USDT", "ts": "1"}, {"instId": "X-USDT"}, {"instId": "X-USDT", "ts": "3"}]}
     res = R.records_from_frame(frame, recv_ts=RECV)
     assert [r["ts"] for r in res.records] == [1, 3]
     assert [r.reason for r in res.rejects] == [R.R_MISSING_TS]
