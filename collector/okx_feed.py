@@ -176,6 +176,7 @@ class _Replacement:
             raise FeedConnectionClosed
         await self.ws.send(data)
 
+
 #: Receives (raw frame text, connection id, connection address, local receipt time in s).
 FrameSink = Callable[[str | bytes, str, str, float], None]
 
