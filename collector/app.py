@@ -86,6 +86,8 @@ DISK_LOG_EVERY_S = 60.0      # ... and repeat the critical log line this often
 HANDOVER_TIMEOUT_S = 30.0    # universe change: longest wait for the new feed before the old one goes
 HANDOVER_MARGIN_S = 1.0      # ... and the overlap kept after the new feed answers
 SWAP_ONLY_CHANNELS = frozenset({"funding-rate", "open-interest"})
+#: OkxFeed counters kept across universe changes (their metrics must not go back)
+RETIRED_FEED_COUNTERS = ("upgrade_notices", "handovers", "refused_resubscribes")
 
 
 class _StopDuringStartup(BaseException):
@@ -133,6 +135,8 @@ class CollectorApp:
         self.recovery: RecoveryReport | None = None
         self.retired_connects: dict[str, int] = {}
         self.retired_reconnects: dict[str, int] = {}
+        # OkxFeed counters (RETIRED_FEED_COUNTERS) of feeds replaced by universe changes
+        self.retired_counters: dict[str, dict[Any, int]] = {}
         self.universe_switches = 0
         self.clock: ReceiptClock = LocalClock()
         self.exit_code = EXIT_OK
@@ -328,6 +332,10 @@ class CollectorApp:
             self.retired_connects[endpoint] = self.retired_connects.get(endpoint, 0) + n
         for endpoint, n in old.reconnects.items():
             self.retired_reconnects[endpoint] = self.retired_reconnects.get(endpoint, 0) + n
+        for name in RETIRED_FEED_COUNTERS:
+            kept = self.retired_counters.setdefault(name, {})
+            for key, n in getattr(old, name).items():
+                kept[key] = kept.get(key, 0) + n
         self.universe_switches += 1
         await old.shutdown()
         self._retiring = None

@@ -10,7 +10,8 @@ Called synchronously for every frame by :class:`collector.okx_feed.OkxFeed`. Rul
 * subscribe acks, pongs, errors, notices and malformed frames are counted by reason and
   logged with the connection and the frame, never written as data, never raised; an error
   that names an instrument (60018 "instId ... doesn't exist": the exchange no longer knows it)
-  marks that subscription as refused, so the operator sees which member is not recorded;
+  marks that subscription as refused, so the operator sees which member is not recorded (the
+  feed drops it and resubscribes the rest of its request: ``collector.okx_feed``);
 * a shard write failure (disk full, permissions) is fatal: it is reported once through
   ``on_fatal`` (the app stops and exits non-zero) instead of being raised into cryptofeed,
   which would treat it as a connection problem and reconnect forever while losing data.
@@ -25,7 +26,8 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
 
 from feeder.records import (
     CANDLE_CONFIRM_INDEX,
@@ -46,6 +48,18 @@ _LOUD_FIRST = 20       # log the first N rejects of a reason, then every EVERY-t
 _LOUD_EVERY = 1000
 #: OKX: "Wrong URL or channel:candle1m,instId:XYZ-USDT-SWAP doesn't exist. ..."
 _REFUSED = re.compile(r"channel\s*:\s*([A-Za-z0-9_-]+)\s*,\s*instId\s*:\s*([A-Za-z0-9_-]+)")
+
+
+def refused_pair(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(channel, instId) an OKX error event says the exchange refused, else None.
+
+    OKX names them in ``msg`` ("Wrong URL or channel:candle1m, instId:XYZ-USDT-SWAP doesn't
+    exist. ..."); an ``arg`` object, when an error carries one, names them directly."""
+    arg = event.get("arg")
+    if isinstance(arg, Mapping) and arg.get("channel") and arg.get("instId"):
+        return str(arg["channel"]), str(arg["instId"])
+    m = _REFUSED.search(str(event.get("msg", "")))
+    return (m.group(1), m.group(2)) if m else None
 
 
 class RawCapture:
@@ -153,14 +167,16 @@ class RawCapture:
                 m = _REFUSED.search(reject.detail)
                 pair = (m.group(1), m.group(2)) if m else None
             if pair is not None:
+                # the feed (collector.okx_feed) logs the refusal at WARNING and drops the instrument
                 self.refused[pair] = code
-                log.error("%s %s: the exchange refused %s %s (code %s): %s. That instrument is not recorded "
-                          "until it is listed again or leaves the universe.", conn_id, address, pair[0], pair[1],
+                log.debug("%s %s: the exchange refused %s %s (code %s): %s", conn_id, address, pair[0], pair[1],
                           code, reject.detail)
             else:
                 log.error("%s %s: exchange error: %s", conn_id, address, reject.detail)
         elif reason == R_NOTICE:
-            log.warning("%s %s: exchange notice: %s", conn_id, address, reject.detail)
+            # 64008 (closing soon for an upgrade) is acted on and logged by the feed
+            level = logging.INFO if "code=64008" in reject.detail else logging.WARNING
+            log.log(level, "%s %s: exchange notice: %s", conn_id, address, reject.detail)
         elif n <= _LOUD_FIRST or n % _LOUD_EVERY == 0:
             text = msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
             log.warning("%s %s: not recorded (%s, #%d of this kind%s): %s; frame: %.300s", conn_id, address, reason,

@@ -79,6 +79,14 @@ def _copy(d: Any) -> dict[Any, Any]:
     return dict(d) if d else {}
 
 
+def _feed_counts(app: Any, name: str) -> dict[Any, int]:
+    """A counter dict of the current feed plus those of feeds retired by universe changes."""
+    total: dict[Any, int] = dict(_copy(getattr(app, "retired_counters", {}).get(name)))
+    for key, n in _copy(getattr(app.feed, name, None) if app.feed is not None else None).items():
+        total[key] = total.get(key, 0) + n
+    return total
+
+
 def _upload_snapshot(app: Any) -> UploadSnapshot | None:
     """The S3 uploader's state, or None when ``collector.s3`` is not configured (no s3 metrics then)."""
     uploader = getattr(app, "uploader", None)
@@ -198,9 +206,11 @@ class _StateCollector(Collector):
             yield errors
             refused = GaugeMetricFamily("collector_subscription_refused",
                                         "1 for each (channel, instrument) the exchange refused to subscribe "
-                                        "(e.g. 60018: the instrument is unknown to it)",
+                                        "(e.g. 60018: the instrument is unknown to it); dropped from the "
+                                        "subscriptions until a restart or a universe change",
                                         labels=["channel", "inst", "code"])
-            for (channel, inst), code in sorted(_copy(cap.refused).items()):
+            feed_refused = _copy(getattr(app.feed, "refused", None)) if app.feed is not None else {}
+            for (channel, inst), code in sorted({**feed_refused, **_copy(cap.refused)}.items()):
                 refused.add_metric([channel, inst, code], 1.0)
             yield refused
             last = _copy(cap.last_seen)
@@ -245,6 +255,25 @@ class _StateCollector(Collector):
         yield conns
         yield connects
         yield reconnects
+        notices = CounterMetricFamily("collector_ws_upgrade_notices",
+                                      "Service-upgrade notices (OKX 64008: the connection will be closed soon)",
+                                      labels=["endpoint"])
+        for endpoint, n in sorted(_feed_counts(app, "upgrade_notices").items()):
+            notices.add_metric([endpoint], n)
+        yield notices
+        handovers = CounterMetricFamily("collector_ws_handovers",
+                                        "Connections replaced after a 64008 notice: result=replaced (the "
+                                        "replacement subscribed before the old one closed) or failed (reconnected "
+                                        "after the close instead)", labels=["endpoint", "result"])
+        for (endpoint, result), n in sorted(_feed_counts(app, "handovers").items()):
+            handovers.add_metric([endpoint, result], n)
+        yield handovers
+        resubs = CounterMetricFamily("collector_refused_resubscribes",
+                                     "Subscribe requests sent again without an instrument the exchange refused "
+                                     "(OKX refuses the whole request)", labels=["endpoint"])
+        for endpoint, n in sorted(_feed_counts(app, "refused_resubscribes").items()):
+            resubs.add_metric([endpoint], n)
+        yield resubs
         yield GaugeMetricFamily("collector_subscribed_instruments", "Instruments subscribed",
                                 value=len(app.selection.instruments) if app.selection else 0)
         yield CounterMetricFamily("collector_universe_switches", "Universe changes applied while running",

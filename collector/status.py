@@ -3,7 +3,8 @@
 Reads the collector's own Prometheus endpoint (``collector.metrics_host``/``metrics_port``
 from the config, or ``--url``) and says in plain words what it sees: up or not, connected or
 not, which channels or instruments have been silent for longer than expected, whether the
-disk takes writes, what the exchange refused, what start-up recovery cut, and (with
+disk takes writes, what the exchange refused (dropped from the subscriptions), how many
+connections were replaced ahead of a service upgrade (64008), what start-up recovery cut, and (with
 ``collector.s3``) whether sealed shards reach S3 or how many wait on the local disk.
 
 Exit codes: 0 healthy, 1 unhealthy (the reasons are printed), 2 no collector answers (or the
@@ -201,9 +202,12 @@ def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, no
         by_code: dict[str, list[str]] = defaultdict(list)
         for (channel, inst), code in sorted(refused.items()):
             by_code[code].append(f"{inst} ({channel})")
+        resent = scrape.total("collector_refused_resubscribes_total")
         for code, items in sorted(by_code.items()):
             warnings.append(f"the exchange refused {len(items)} subscription(s) with code {code} (instrument unknown "
-                            f"or delisted?), not recorded: {_names(items)}")
+                            f"or delisted?), dropped and not recorded until a restart or a universe change: "
+                            f"{_names(items)}" + (f"; the other instruments of the refused request(s) were "
+                                                  f"subscribed again ({resent:.0f} request(s))" if resent else ""))
 
     # facts
     channels = sorted(per_channel)
@@ -218,6 +222,17 @@ def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, no
     reconnects = scrape.total("collector_reconnects_total")
     switches = scrape.value("collector_universe_switches_total")
     facts.append(f"{reconnects:.0f} reconnect(s), {switches:.0f} universe change(s) since start")
+    notices = scrape.total("collector_ws_upgrade_notices_total")
+    if notices:
+        handovers = scrape.by("collector_ws_handovers_total", "endpoint", "result")
+        replaced = sum(v for (_, result), v in handovers.items() if result == "replaced")
+        failed = sum(v for (_, result), v in handovers.items() if result == "failed")
+        facts.append(f"{notices:.0f} service-upgrade notice(s) (64008): {replaced:.0f} connection(s) replaced before "
+                     "the exchange closed them")
+        if failed:
+            warnings.append(f"{failed:.0f} connection(s) could not be replaced ahead of a service upgrade (64008) "
+                            "and were reconnected after the close: pushes in between are missing (candles are "
+                            "repaired from REST by the backfill; open interest and other channels are not)")
     rejected = {r: v for (r,), v in scrape.by("collector_frames_rejected_total", "reason").items()
                 if r != "event" and v}
     if rejected:

@@ -188,3 +188,35 @@ class FaultState:
             return {"rest": [asdict(f) for f in self.rest],
                     "silent_for_s": max(0.0, self.silent_until - now),
                     "burst_rate": self.burst_at(now), "burst_for_s": max(0.0, self.burst_until - now)}
+
+
+# --------------------------------------------------------------------------- WebSocket faults
+# (service-upgrade notice and refused instruments; kept apart from the REST faults above)
+
+
+class WsFaults:
+    """WebSocket faults that are state rather than one-off actions.
+
+    ``refused_insts``: instIds the WebSocket treats as unknown (as if delisted after the client
+    fetched the instrument list): any subscribe request naming one is refused as a whole with
+    one 60018 error, like OKX does. REST keeps serving them, so a client's start-up checks pass.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.refused_insts: set[str] = set()
+
+    def refuse(self, inst_ids: list[str]) -> None:
+        with self._lock:
+            self.refused_insts |= {str(i) for i in inst_ids}
+
+    def is_refused(self, inst_id: str) -> bool:
+        return inst_id in self.refused_insts
+
+    def clear(self) -> None:
+        with self._lock:
+            self.refused_insts = set()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"refused_insts": sorted(self.refused_insts)}

@@ -29,7 +29,7 @@ from .control import FaultState, RateLimiter, RequestLog, RequestRecord, SimCloc
 from .market import Market
 from .rest import RestApi
 from .tls import ensure_certs, server_context
-from .ws import Hub, PushConfig
+from .ws import WS_FAULT_KINDS, Hub, PushConfig
 
 log = logging.getLogger("okxsim")
 
@@ -137,7 +137,8 @@ class SimServer:
             "clock_start": self.clock_start_ms, "history_start": self.market.history_start_ms,
             "ws_connections": len(self.hub.conns), "ws_subscriptions": sum(len(c.subs) for c in self.hub.conns),
             "requests": len(self.log.records()), "pusher": dict(self.hub.stats),
-            "faults": self.faults.snapshot(), "lifecycle": self.market.lifecycle(),
+            "faults": self.faults.snapshot(), "ws_faults": self.hub.ws_faults.snapshot(),
+            "lifecycle": self.market.lifecycle(),
             "market_args": {"seed": self.config.seed, "history_start": self.market.history_start_ms,
                             "clock_start": self.clock_start_ms, "n_swaps": self.config.n_swaps},
         }
@@ -151,9 +152,12 @@ class SimServer:
         * ``ws_silence``: push nothing for ``seconds`` (frames due meanwhile are lost)
         * ``ws_malformed``: send one invalid-JSON text frame to every connection
         * ``ws_burst``: ``rate`` extra candle frames/s per connection for ``seconds``
+        * ``ws_upgrade_notice``, ``ws_refuse_inst``: see ``Hub.apply_ws_fault``
         * ``clear``: remove every pending fault
         """
         kind = spec.get("kind")
+        if kind in WS_FAULT_KINDS:
+            return await self.hub.apply_ws_fault(spec)
         if kind == "rest_error":
             self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), str(spec.get("status", 500)))
         elif kind == "rest_delay":
@@ -169,6 +173,7 @@ class SimServer:
             self.faults.burst(float(spec.get("rate", 100.0)), float(spec.get("seconds", 5.0)))
         elif kind == "clear":
             self.faults.clear()
+            self.hub.ws_faults.clear()
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
         return {"ok": True}
@@ -308,6 +313,19 @@ class Simulator:
 
     def burst(self, rate: float, seconds: float) -> None:
         self.apply_fault({"kind": "ws_burst", "rate": rate, "seconds": seconds})
+
+    def upgrade_notice(self, endpoint: str = "*", close_after_s: float = 60.0, abort: bool = True) -> list[str]:
+        """Send OKX's 64008 notice on every ``endpoint`` connection; close them ``close_after_s`` later."""
+        return list(self.apply_fault({"kind": "ws_upgrade_notice", "endpoint": endpoint,
+                                      "close_after_s": close_after_s, "abort": abort})["conn_ids"])
+
+    def refuse_ws(self, inst_ids: list[str]) -> None:
+        """Refuse every later subscribe request naming one of ``inst_ids`` (60018, whole request)."""
+        self.apply_fault({"kind": "ws_refuse_inst", "inst_ids": list(inst_ids)})
+
+    def ws_events(self, event: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """The hub's WebSocket event log (``Hub.ws_log``), oldest first (a copy: safe from any thread)."""
+        return self.server.hub.ws_events(event, kind)
 
     def clear_faults(self) -> None:
         self.apply_fault({"kind": "clear"})

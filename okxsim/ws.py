@@ -4,7 +4,15 @@ Protocol details copied from OKX: ``{"op":"subscribe","args":[...]}`` requests, 
 per arg with an 8-hex ``connId`` (and the request ``id`` echoed), candle channels only on
 ``/business`` (64001 on ``/public``), other channels only on ``/public`` (64002 on
 ``/business``), 60018 for unknown channels/instruments, text ``ping`` → ``pong``, and
-close code 4004 after 30 s without any subscription.
+close code 4004 after 30 s without any subscription. A subscribe request naming an unknown or
+delisted instId is refused as a whole: one 60018 error naming that instId, no arg of the
+request subscribed (the other args have to be sent again without it). The service-upgrade
+notice (64008) is sent on request of the control API, and the connection closed a set delay
+later (``Hub.upgrade_notice``).
+
+``Hub.ws_log`` keeps what happened on the WebSocket side (connections opened and closed,
+subscribe requests acked or refused, notices sent, forced closes), with monotonic times, so
+tests can check the order of events (a replacement subscribed before the old one closed).
 
 One pusher task serves every connection: each pass it computes what became due at the
 simulated time (final candles of bars that just closed, partial candles, tickers, ...),
@@ -27,7 +35,7 @@ from typing import Any, Callable
 from aiohttp import WSMsgType, web
 
 from .common import DAY_MS, MINUTE_MS, day_index
-from .control import FaultState, SimClock
+from .control import FaultState, SimClock, WsFaults
 from .market import BARS, Market
 
 log = logging.getLogger("okxsim.ws")
@@ -40,6 +48,9 @@ MSG_64001 = ("This channel has been migrated to the '/business' URL. Please subs
 MSG_64002 = ('This channel is not supported by "/business" URL. Please use "/private" URL(for private channels), '
              'or "/public" URL(for public channels). More details can refer to: '
              "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url.")
+MSG_64008 = "The connection will soon be closed for a service upgrade. Please reconnect."
+#: control-API fault kinds handled by :meth:`Hub.apply_ws_fault`
+WS_FAULT_KINDS = frozenset({"ws_upgrade_notice", "ws_refuse_inst"})
 MALFORMED_FRAME = '{"arg":{"channel":"candle1m","instId":'  # deliberately invalid JSON
 
 
@@ -130,6 +141,18 @@ class Hub:
                                         "max_final_lag_real_ms": 0.0, "passes": 0}
         self._stop = asyncio.Event()
         self._warm_day: int | None = None
+        self.ws_faults = WsFaults()
+        self.ws_log: deque[dict[str, Any]] = deque(maxlen=50_000)
+
+    def _log(self, conn: Conn, event: str, **detail: Any) -> None:
+        """Append one WebSocket event to ``ws_log`` (see the module docstring)."""
+        self.ws_log.append({"mono": time.monotonic(), "sim_ms": self.clock.now_ms(), "conn_id": conn.conn_id,
+                            "kind": conn.kind, "event": event, **detail})
+
+    def ws_events(self, event: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """``ws_log`` entries, oldest first, optionally only one ``event`` / connection ``kind``."""
+        return [e for e in list(self.ws_log)
+                if (event is None or e["event"] == event) and (kind is None or e["kind"] == kind)]
 
     # ------------------------------------------------------------------ connections
     async def handle(self, request: web.Request, kind: str) -> web.WebSocketResponse:
@@ -137,6 +160,7 @@ class Hub:
         await ws.prepare(request)
         conn = Conn(ws, request, kind, self.cfg.max_backlog)
         self.conns.add(conn)
+        self._log(conn, "open")
         writer = asyncio.ensure_future(conn.writer())
         try:
             async for msg in ws:
@@ -153,6 +177,8 @@ class Hub:
         return ws
 
     def _drop(self, conn: Conn) -> None:
+        if conn in self.conns:
+            self._log(conn, "close")
         self.conns.discard(conn)
         for key in conn.subs:
             s = self.subs.get(key)
@@ -182,6 +208,17 @@ class Hub:
             self._error(conn, req_id, "60013", "Invalid args")
             return
         now = self.clock.now_ms()
+        if req["op"] == "subscribe":
+            for arg in args:
+                channel, inst_id = str(arg.get("channel", "")), arg.get("instId")
+                problem = self._check(conn, channel, inst_id, now)
+                if problem is not None and problem[0] == "60018":
+                    # OKX checks the request as a whole: one unknown instId, and no arg of it is subscribed
+                    self._error(conn, req_id, *problem)
+                    self._log(conn, "refused", code=problem[0], inst=inst_id, channel=channel,
+                              args=[[str(a.get("channel", "")), str(a.get("instId"))] for a in args])
+                    return
+        acked: list[list[str]] = []
         for arg in args:
             channel, inst_id = str(arg.get("channel", "")), arg.get("instId")
             problem = self._check(conn, channel, inst_id, now)
@@ -193,6 +230,7 @@ class Hub:
             ack.update({"event": req["op"], "arg": {"channel": channel, "instId": inst_id},
                         "connId": conn.conn_id})
             conn.send(_dumps(ack))
+            acked.append([channel, str(inst_id)])
             if req["op"] == "subscribe":
                 conn.subs.add(key)
                 self.subs.setdefault(key, set()).add(conn)
@@ -208,6 +246,8 @@ class Hub:
                         del self.subs[key]
                 if not conn.subs:
                     conn.idle_since = time.monotonic()
+        if acked:
+            self._log(conn, req["op"], args=acked)
 
     def _check(self, conn: Conn, channel: str, inst_id: Any, now: int) -> tuple[str, str] | None:
         """(code, msg) if the subscription is invalid on this connection."""
@@ -225,6 +265,8 @@ class Hub:
             return "60018", wrong
         spec = self.market.by_id.get(inst_id) if isinstance(inst_id, str) else None
         if spec is None or spec.state_at(now) is None or (channel in SWAP_ONLY and not spec.is_swap):
+            return "60018", wrong
+        if self.ws_faults.is_refused(inst_id):  # ws_refuse_inst: unknown to the WebSocket from now on
             return "60018", wrong
         return None
 
@@ -316,6 +358,53 @@ class Hub:
             else:
                 await conn.ws.close(code=1001, message=b"going away")
         return len(conns)
+
+    def upgrade_notice(self, endpoint: str = "*", close_after_s: float = 60.0, abort: bool = True) -> list[str]:
+        """OKX's service-upgrade notice (64008) on every open connection of ``endpoint``
+        (``"public"``, ``"business"`` or ``"*"``), then close each one ``close_after_s`` real
+        seconds later if the client has not left by then (``abort``: cut the TCP connection,
+        like a node going away; else a close handshake with code 1001). OKX sends it 60 s ahead.
+        Returns the connIds notified."""
+        loop = asyncio.get_running_loop()
+        conns = [c for c in list(self.conns) if not c.closing and endpoint in ("*", "", c.kind)]
+        for conn in conns:
+            conn.send(_dumps({"event": "notice", "msg": MSG_64008, "code": "64008", "connId": conn.conn_id}))
+            self._log(conn, "notice", code="64008", close_after_s=float(close_after_s))
+            loop.call_later(max(0.0, float(close_after_s)), self._close_after_notice, conn, abort)
+        return [c.conn_id for c in conns]
+
+    def _close_after_notice(self, conn: Conn, abort: bool) -> None:
+        if conn not in self.conns:
+            return  # the client left first, as the notice asks
+        self._log(conn, "upgrade_close", abort=abort)
+        conn.closing = True
+        conn.queue.clear()
+        transport = conn.request.transport
+        if abort and transport is not None:
+            transport.abort()
+        else:
+            asyncio.ensure_future(conn.ws.close(code=1001, message=b"service upgrade"))
+
+    async def apply_ws_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The control API's WebSocket faults of :data:`WS_FAULT_KINDS`:
+
+        * ``ws_upgrade_notice``: ``endpoint`` (``"public"``/``"business"``/``"*"``, default ``"*"``),
+          ``close_after_s`` (default 60, as OKX), ``abort`` (default true): see :meth:`upgrade_notice`
+        * ``ws_refuse_inst``: ``inst_ids`` (list): from now on a subscribe request naming one of them is
+          refused as a whole (60018), as after a delisting; REST still lists them
+        """
+        kind = spec.get("kind")
+        if kind == "ws_upgrade_notice":
+            ids = self.upgrade_notice(str(spec.get("endpoint", "*")), float(spec.get("close_after_s", 60.0)),
+                                      bool(spec.get("abort", True)))
+            return {"noticed": len(ids), "conn_ids": ids}
+        if kind == "ws_refuse_inst":
+            inst_ids = spec.get("inst_ids")
+            if not isinstance(inst_ids, list) or not inst_ids:
+                raise ValueError("ws_refuse_inst needs inst_ids: a non-empty list of instIds")
+            self.ws_faults.refuse([str(i) for i in inst_ids])
+            return {"ok": True, "refused_insts": self.ws_faults.snapshot()["refused_insts"]}
+        raise ValueError(f"unknown WebSocket fault kind {kind!r}")
 
     def send_malformed(self) -> int:
         for conn in list(self.conns):

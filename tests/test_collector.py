@@ -115,6 +115,7 @@ class StandIn:
     def __init__(self, cert: Path, key: Path) -> None:
         self.cert, self.key = cert, key
         self.received: list[tuple[str, Any]] = []   # (path, message) in arrival order
+        self.notice_sent = False                     # one 64008 notice, on the first funding subscription
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -172,6 +173,10 @@ class StandIn:
                     await sock.send_str(json.dumps({"event": "subscribe", "arg": arg, "connId": "c1"}))
                     for frame in self.frames_for(chan, inst):
                         await sock.send_str(frame)
+                    if chan == "funding-rate" and not self.notice_sent:
+                        self.notice_sent = True
+                        await sock.send_str(json.dumps({"event": "notice", "code": "64008", "msg": "reconnect soon",
+                                                        "connId": "c1"}))
             return sock
 
         app.router.add_get("/ws/v5/public", ws)
@@ -205,7 +210,6 @@ class StandIn:
                             "data": [{"instId": inst, "fundingRate": "0.0001000000000000", "fundingTime": str(t),
                                       "ts": str(t + 5), "seqLike": 12345678901234}]}),
                 '{"arg":{"channel":"funding-rate","instId":"' + inst + '"},"data":[{"instId":',  # truncated
-                json.dumps({"event": "notice", "code": "64008", "msg": "reconnect soon", "connId": "c1"}),
             ]
         return []
 
@@ -252,7 +256,9 @@ def test_collector_against_scripted_server(standin: StandIn, tmp_path: Path) -> 
         by_path.setdefault(p, []).extend((a["channel"], a["instId"]) for a in m["args"])
     insts = symbols.split(",")
     assert sorted(by_path["/ws/v5/business"]) == sorted(("candle1m", i) for i in insts)
-    assert sorted(by_path["/ws/v5/public"]) == sorted(("funding-rate", i) for i in insts)
+    # the 64008 notice on /public: a replacement connection subscribed the same funding channels again
+    assert sorted(by_path["/ws/v5/public"]) == sorted(2 * [("funding-rate", i) for i in insts])
+    assert all(isinstance(m.get("id"), str) for _, m in subs)  # OKX echoes the id in acks and errors
 
     # shards: sealed, nothing open; only closed candles; funding kept verbatim, ts rules
     assert not list((tmp_path / "raw").rglob("*.open"))
@@ -260,7 +266,7 @@ def test_collector_against_scripted_server(standin: StandIn, tmp_path: Path) -> 
     assert sorted(r["inst"] for r in candles) == sorted(insts)
     assert all(r["data"][8] == "1" and len(r["data"]) == 9 for r in candles)
     funding = ws_records(tmp_path / "raw", "funding-rate")
-    assert len(funding) == 2 * len(insts)
+    assert len(funding) == 2 * 2 * len(insts)  # recorded on both connections: verbatim, cleaning dedups
     for r in funding:
         assert r["ts"] == (1_709_589_600_000 + 5 if "ts" in r["data"] else 1_709_589_600_000)
         if "ts" in r["data"]:
@@ -268,7 +274,8 @@ def test_collector_against_scripted_server(standin: StandIn, tmp_path: Path) -> 
     # recv_ts on the local clock (default --clock local)
     assert all(abs(r["recv_ts"] / 1000 - time.time()) < 120 for r in candles + funding)
     # events/errors/malformed frames were counted and logged, not written
-    assert "capture:" in err and "'not_json': 3" in err and "'notice_event': 3" in err
+    assert "capture:" in err and "'not_json': 6" in err and "'notice_event': 1" in err
+    assert "64008 hand-over done" in err
     assert "'candle_not_confirmed': 6" in err
 
 

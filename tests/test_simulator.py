@@ -515,6 +515,81 @@ def _is_bad_json(text: str) -> bool:
     return False
 
 
+def test_ws_refuses_a_whole_request_naming_an_unknown_or_delisted_instid(sim: okxsim.Simulator) -> None:
+    """OKX answers a subscribe request that names one unknown instId with one 60018 error for that
+    instId and subscribes none of its args; the others must be sent again without it."""
+    def ask(frames: list[dict[str, Any]], n_events: int) -> list[Any]:
+        return asyncio.run(ws_session(sim.ws_business, sim.ca_file, frames,
+                                      until=lambda g: sum("event" in x for x in g) >= n_events))
+
+    batch = {"id": "41", "op": "subscribe", "args": [{"channel": "candle1m", "instId": "BTC-USDT-SWAP"},
+                                                     {"channel": "candle1m", "instId": "NOPE-USDT-SWAP"},
+                                                     {"channel": "candle1m", "instId": "ETH-USDT-SWAP"}]}
+    rest = {"id": "42", "op": "subscribe", "args": [batch["args"][0], batch["args"][2]]}
+    got = ask([batch, rest], 3)
+    events = [x for x in got if "event" in x]
+    assert list(events[0]) == ["id", "event", "msg", "code", "connId"]  # the real frames' key order
+    assert events[0]["id"] == "41" and events[0]["code"] == "60018"
+    assert events[0]["msg"] == ("Wrong URL or channel:candle1m, instId:NOPE-USDT-SWAP doesn't exist. Please use the "
+                                "correct URL, channel and parameters referring to API document.")
+    assert [(e["id"], e["event"], e["arg"]["instId"]) for e in events[1:]] == [
+        ("42", "subscribe", "BTC-USDT-SWAP"), ("42", "subscribe", "ETH-USDT-SWAP")]
+    refused = [e for e in sim.ws_events("refused") if e["conn_id"] == events[0]["connId"]]
+    assert refused and refused[0]["inst"] == "NOPE-USDT-SWAP" and len(refused[0]["args"]) == 3
+
+    # delisted after the client read the instrument list: REST still lists it, the WebSocket refuses it
+    try:
+        sim.refuse_ws(["SOL-USDT-SWAP"])
+        assert "SOL-USDT-SWAP" in {i["instId"] for i in ok_data(sim, "/api/v5/public/instruments", instType="SWAP")}
+        assert sim.state()["ws_faults"] == {"refused_insts": ["SOL-USDT-SWAP"]}
+        got = ask([{"op": "subscribe", "args": [{"channel": "candle1m", "instId": "SOL-USDT-SWAP"},
+                                                {"channel": "candle1m", "instId": "BTC-USDT-SWAP"}]}], 1)
+        assert got[0]["event"] == "error" and "instId:SOL-USDT-SWAP doesn't exist" in got[0]["msg"]
+        assert "id" not in got[0] and not any(x.get("event") == "subscribe" for x in got)
+    finally:
+        sim.clear_faults()
+    assert sim.state()["ws_faults"] == {"refused_insts": []}
+
+
+def test_ws_service_upgrade_notice_then_close(sim: okxsim.Simulator) -> None:
+    """64008 exactly as OKX sends it, then the connection is cut after the delay unless the client left."""
+    async def scenario() -> dict[str, Any]:
+        ctx = okxsim.client_context(sim.ca_file)
+        out: dict[str, Any] = {}
+        async with websockets.connect(sim.ws_business, ssl=ctx) as stays, \
+                websockets.connect(sim.ws_public, ssl=ctx) as leaves:
+            await stays.send(json.dumps(sub("candle1m", "BTC-USDT-SWAP")))
+            await leaves.send(json.dumps(sub("tickers", "BTC-USDT-SWAP")))
+            out["acks"] = [json.loads(await stays.recv()), json.loads(await leaves.recv())]
+            loop = asyncio.get_running_loop()
+            out["noticed"] = await loop.run_in_executor(None, lambda: sim.upgrade_notice("*", close_after_s=0.6))
+            t0 = time.monotonic()
+            for ws, key in ((leaves, "notice_public"), (stays, "notice_business")):
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    if frame.get("event") == "notice":
+                        out[key] = frame
+                        break
+            await leaves.close()  # reconnects first, as the notice asks: never cut
+            try:
+                while True:
+                    await asyncio.wait_for(stays.recv(), 5)  # candles keep coming until the cut
+            except websockets.ConnectionClosed:
+                out["cut_after"] = time.monotonic() - t0
+        return out
+
+    out = asyncio.run(scenario())
+    expected = sample("ws_events.jsonl")[10]
+    for key in ("notice_public", "notice_business"):
+        frame = out[key]
+        assert list(frame) == list(expected) and {**frame, "connId": expected["connId"]} == expected
+    business_id, public_id = out["acks"][0]["connId"], out["acks"][1]["connId"]
+    assert sorted(out["noticed"]) == sorted([business_id, public_id])
+    assert 0.5 <= out["cut_after"] < 3.0, out["cut_after"]
+    cut = {e["conn_id"] for e in sim.ws_events("upgrade_close")}
+    assert business_id in cut and public_id not in cut
+
+
 def test_ws_idle_close_4004(strict_sim: okxsim.Simulator) -> None:
     async def idle() -> int:
         async with websockets.connect(strict_sim.ws_public, ssl=okxsim.client_context(strict_sim.ca_file)) as ws:
