@@ -431,11 +431,12 @@ def _write_instrument_files(bars: pl.DataFrame, out_dir: Path) -> None:
 
 _RESOLUTION_TEXT = {
     "rest": "kept the exchange's REST copy",
-    "unresolved": "no REST copy: kept the copy received last; run the workflow again to fetch the minute from REST",
+    "unresolved": "no REST copy: kept the copy received last; if the backfill failed for this day run the "
+                  "workflow again (only members are fetched, and the exchange may have no candle there)",
     "confirmed": "REST has the same bar: kept (a real move)",
     "corrected": "REST differs: kept the exchange's REST copy",
-    "unverified": "no REST copy to check against: kept as streamed; run the workflow again to fetch it, and if "
-                  "it stays unverified check the instrument on the exchange",
+    "unverified": "no REST copy to check against: kept as streamed; if the backfill failed for this day run "
+                  "the workflow again, else check the bar and the instrument on the exchange",
 }
 
 
