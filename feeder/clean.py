@@ -19,7 +19,7 @@ exchange's archived value, WebSocket may have been caught mid-reconnect); within
 copy received last wins (the latest state the exchange published); remaining ties are broken on
 the values so the result never depends on input order. ``duplicates`` counts the discarded
 copies; ``conflicts`` counts keys whose copies disagree on any of open/high/low/close/volume/amount
-(the ``conflict`` flags below).
+(the ``conflict`` flags below; a spike REST corrected counts as a spike only).
 
 Flags (:func:`flag_bars`, listed in the quality JSON under ``flags`` and logged at WARNING): a
 conflict, an implausible streamed bar (a spike) and a bar of an instrument that was not listed
