@@ -12,7 +12,6 @@ day with a one-hour disconnect costs one page instead of five.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,8 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_json
+from feeder.checks import DEFAULT_SPIKE_FACTOR, VALUE_COLUMNS, stream_suspects, validate_candles
+from feeder.clean import read_raw_records
 from feeder.identifiers import inst_path_stem, is_inst_id
 from feeder.records import records_from_rest
 from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
@@ -39,28 +40,32 @@ def day_bounds_ms(day: dt.date) -> tuple[int, int]:
     return start, start + DAY_MS
 
 
-def streamed_minutes(shard_paths: Sequence[Path], day: dt.date) -> pl.DataFrame:
-    """(inst, ts) of every *closed* 1m candle the stream recorded for ``day``.
+def streamed_minutes(
+    shard_paths: Sequence[Path], day: dt.date, *, spike_factor: float = DEFAULT_SPIKE_FACTOR
+) -> pl.DataFrame:
+    """(inst, ts) of every minute of ``day`` whose streamed candle cleaning will keep as streamed.
 
-    Only ``confirm == "1"`` rows count: an unconfirmed update is not a bar. Lines that are not
-    JSON are skipped here (cleaning counts them); at worst a minute is fetched twice, never lost.
+    The stream's records are judged by feeder.checks, the code cleaning uses, never by a copy of
+    its rules: a candle cleaning rejects (unconfirmed, unparsable or negative price, high < low,
+    no valid timestamp in ``data``...) does not count, and the minute is the candle's own
+    ``data[0]``, not the record's ``ts``. Nor do minutes cleaning must cross-check with REST
+    (feeder.checks.stream_suspects): the stream's confirmed copies disagree, or its bar is
+    implausible by more than ``spike_factor``. Every minute not returned is fetched; lines that
+    are not records are skipped (cleaning counts them): at worst a minute is fetched, never lost.
     """
-    start, end = day_bounds_ms(day)
-    keys: list[tuple[str, int]] = []
-    for path in shard_paths:
-        with open(path, "rb") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                    data = rec["data"]
-                    if rec.get("channel") != "candle1m" or len(data) < 9 or data[8] != "1":
-                        continue
-                    ts = int(rec["ts"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if start <= ts < end:
-                    keys.append((rec["inst"], ts))
-    return pl.DataFrame(keys, schema={"inst": pl.Utf8, "ts": pl.Int64}, orient="row").unique()
+    records, _ = read_raw_records([Path(p) for p in shard_paths])
+    valid = (
+        validate_candles(records, day=day)
+        .filter(pl.col("reject").is_null() & (pl.col("source") == "ws"))
+        .select("inst", "ts", *VALUE_COLUMNS, "source", "recv_ts")
+    )
+    suspects = stream_suspects(valid, spike_factor=spike_factor).select("inst", "ts")
+    return (
+        valid.select("inst", "ts").unique()
+        .join(suspects, on=["inst", "ts"], how="anti")
+        .select("inst", pl.col("ts").dt.epoch("ms").alias("ts"))
+        .sort("inst", "ts")
+    )
 
 
 def missing_ranges(have_ts: Iterable[int], *, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -131,6 +136,7 @@ def backfill_day(
     stream_shards: Sequence[Path],
     fetched_dir: Path,
     out_path: Path,
+    spike_factor: float = DEFAULT_SPIKE_FACTOR,
 ) -> dict[str, Any]:
     """Fetch the 1m bars of ``instruments`` on ``day`` that neither the stream nor an earlier
     fetch has; write every fetched bar of these instruments as one rest shard at ``out_path``.
@@ -141,7 +147,7 @@ def backfill_day(
     then :class:`BackfillIncomplete` is raised: run again to fetch only what is missing.
     """
     start, end = day_bounds_ms(day)
-    have = streamed_minutes(stream_shards, day)
+    have = streamed_minutes(stream_shards, day, spike_factor=spike_factor)  # what cleaning will keep as streamed
     have_by_inst = {inst: set(group["ts"].to_list()) for (inst,), group in have.group_by("inst")} if have.height else {}
     fetched_dir.mkdir(parents=True, exist_ok=True)
     earlier = fetch_log(fetched_dir)
@@ -207,15 +213,16 @@ def run_backfill(
     stream_shards: Sequence[Path],
     out_path: Path,
     summary_path: Path,
+    spike_factor: float = DEFAULT_SPIKE_FACTOR,
 ) -> dict[str, Any]:
-    """Workflow entry point: backfill the members of ``day``'s universe."""
+    """Workflow entry point: backfill the members of ``day``'s universe (``spike_factor``: clean.spike_factor)."""
     from feeder.universe import members
 
     instruments = members(pl.read_parquet(universe_path))
     fetched_dir = out_path.with_name(out_path.name.replace(".jsonl", ".fetched"))
     with OkxRestClient.from_exchange(exchange) as client:
         summary = backfill_day(client=client, day=day, instruments=instruments, stream_shards=stream_shards,
-                               fetched_dir=fetched_dir, out_path=out_path)
+                               fetched_dir=fetched_dir, out_path=out_path, spike_factor=spike_factor)
     write_json(summary, summary_path)
     log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d refused)",
              day, summary["bars_fetched_now"], summary["requests"], len(instruments), len(summary["errors"]))

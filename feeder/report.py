@@ -13,6 +13,10 @@ mailed or archived; the numbers behind the coverage heatmap are embedded too, as
   from the quality JSON's per-instrument counts with 1,440 expected minutes a day,
 * gaps: every member symbol-day with fewer 1-minute bars than expected, with the reasons
   (the exchange has no candle for a minute without trades, a failed fetch, not fetched),
+* conflicts and flagged bars: every bar cleaning flagged (``flags`` in the quality JSON,
+  feeder.clean.flag_bars): copies that disagree, implausible price jumps, instruments not
+  listed; with each copy's values, the bar kept and the resolution (``rest``/``unresolved``,
+  ``confirmed``/``corrected``/``unverified``),
 * universe membership over time (heatmap, ranked instruments × day) and churn (entries and exits
   per day versus the previous built day),
 * turnover: daily USDT turnover (``amount``) per instrument from the resampled bars,
@@ -49,6 +53,7 @@ __all__ = [
     "funding_frame",
     "gap_table",
     "load_coverage",
+    "load_flags",
     "load_quality",
     "load_universe",
     "turnover_frame",
@@ -91,6 +96,40 @@ def load_quality(paths: Sequence[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
                                                            "malformed_lines", "instruments")}}
     return (pl.DataFrame(days, schema=day_schema, orient="row"),
             pl.DataFrame(bars, schema={"day": pl.Date, "inst": pl.Utf8, "bars": pl.Int64}, orient="row"))
+
+
+FLAG_COLUMNS: dict[str, pl.DataType] = {
+    "day": pl.Date(), "check": pl.Utf8(), "inst": pl.Utf8(), "minute": pl.Utf8(), "resolution": pl.Utf8(),
+    "copies": pl.Utf8(), "kept": pl.Utf8(), "detail": pl.Utf8(),
+}
+_VALUE_FIELDS = ("open", "high", "low", "close", "volume", "amount")
+
+
+def _values_text(copy: dict[str, Any] | None) -> str:
+    """One bar's values as ``source o/h/l/c/volume/amount`` (``xN`` when N copies had them)."""
+    if not copy:
+        return ""
+    values = "/".join("" if copy.get(c) is None else f"{copy[c]:.10g}" for c in _VALUE_FIELDS)
+    copies = copy.get("copies") or 1
+    return f"{copy.get('source', '?')} {values}" + (f" x{copies}" if copies > 1 else "")
+
+
+def load_flags(paths: Sequence[Path]) -> pl.DataFrame:
+    """Every flagged bar of the quality JSON files (``flags``): one row per check, bar and day.
+
+    ``copies``: each distinct copy's values (``;``-separated), ``kept``: the bar that went into
+    the output. Quality files written before flags existed contribute nothing.
+    """
+    rows = []
+    for path in sorted(Path(p) for p in paths):
+        q = json.loads(Path(path).read_text())
+        day = dt.date.fromisoformat(q["day"])
+        rows += [{
+            "day": day, "check": f.get("check"), "inst": f.get("inst"), "minute": f.get("minute"),
+            "resolution": f.get("resolution"), "copies": "; ".join(_values_text(c) for c in f.get("values") or []),
+            "kept": _values_text(f.get("kept")), "detail": f.get("detail") or "",
+        } for f in q.get("flags") or []]
+    return pl.DataFrame(rows, schema=FLAG_COLUMNS, orient="row").sort("day", "inst", "minute", "check")
 
 
 def load_universe(paths: Sequence[Path]) -> pl.DataFrame:
@@ -397,6 +436,7 @@ def write_report(
     from the quality JSON with 1,440 expected minutes a day and no reasons.
     """
     quality, bars = load_quality(quality_paths)
+    flags = load_flags(quality_paths)
     universe = load_universe(universe_paths)
     days = sorted(days) if days else sorted(set(quality["day"].to_list()) | set(universe["day"].to_list()))
     if coverage_paths:
@@ -471,6 +511,10 @@ def write_report(
         "rows_read": int(quality["rows_read"].sum()) if quality.height else 0,
         "kept": int(quality["kept"].sum()) if quality.height else 0,
         "duplicates": int(quality["duplicates"].sum()) if quality.height else 0,
+        "conflicts": int(quality["conflicts"].sum()) if quality.height else 0,
+        "flagged_bars": flags.height,
+        "flags": {f"{check}:{resolution}": n for check, resolution, n in
+                  flags.group_by("check", "resolution").len().sort("check", "resolution").iter_rows()},
         "rejected": int(quality["rejected"].sum()) if quality.height else 0,
         "mean_daily_entries": float(churn["entered"][1:].mean() or 0.0) if churn.height > 1 else 0.0,
         "funding": bool(funding.height),
@@ -537,6 +581,26 @@ def write_report(
                 "asked), the fetch failed (a re-run retries), or nobody fetched it. Nothing is filled in.</p>")
     parts.append(section("Gaps", "gaps", gap_note + _table("gaps", gaps, text_cols=("inst",),
                                                              fmt={"coverage": ".4f"})))
+    flag_note = (
+        '<p class="note">Bars cleaning did not take on trust, one row per check: <b>conflict</b>, copies of '
+        "one bar disagree (resolution <i>rest</i>: the exchange's REST copy decided; <i>unresolved</i>: no REST "
+        "copy, the copy received last is kept); <b>spike</b>, the stream's bar jumps further from its neighbours "
+        "than the configured factor (clean.spike_factor); <b>not_listed</b>, a bar of an instrument absent from "
+        "the instrument list or outside its listing. Spikes and unlisted bars are checked against REST: "
+        "<i>confirmed</i> (the exchange has the same bar: kept, a real move), <i>corrected</i> (the exchange "
+        "differs: its bar is kept), <i>unverified</i> (no REST copy: kept as streamed). No REST copy means the "
+        "fetch failed (a re-run retries it), the exchange has no candle there, or the instrument is not a member "
+        "(members only are fetched). Copies: source open/high/low/close/volume/amount.</p>"
+    )
+    flag_counts = (flags.group_by("check", "resolution").len().rename({"len": "bars"})
+                   .sort("check", "resolution"))
+    flag_body = (
+        flag_note
+        + (_table("flag-counts", flag_counts, text_cols=("check", "resolution")) if flags.height
+           else '<p id="flags-absent">No conflicts and no flagged bars.</p>')
+        + _table("flags", flags, text_cols=("check", "inst", "minute", "resolution", "copies", "kept", "detail"))
+    )
+    parts.append(section("Conflicts and flagged bars", "flags", flag_body))
     churn_note = (f'<p class="note">Entries and exits versus the previous built day; mean entries per day: '
                   f"{summary['mean_daily_entries']:.2f}.</p>")
     parts.append(section(

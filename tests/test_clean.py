@@ -329,3 +329,294 @@ def test_replace_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, atom
         clean.replace_directory(new, target)
         assert [p.name for p in target.iterdir()] == [f"{version}.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 12: repair follows validation; conflicts, spikes and unlisted instruments are flagged
+# --------------------------------------------------------------------------------------------
+
+E2E_DAY = dt.date(2024, 3, 4)
+E2E_START_MS = 1709510400000  # 2024-03-04T00:00:00Z
+E2E_INST = "BTC-USDT-SWAP"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Any:
+    """The simulator, its clock frozen after E2E_DAY: REST history of the day is the truth."""
+    import okxsim
+
+    with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=0, history_start="2024-03-01",
+                          n_swaps=24) as s:  # fmt: skip
+        yield s
+
+
+@pytest.fixture(scope="module")
+def truth(sim: Any) -> list[list[str]]:
+    """E2E_INST's closed 1m candles of E2E_DAY, as OKX serves them (oldest first; a minute
+    without trades has none)."""
+    rows = sim.market.candles_1m(E2E_INST, E2E_DAY.isoformat())
+    assert len(rows) > 1400
+    return rows
+
+
+def ws_copy(data: list[str], *, recv_delay_ms: int = 60_500) -> dict[str, Any]:
+    """A confirmed stream record of a candle row (the record's ts is the row's open time, when it has one)."""
+    ts = int(data[0]) if str(data[0]).isdigit() else E2E_START_MS
+    return {"v": 1, "source": "ws", "channel": "candle1m", "inst": E2E_INST, "ts": ts, "recv_ts": ts + recv_delay_ms,
+            "data": [str(x) for x in data]}  # fmt: skip
+
+
+def truth_bar(row: list[str]) -> dict[str, Any]:
+    """The clean bar a candle row of a SWAP must become (volume = volCcy, amount = volCcyQuote)."""
+    return {"ts": dt.datetime.fromtimestamp(int(row[0]) / 1000, tz=dt.UTC).replace(tzinfo=None),
+            "open": float(row[1]), "high": float(row[2]), "low": float(row[3]), "close": float(row[4]),
+            "volume": float(row[6]), "amount": float(row[7])}  # fmt: skip
+
+
+def scaled(row: list[str], factor: float, columns: tuple[int, ...] = (1, 2, 3, 4)) -> list[str]:
+    out = list(row)
+    for i in columns:
+        out[i] = repr(float(row[i]) * factor)
+    return out
+
+
+def repair_and_clean(
+    tmp_path: Path, sim: Any, stream: list[dict[str, Any]], *, spike_factor: float | None = None
+) -> tuple[dict[str, Any], dict[str, Any], pl.DataFrame]:
+    """The day's repair then cleaning, as the workflow runs them: backfill_day against the
+    simulator's REST, then clean_day on the stream shard plus the REST shard it wrote.
+    Returns (backfill summary, quality report, the instrument's clean bars)."""
+    from feeder.backfill import backfill_day
+    from feeder.rest import OkxRestClient
+
+    shard = write_jsonl(tmp_path / "raw" / "ws" / "candle1m" / E2E_DAY.isoformat() / "00" / "1-1.jsonl", stream)
+    rest_out = tmp_path / "raw" / "rest" / "candle1m" / f"{E2E_DAY}.jsonl"
+    factor = {} if spike_factor is None else {"spike_factor": spike_factor}
+    with OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file, max_retries=1, backoff_base_s=0.01) as client:
+        summary = backfill_day(client=client, day=E2E_DAY, instruments=[E2E_INST], stream_shards=[shard],
+                               fetched_dir=rest_out.with_suffix(".fetched"), out_path=rest_out, **factor)  # fmt: skip
+    out_dir = tmp_path / "work" / "clean" / E2E_DAY.isoformat()
+    quality = clean_day(shard_paths=[shard, rest_out], day=E2E_DAY, out_dir=out_dir,
+                        quality_path=tmp_path / "work" / "quality" / f"{E2E_DAY}.json", **factor)  # fmt: skip
+    return summary, quality, pl.read_parquet(out_dir / f"{E2E_INST}.parquet")
+
+
+def bar_at(bars: pl.DataFrame, row: list[str]) -> dict[str, Any]:
+    found = bars.filter(pl.col("ts") == truth_bar(row)["ts"])
+    assert found.height == 1, f"no clean bar at {truth_bar(row)['ts']}"
+    return found.row(0, named=True)
+
+
+def minute_text(row: list[str]) -> str:
+    return truth_bar(row)["ts"].strftime("%Y-%m-%dT%H:%MZ")
+
+
+def test_conflicting_stream_copies_are_decided_by_the_exchange(
+    tmp_path: Path, sim: Any, truth: list[list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding 4: two confirmed stream copies of one candle disagree. The later one used to win
+    silently; now the backfill fetches the minute, the exchange's bar is kept and the conflict is
+    listed with both values (and logged at WARNING)."""
+    good = truth[600]
+    wrong = [*good[:4], good[2], *good[5:]]  # close = high: a valid candle, but not the exchange's
+    stream = [ws_copy(r) for r in truth] + [ws_copy(wrong, recv_delay_ms=61_000)]  # the wrong one arrives later
+    with caplog.at_level("WARNING", logger="feeder.clean"):
+        summary, quality, bars = repair_and_clean(tmp_path, sim, stream)
+
+    assert bar_at(bars, good) == {**truth_bar(good), "source": "rest"}
+    assert bars.height == len(truth) and (bars["source"] == "ws").sum() == len(truth) - 1
+    assert summary["instruments"][E2E_INST]["fetched_now"] == 1  # exactly the conflicting minute
+    flags = [f for f in quality["flags"] if f["check"] == "conflict"]
+    assert len(flags) == 1 and quality["conflicts"] == 1
+    flag = flags[0]
+    assert (flag["inst"], flag["minute"], flag["resolution"]) == (E2E_INST, minute_text(good), "rest")
+    copies = {(c["source"], c["close"], c["copies"]) for c in flag["values"]}
+    assert copies == {("ws", float(good[4]), 1), ("ws", float(wrong[4]), 1), ("rest", float(good[4]), 1)}
+    assert flag["kept"]["source"] == "rest" and flag["kept"]["close"] == float(good[4])
+    assert quality["flag_counts"] == {"conflict": {"rest": 1}}
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("conflict" in m and E2E_INST in m and minute_text(good) in m and wrong[4][:6] in m for m in warned)
+
+
+def test_candles_cleaning_rejects_are_repaired_from_rest(tmp_path: Path, sim: Any, truth: list[list[str]]) -> None:
+    """Finding 5: a confirmed stream candle that cleaning rejects (non-numeric or negative price,
+    high < low, a bad or misaligned timestamp inside ``data``) used to count as streamed, so its
+    minute was never fetched and went missing. Now the backfill fetches it and the exchange's bar
+    is kept."""
+    broken: dict[int, list[str]] = {}
+    broken[100] = [*truth[100][:1], "abc", *truth[100][2:]]  # non-numeric open
+    broken[200] = [*truth[200][:3], "-1", *truth[200][4:]]  # negative low
+    row = truth[300]
+    broken[300] = [row[0], row[1], row[3], row[2], *row[4:]]  # high and low swapped: high < low
+    broken[400] = ["17095344x0000", *truth[400][1:]]  # no valid timestamp in data
+    broken[500] = [str(int(truth[500][0]) + 30_000), *truth[500][1:]]  # data ts inside the minute, not on it
+    stream = []
+    for i, r in enumerate(truth):
+        rec = ws_copy(broken.get(i, r))
+        rec["ts"] = int(r[0])  # the record's own ts is right: only data is broken
+        stream.append(rec)
+    summary, quality, bars = repair_and_clean(tmp_path, sim, stream)
+
+    assert bars.height == len(truth), "every minute of the day must be there"
+    for i in broken:
+        assert bar_at(bars, truth[i]) == {**truth_bar(truth[i]), "source": "rest"}, i
+    assert summary["instruments"][E2E_INST]["streamed"] == len(truth) - len(broken)
+    assert summary["instruments"][E2E_INST]["fetched_now"] == len(broken)
+    rejected = {k: v for k, v in quality["rejected"].items() if v}
+    assert rejected == {"unparsable_number": 2, "non_positive_price": 1, "high_below_low": 1, "misaligned_ts": 1}
+
+
+def test_price_spike_is_cross_checked_and_corrected(tmp_path: Path, sim: Any, truth: list[list[str]]) -> None:
+    """A x100 wick and a whole bar at x100 in the stream: the backfill fetches both minutes, the
+    exchange's bars are kept and both are flagged ``corrected`` with the stream's values."""
+    wick = scaled(truth[300], 100.0, columns=(2,))  # high x100
+    whole = scaled(truth[900], 100.0)  # open/high/low/close x100 (a decimal slip)
+    stream = [ws_copy({300: wick, 900: whole}.get(i, r)) for i, r in enumerate(truth)]
+    summary, quality, bars = repair_and_clean(tmp_path, sim, stream)
+
+    for i in (300, 900):
+        assert bar_at(bars, truth[i]) == {**truth_bar(truth[i]), "source": "rest"}
+    assert summary["instruments"][E2E_INST]["fetched_now"] == 2
+    spikes = {f["minute"]: f for f in quality["flags"] if f["check"] == "spike"}
+    assert set(spikes) == {minute_text(truth[300]), minute_text(truth[900])}
+    assert {f["resolution"] for f in spikes.values()} == {"corrected"}
+    assert {c["source"]: c["high"] for c in spikes[minute_text(truth[300])]["values"]} == {
+        "ws": float(wick[2]), "rest": float(truth[300][2])}
+    assert quality["flag_counts"] == {"spike": {"corrected": 2}}
+
+
+def test_real_wick_is_confirmed_by_rest_and_kept(tmp_path: Path, sim: Any, truth: list[list[str]]) -> None:
+    """The stream's most extreme real bar, with the factor set just below its score: it is
+    cross-checked with REST, which agrees, so it is kept as it is and flagged ``confirmed``."""
+    from feeder.checks import spike_scores
+
+    frame = pl.DataFrame([truth_bar(r) for r in truth]).with_columns(inst=pl.lit(E2E_INST))
+    scores = spike_scores(frame)
+    top = scores.sort("score", descending=True).row(0, named=True)
+    factor = top["score"] * 0.999
+    assert scores.filter(pl.col("score") > factor).height == 1
+    summary, quality, bars = repair_and_clean(tmp_path, sim, [ws_copy(r) for r in truth], spike_factor=factor)
+
+    wick = next(r for r in truth if truth_bar(r)["ts"] == top["ts"])
+    assert bar_at(bars, wick) == {**truth_bar(wick), "source": "rest"}
+    assert summary["instruments"][E2E_INST]["fetched_now"] == 1
+    assert [(f["check"], f["minute"], f["resolution"]) for f in quality["flags"]] == [
+        ("spike", minute_text(wick), "confirmed")]
+    assert quality["conflicts"] == 0 and quality["duplicates"] == 1
+
+
+def test_default_spike_factor_flags_nothing_in_ordinary_trading(truth: list[list[str]]) -> None:
+    """No false alarm on a normal day: nothing is fetched twice, nothing is flagged."""
+    from feeder.checks import DEFAULT_SPIKE_FACTOR, spike_scores
+
+    frame = pl.DataFrame([truth_bar(r) for r in truth]).with_columns(inst=pl.lit(E2E_INST))
+    assert spike_scores(frame)["score"].max() < DEFAULT_SPIKE_FACTOR / 5
+
+
+def test_unresolved_conflict_and_unverified_spike_without_rest() -> None:
+    """Without an exchange copy nothing is decided silently: the flags say so."""
+    base = [record("BTC-USDT-SWAP", DAY_START_MS + i * MIN, ohlc=("100", "100.1", "99.9", "100")) for i in range(40)]
+    spike = record("BTC-USDT-SWAP", DAY_START_MS + 20 * MIN, ohlc=("100", "10010", "99.9", "100"))
+    other = record("BTC-USDT-SWAP", DAY_START_MS + 30 * MIN, ohlc=("100", "100.2", "99.9", "100.1"),
+                   recv_ts=DAY_START_MS + 31 * MIN + 999)  # fmt: skip
+    kept, stats = clean_candles(frame([*base[:20], spike, *base[21:], other]), DAY)
+    got = {(f["check"], f["minute"][-6:], f["resolution"]) for f in stats["flags"]}
+    assert got == {("spike", "00:20Z", "unverified"), ("conflict", "00:30Z", "unresolved")}
+    assert kept.height == 40  # nothing dropped; the last copy received is kept for the conflict
+    assert kept.filter(pl.col("ts") == dt.datetime(2024, 3, 2, 0, 30))["close"].to_list() == [100.1]
+    assert kept.filter(pl.col("ts") == dt.datetime(2024, 3, 2, 0, 20))["high"].to_list() == [10010.0]
+
+
+def test_instrument_never_listed_is_flagged(tmp_path: Path) -> None:
+    """Bars of an instId absent from the day's instrument list, or before its listTime, are flagged
+    (kept: the report says they are unverified), through the clean job's instruments input."""
+    instruments = tmp_path / "instruments.parquet"
+    pl.DataFrame({
+        "instId": ["BTC-USDT-SWAP", "ETH-USDT-SWAP"],
+        "listTime": [str(DAY_START_MS + 10 * MIN), "1500000000000"],
+        "expTime": [None, None],
+    }, schema={"instId": pl.Utf8, "listTime": pl.Utf8, "expTime": pl.Utf8}).write_parquet(instruments)
+    shard = write_jsonl(tmp_path / "ws.jsonl", [
+        record("BTC-USDT-SWAP", DAY_START_MS + 5 * MIN), record("BTC-USDT-SWAP", DAY_START_MS + 20 * MIN),
+        record("ETH-USDT-SWAP", DAY_START_MS), record("GHOST-USDT-SWAP", DAY_START_MS + MIN),
+    ])  # fmt: skip
+    quality = clean_day(shard_paths=[shard], day=DAY, out_dir=tmp_path / "clean", quality_path=tmp_path / "q.json",
+                        instruments_path=instruments)  # fmt: skip
+    got = [(f["check"], f["inst"], f["minute"], f["resolution"], f["detail"]) for f in quality["flags"]]
+    assert got == [
+        ("not_listed", "BTC-USDT-SWAP", "2024-03-02T00:05Z", "unverified", "before listTime 2024-03-02T00:10:00Z"),
+        ("not_listed", "GHOST-USDT-SWAP", "2024-03-02T00:01Z", "unverified", "absent from the instrument list"),
+    ]
+    assert quality["kept"] == 4 and quality["checks"]["listing"] is True
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_records())
+def test_streamed_minutes_are_exactly_what_cleaning_keeps_from_the_stream(records: list[dict[str, Any]]) -> None:
+    """Repair follows validation: the backfill counts a minute as streamed iff cleaning keeps the
+    stream's bar for it without a cross-check (no reject, no conflict, no spike). Every other
+    minute is fetched."""
+    import tempfile
+
+    from feeder.backfill import streamed_minutes
+
+    stream = [r for r in records if r["source"] == "ws"]
+    kept, stats = clean_candles(frame(stream), DAY)
+    suspect = {(f["inst"], f["minute"]) for f in stats["flags"] if f["check"] in ("conflict", "spike")}
+    expected = {(inst, int(ts.replace(tzinfo=dt.UTC).timestamp() * 1000)) for inst, ts in kept.select("inst", "ts").rows()
+                if (inst, ts.strftime("%Y-%m-%dT%H:%MZ")) not in suspect}
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = write_jsonl(Path(tmp) / "ws.jsonl", stream, ('{"cut off', ))
+        got = set(streamed_minutes([shard], DAY).rows())
+    assert got == expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_records())
+def test_every_conflict_is_flagged_with_its_resolution(records: list[dict[str, Any]]) -> None:
+    kept, stats = clean_candles(frame(records), DAY)
+    conflicts = [f for f in stats["flags"] if f["check"] == "conflict"]
+    assert len(conflicts) == stats["conflicts"]
+    for flag in conflicts:
+        sources = {c["source"] for c in flag["values"]}
+        assert len({tuple(c[k] for k in ("open", "high", "low", "close", "volume", "amount"))
+                    for c in flag["values"]}) > 1
+        assert flag["resolution"] == ("rest" if "rest" in sources else "unresolved")
+        assert flag["kept"]["source"] == ("rest" if "rest" in sources else "ws")
+    json.dumps(stats)  # the quality report is JSON
+
+
+@st.composite
+def calm_walk(draw: st.DrawFn) -> pl.DataFrame:
+    """A plausible 1m series: a random walk with small ranges."""
+    n = draw(st.integers(11, 80))
+    steps = draw(st.lists(st.floats(-0.002, 0.002), min_size=n, max_size=n))
+    ranges = draw(st.lists(st.floats(0.0, 0.003), min_size=n, max_size=n))
+    price = draw(st.floats(1e-4, 1e5))
+    closes, lows, highs = [], [], []
+    for step, rng in zip(steps, ranges, strict=True):
+        price *= 1 + step
+        closes.append(price)
+        lows.append(price * (1 - rng / 2))
+        highs.append(price * (1 + rng / 2))
+    start = dt.datetime(2024, 3, 2)
+    return pl.DataFrame({"inst": "X-USDT-SWAP", "ts": [start + dt.timedelta(minutes=i) for i in range(n)],
+                         "high": highs, "low": lows, "close": closes})  # fmt: skip
+
+
+@HYPO
+@given(calm_walk(), st.data())
+def test_spike_check_finds_a_x100_bar_and_nothing_else(walk: pl.DataFrame, data: st.DataObject) -> None:
+    from feeder.checks import DEFAULT_SPIKE_FACTOR, spike_scores
+
+    assert (spike_scores(walk)["score"] <= DEFAULT_SPIKE_FACTOR).all()
+    i = data.draw(st.integers(0, walk.height - 1))
+    factor = data.draw(st.sampled_from([100.0, 0.01]))
+    cols = data.draw(st.sampled_from([("high", "low", "close"), ("high",) if factor > 1 else ("low",)]))
+    spiked = walk.with_columns([pl.when(pl.int_range(pl.len()) == i).then(pl.col(c) * factor).otherwise(pl.col(c))
+                                .alias(c) for c in cols])  # fmt: skip
+    flagged = spike_scores(spiked).filter(pl.col("score") > DEFAULT_SPIKE_FACTOR)
+    assert flagged["ts"].to_list() == [walk["ts"][i]]
+    # scale-free: the same series in other units scores the same
+    rescaled = spike_scores(spiked.with_columns(pl.col("high", "low", "close") * 1000.0))
+    assert rescaled["score"].to_list() == pytest.approx(spike_scores(spiked)["score"].to_list(), rel=1e-9)

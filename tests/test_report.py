@@ -325,3 +325,55 @@ def test_quality_report_rule_on_a_real_build(tmp_path: Path):
     has_funding = "funding_rate" in bars.columns and bars["funding_rate"].drop_nulls().drop_nans().len() > 0
     assert ("funding-plot" in r.images) == has_funding
     assert ("funding-absent" in r.ids) == (not has_funding)
+
+
+# --------------------------------------------------------------------------------------------
+# Conflicts and flagged bars (issue 12): the quality JSON's `flags`, one table row each
+# --------------------------------------------------------------------------------------------
+
+
+def test_report_lists_conflicts_and_flagged_bars(tmp_path: Path):
+    """The section shows every flag of every day: instrument, minute, each copy's values, the bar
+    kept and the resolution; a day without flags adds nothing, a build without any says so."""
+    from feeder.clean import RAW_SCHEMA, clean_candles
+
+    def rec(ts_ms: int, ohlc: tuple[str, ...], source: str = "ws", recv: int = 0) -> dict:
+        return {"v": 1, "source": source, "channel": "candle1m", "inst": "A-USDT-SWAP", "ts": ts_ms,
+                "recv_ts": ts_ms + 60_000 + recv, "data": [str(ts_ms), *ohlc, "10", "0.1", "10.05", "1"]}
+
+    start = int(dt.datetime(2024, 3, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    calm = ("100", "100.1", "99.9", "100")
+    raw = [rec(start + i * 60_000, calm) for i in range(30) if i != 12]
+    raw += [rec(start + 12 * 60_000, ("100", "10010", "99.9", "100")),  # a x100 wick, REST says otherwise
+                rec(start + 12 * 60_000, calm, source="rest"),
+                rec(start + 20 * 60_000, ("100", "100.1", "99.9", "100.05"), recv=5)]  # a later, different copy
+    _, stats = clean_candles(pl.DataFrame(raw, schema=RAW_SCHEMA), D1)
+    work = tmp_path / "work"
+    q1 = write_quality(work, D1, {"A-USDT-SWAP": 30}, ws=29, rest=1)
+    flagged = {k: stats[k] for k in ("flags", "flag_counts", "conflicts")}
+    q1.write_text(json.dumps(json.loads(q1.read_text()) | flagged))
+    q2 = write_quality(work, D2, {"A-USDT-SWAP": 1440}, ws=1440, rest=0)  # written before flags existed
+    universe = [write_universe(work, d, [("A-USDT-SWAP", True)]) for d in (D1, D2)]
+    out = tmp_path / "quality.html"
+    summary = write_report(quality_paths=[q1, q2], universe_paths=universe, out_path=out)
+    r = parse(out)
+
+    rows = records(r.tables["flags"])
+    assert [(f["day"], f["check"], f["inst"], f["minute"], f["resolution"]) for f in rows] == [
+        ("2024-03-01", "spike", "A-USDT-SWAP", "2024-03-01T00:12Z", "corrected"),
+        ("2024-03-01", "conflict", "A-USDT-SWAP", "2024-03-01T00:20Z", "unresolved"),
+    ]
+    spike, conflict = rows
+    assert spike["copies"] == "rest 100/100.1/99.9/100/0.1/10.05; ws 100/10010/99.9/100/0.1/10.05"
+    assert spike["kept"] == "rest 100/100.1/99.9/100/0.1/10.05" and "typical ranges" in spike["detail"]
+    assert conflict["copies"] == "ws 100/100.1/99.9/100/0.1/10.05; ws 100/100.1/99.9/100.05/0.1/10.05"
+    assert conflict["kept"] == "ws 100/100.1/99.9/100.05/0.1/10.05"  # the later copy, unresolved
+    counts = {(c["check"], c["resolution"]): c["bars"] for c in records(r.tables["flag-counts"])}
+    assert counts == {("conflict", "unresolved"): "1", ("spike", "corrected"): "1"}
+    assert summary["flagged_bars"] == 2 and summary["flags"] == {"conflict:unresolved": 1, "spike:corrected": 1}
+    assert r.scripts["report-summary"]["flagged_bars"] == 2
+    assert "flags-absent" not in r.ids
+
+    write_report(quality_paths=[q2], universe_paths=universe[1:], out_path=out)
+    r = parse(out)
+    assert "flags-absent" in r.ids and r.tables["flags"]["data_rows"] == 0

@@ -1,7 +1,9 @@
 # Backfill and gap repair (one mechanism): fetch from OKX REST exactly the 1m bars that the
 # WebSocket shards lack for the day's universe members. Fetched ranges are also kept as
 # immutable pieces in raw/rest/candle1m/<day>.fetched/ (the fetch log), so an interrupted or
-# repeated backfill never asks OKX for the same range twice.
+# repeated backfill never asks OKX for the same range twice. A streamed candle counts only if
+# cleaning would keep it as streamed (feeder.checks): rejected, conflicting or implausible ones
+# (clean.spike_factor) are fetched, so cleaning can keep the exchange's answer.
 
 
 rule backfill:
@@ -13,6 +15,7 @@ rule backfill:
         summary=f"{WORK}/backfill/{{day}}.json",
     params:
         exchange=rest_params(),
+        spike_factor=config["clean"]["spike_factor"],
     resources:
         okx_rest=1,
         mem_mb=scaled(1024),

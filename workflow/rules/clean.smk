@@ -3,6 +3,8 @@
 # per symbol, bars expected (listed minutes), from the stream, repaired from REST, and missing
 # with the reason (exchange has none / fetch failed / not attempted). Nothing is filled in.
 # (Coverage is accounted here, not in a job of its own: a job's start-up costs more than it.)
+# Conflicting copies, implausible bars (clean.spike_factor, the value the backfill used to fetch
+# them from REST) and bars of instruments not listed are flagged in the quality report.
 
 
 rule clean:
@@ -16,6 +18,8 @@ rule clean:
         bars=directory(f"{WORK}/clean/{{day}}"),
         quality=f"{WORK}/quality/{{day}}.json",
         coverage=f"{WORK}/coverage/{{day}}.parquet",
+    params:
+        spike_factor=config["clean"]["spike_factor"],
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(15),

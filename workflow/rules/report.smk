@@ -1,5 +1,5 @@
-# The data quality report: one self-contained HTML page (coverage heatmap, gaps, universe
-# membership and churn, turnover, funding when recorded). Not part of `all`; build it with
+# The data quality report: one self-contained HTML page (coverage heatmap, gaps, conflicts and
+# flagged bars from the quality JSON, universe membership and churn, turnover, funding when recorded). Not part of `all`; build it with
 #   snakemake --cores 2 quality_report
 # It also shows up in Snakemake's own report (`snakemake --report report.html`).
 from feeder.resample import freq_minutes
@@ -19,7 +19,7 @@ rule quality_report:
         report(
             f"{WORK}/report/quality.html",
             category="Data quality",
-            labels={"report": "quality (coverage, gaps, universe, turnover, funding)"},
+            labels={"report": "quality (coverage, gaps, flagged bars, universe, turnover, funding)"},
         ),
     params:
         days=DAYS,

@@ -17,6 +17,8 @@ clean_day(
     day=day,
     out_dir=Path(snakemake.output.bars),  # noqa: F821
     quality_path=Path(snakemake.output.quality),  # noqa: F821
+    instruments_path=Path(snakemake.input.instruments),  # noqa: F821
+    spike_factor=float(snakemake.params.spike_factor),  # noqa: F821
 )
 build_coverage_day(
     day=day,
