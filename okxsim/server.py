@@ -147,6 +147,12 @@ class SimServer:
 
         * ``rest_error``: ``endpoint`` (path suffix or ``"*"``), ``count``, ``status`` 500|429
         * ``rest_delay``: ``endpoint``, ``count``, ``seconds`` (the response waits that long)
+        * ``rest_empty``: ``endpoint``, ``count``, optional ``inst_id`` and ``after`` (only requests
+          with that instId / ``after`` parameter): HTTP 200 code "0" with ``data: []``, rows or not
+        * ``rest_garbled``: ``endpoint``, ``count``, optional ``inst_id``: HTTP 200 whose body is the
+          answer cut off half-way (not JSON)
+        * ``rest_refuse``: ``endpoint``, ``count``, optional ``inst_id``, ``code`` (default 51001),
+          ``msg``: HTTP 200 with that OKX error instead of the answer
         * ``ws_drop``: cut every WebSocket now (``abort`` false = close handshake 1001)
         * ``ws_silence``: push nothing for ``seconds`` (frames due meanwhile are lost)
         * ``ws_malformed``: send one invalid-JSON text frame to every connection
@@ -159,6 +165,12 @@ class SimServer:
         elif kind == "rest_delay":
             self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), "delay",
                                  float(spec.get("seconds", 15.0)))
+        elif kind in ("rest_empty", "rest_garbled", "rest_refuse"):
+            refuse = kind == "rest_refuse"
+            self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), kind[len("rest_"):],
+                                 inst_id=spec.get("inst_id") or "", after=spec.get("after") or "",
+                                 code=str(spec.get("code", "51001")) if refuse else "",
+                                 msg=str(spec.get("msg", "Instrument ID does not exist")) if refuse else "")
         elif kind == "ws_drop":
             return {"dropped": await self.hub.drop_all(bool(spec.get("abort", True)))}
         elif kind == "ws_silence":
@@ -296,6 +308,22 @@ class Simulator:
 
     def delay_next(self, endpoint: str, count: int = 1, seconds: float = 15.0) -> None:
         self.apply_fault({"kind": "rest_delay", "endpoint": endpoint, "count": count, "seconds": seconds})
+
+    def empty_next(self, endpoint: str, count: int = 1, *, inst_id: str | None = None,
+                   after: str | int | None = None) -> None:
+        """The next ``count`` matching requests answer code "0" with no rows, whatever the data."""
+        self.apply_fault({"kind": "rest_empty", "endpoint": endpoint, "count": count, "inst_id": inst_id,
+                          "after": None if after is None else str(after)})
+
+    def garble_next(self, endpoint: str, count: int = 1, *, inst_id: str | None = None) -> None:
+        """The next ``count`` matching requests get HTTP 200 with half of the answer (invalid JSON)."""
+        self.apply_fault({"kind": "rest_garbled", "endpoint": endpoint, "count": count, "inst_id": inst_id})
+
+    def refuse_next(self, endpoint: str, count: int = 1, *, inst_id: str | None = None, code: str = "51001",
+                    msg: str = "Instrument ID does not exist") -> None:
+        """The next ``count`` matching requests get HTTP 200 with OKX error ``code`` / ``msg``."""
+        self.apply_fault({"kind": "rest_refuse", "endpoint": endpoint, "count": count, "inst_id": inst_id,
+                          "code": code, "msg": msg})
 
     def drop_ws(self, abort: bool = True) -> int:
         return int(self.apply_fault({"kind": "ws_drop", "abort": abort})["dropped"])
