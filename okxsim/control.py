@@ -6,6 +6,7 @@ thread, so each guards its state with a lock.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -119,7 +120,9 @@ class RateLimiter:
                 q.popleft()
             if len(q) >= n:
                 return False
-            q.append(now)
+            # by arrival time: a delayed request is counted here only once its delay is over,
+            # after requests that arrived later (a plain append would leave the window unsorted)
+            bisect.insort(q, now)
             return True
 
 

@@ -145,7 +145,8 @@ class SimServer:
     async def apply_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Apply one fault. ``kind`` is one of:
 
-        * ``rest_error``: ``endpoint`` (path suffix or ``"*"``), ``count``, ``status`` 500|429
+        * ``rest_error``: ``endpoint`` (path suffix or ``"*"``), ``count``, ``status`` 500|429, optional
+          ``inst_id`` / ``after`` (only requests with that instId / ``after`` parameter)
         * ``rest_delay``: ``endpoint``, ``count``, ``seconds`` (the response waits that long)
         * ``rest_empty``: ``endpoint``, ``count``, optional ``inst_id`` and ``after`` (only requests
           with that instId / ``after`` parameter): HTTP 200 code "0" with ``data: []``, rows or not
@@ -161,7 +162,8 @@ class SimServer:
         """
         kind = spec.get("kind")
         if kind == "rest_error":
-            self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), str(spec.get("status", 500)))
+            self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), str(spec.get("status", 500)),
+                                 inst_id=spec.get("inst_id") or "", after=spec.get("after") or "")
         elif kind == "rest_delay":
             self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), "delay",
                                  float(spec.get("seconds", 15.0)))
@@ -302,9 +304,12 @@ class Simulator:
     def apply_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call(self.server.apply_fault(spec))
 
-    def fail_next(self, endpoint: str, count: int = 1, status: int = 500) -> None:
-        """The next ``count`` requests to ``endpoint`` get HTTP ``status`` (500 or 429)."""
-        self.apply_fault({"kind": "rest_error", "endpoint": endpoint, "count": count, "status": status})
+    def fail_next(self, endpoint: str, count: int = 1, status: int = 500, *, inst_id: str | None = None,
+                  after: str | int | None = None) -> None:
+        """The next ``count`` requests to ``endpoint`` (with that instId / ``after``, if given) get
+        HTTP ``status`` (500 or 429)."""
+        self.apply_fault({"kind": "rest_error", "endpoint": endpoint, "count": count, "status": status,
+                          "inst_id": inst_id, "after": None if after is None else str(after)})
 
     def delay_next(self, endpoint: str, count: int = 1, seconds: float = 15.0) -> None:
         self.apply_fault({"kind": "rest_delay", "endpoint": endpoint, "count": count, "seconds": seconds})
