@@ -241,7 +241,8 @@ def _record_refusal(summary: dict[str, Any], *, client: OkxRestClient, day: dt.d
         try:
             listed = client.instrument(inst)
         except (OkxApiError, OkxUnavailableError) as lookup:
-            summary["errors"][inst] = f"OKX refused ({said}), and checking whether it still lists {inst} failed: {lookup}"
+            summary["errors"][inst] = (f"OKX refused ({said}), and checking whether it still lists {inst} "
+                                       f"failed: {lookup}")
             log.error("backfill %s %s: %s", day, inst, summary["errors"][inst])
             return
         if listed is None:

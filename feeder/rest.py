@@ -269,7 +269,8 @@ class OkxRestClient:
             if down_for + pause >= self.give_up_after_s:
                 raise OkxUnreachableError(
                     f"OKX {url}: no answer for {down_for:.1f} s ({self._failures_in_row} attempts in a row failed, "
-                    f"the last: {last_problem}); stopped asking (exchange.give_up_after_s = {self.give_up_after_s:g} s). "
+                    f"the last: {last_problem}); stopped asking "
+                    f"(exchange.give_up_after_s = {self.give_up_after_s:g} s). "
                     f"Check the network connection, exchange.rest_url ({self.base_url}) in config.yaml and OKX's "
                     "system status, then run the same command again: finished work is kept."
                 )

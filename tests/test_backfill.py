@@ -286,3 +286,31 @@ def test_a_hanging_endpoint_fails_the_day_within_the_breaker_budget(sim, make_cl
     hung = {r.params.get("instId") for r in sim.requests("history-candles") if r.fault == "delay"}
     assert hung == {BTC}, "instruments after the first were still asked while the endpoint hung"
     assert _got(tmp_path) == _truth(sim, insts)
+
+
+def test_the_workflow_entry_point_takes_its_knobs_from_the_config_blocks(sim, tmp_path):
+    """`exchange.timeout_s` / `give_up_after_s` reach the client, `backfill.recheck_absent` the
+    backfill; a failed day writes neither the shard nor the summary the next stages read."""
+    import polars as pl
+
+    from feeder.backfill import run_backfill
+
+    universe = tmp_path / "universe.parquet"
+    pl.DataFrame({"inst": [BTC, ETH], "rank": [1, 2], "member": [True, True]}).write_parquet(universe)
+    out, fetched = _paths(tmp_path)
+    summary_path = tmp_path / "backfill.json"
+    exchange = {"rest_url": sim.rest, "ca_file": sim.ca_file, "timeout_s": 0.2, "give_up_after_s": 0.5}
+    run = lambda **kw: run_backfill(exchange=exchange, day=DAY, universe_path=universe,  # noqa: E731
+                                    stream_shards=[], out_path=out, summary_path=summary_path, **kw)
+    sim.delay_next("history-candles", 1000, seconds=0.6)
+    t0 = time.monotonic()
+    with pytest.raises(BackfillIncomplete, match=f"not asked, as OKX REST stopped answering: {ETH}"):
+        run()
+    assert time.monotonic() - t0 < 1.5
+    assert not out.exists() and not summary_path.exists()
+    sim.clear_faults()
+    fetched.mkdir(parents=True, exist_ok=True)
+    (fetched / f"{BTC}.{START}-{END}.jsonl").write_text("")  # an absence recorded by an older version
+    run(recheck_absent=True)
+    assert _got(tmp_path) == _truth(sim, [BTC, ETH])
+    assert json.loads(summary_path.read_text())["bars_fetched_now"] == len(_truth(sim, [BTC, ETH]))

@@ -1,7 +1,10 @@
 # Backfill and gap repair (one mechanism): fetch from OKX REST exactly the 1m bars that the
 # WebSocket shards lack for the day's universe members. Fetched ranges are also kept as
 # immutable pieces in raw/rest/candle1m/<day>.fetched/ (the fetch log), so an interrupted or
-# repeated backfill never asks OKX for the same range twice.
+# repeated backfill never asks OKX for the same range twice. "The exchange has no candle here"
+# is recorded only once confirmed; `backfill.recheck_absent: true` asks those ranges again.
+# The job fails (and writes nothing) if any member was refused, garbled or unconfirmed; a
+# re-run fetches only what is still missing.
 
 
 rule backfill:
@@ -13,6 +16,7 @@ rule backfill:
         summary=f"{WORK}/backfill/{{day}}.json",
     params:
         exchange=rest_params(),
+        recheck_absent=config.get("backfill", {}).get("recheck_absent", False),
     resources:
         okx_rest=1,
         mem_mb=scaled(1024),

@@ -16,4 +16,5 @@ run_backfill(
     stream_shards=[Path(p) for p in snakemake.input.stream],  # noqa: F821
     out_path=Path(snakemake.output.shard),  # noqa: F821
     summary_path=Path(snakemake.output.summary),  # noqa: F821
+    recheck_absent=bool(snakemake.params.recheck_absent),  # noqa: F821
 )
