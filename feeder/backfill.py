@@ -7,6 +7,13 @@ collector's record format, so cleaning treats both sources alike.
 
 Why fetch only the missing minutes: a day the collector recorded fully costs no request, and a
 day with a one-hour disconnect costs one page instead of five.
+
+Nothing lost, nothing invented: a day's shard is written only when every instrument was answered.
+An instrument OKX refused, answered with something that is not its JSON, or said "no candle"
+for without that being confirmed fails the day (after the other instruments are done, so their
+pages are kept); a re-run asks only for what is still missing. The one refusal that is an answer
+is 51001 for an instrument OKX no longer lists: it is delisted, recorded as
+``unknown_to_exchange``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from feeder.checks import DEFAULT_SPIKE_FACTOR, VALUE_COLUMNS, stream_suspects, 
 from feeder.clean import read_raw_records
 from feeder.identifiers import inst_path_stem, is_inst_id
 from feeder.records import records_from_rest
-from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
+from feeder.rest import (UNKNOWN_INSTRUMENT, OkxApiError, OkxEmptyAnswerError, OkxRestClient, OkxUnavailableError,
+                         OkxUnreachableError)
 from feeder.shards import read_records, write_shard_atomically
 
 log = logging.getLogger(__name__)
@@ -86,7 +94,15 @@ def missing_ranges(have_ts: Iterable[int], *, start_ms: int, end_ms: int) -> lis
 
 
 class BackfillIncomplete(RuntimeError):
-    """Some ranges could not be fetched (network, exchange overloaded). What was fetched is kept."""
+    """Some instruments could not be fetched (refused, garbled, unconfirmed empty answers, outage).
+
+    What was fetched is kept in the fetch log; the day's shard is not written. ``summary`` is the
+    day's summary as far as it got.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def _piece_path(fetched_dir: Path, inst: str, lo: int, hi: int) -> Path:
@@ -98,9 +114,11 @@ def fetch_log(fetched_dir: Path) -> dict[str, list[tuple[int, int, Path]]]:
 
     The fetch log is a directory of immutable pieces, one per fetched range, named
     ``<instId>.<lo>-<hi>.jsonl``: the name records what was asked, the content what OKX had
-    (an empty piece means "the exchange has no candle there"). A piece is written atomically
+    (an empty piece means "the exchange has no candle there", written only once that is
+    confirmed, see :meth:`OkxRestClient.history_candle_pages`). A piece is written atomically
     as soon as its range is fetched, so an interrupted backfill resumes where it stopped and
-    never asks for a range twice.
+    never asks for a range twice. The one exception: with ``recheck_absent``, empty pieces are
+    asked again (and removed once answered), for absences recorded by an older version.
     """
     pieces: dict[str, list[tuple[int, int, Path]]] = {}
     if not fetched_dir.is_dir():
@@ -137,28 +155,41 @@ def backfill_day(
     fetched_dir: Path,
     out_path: Path,
     spike_factor: float = DEFAULT_SPIKE_FACTOR,
+    recheck_absent: bool = False,
 ) -> dict[str, Any]:
     """Fetch the 1m bars of ``instruments`` on ``day`` that neither the stream nor an earlier
     fetch has; write every fetched bar of these instruments as one rest shard at ``out_path``.
 
-    Returns a summary per instrument (bars streamed, fetched now, fetched earlier, ranges
-    attempted, errors). Instruments OKX does not know (error 51001) are reported, not fatal.
-    If a range still fails after the client's retries, the other instruments are finished,
-    then :class:`BackfillIncomplete` is raised: run again to fetch only what is missing.
+    Returns a summary per instrument (bars streamed, fetched now, ranges attempted), and the
+    instruments OKX no longer knows (``unknown_to_exchange``: 51001 for an instrument it does not
+    list any more). Any other failure (a refusal, an answer that is not JSON, an empty answer
+    that could not be confirmed, an outage) is collected while the other instruments are
+    finished, then :class:`BackfillIncomplete` is raised and no shard is written: run again to
+    fetch only what is missing. If the endpoint stops answering altogether (the client's circuit
+    breaker), the remaining instruments are not asked at all. ``recheck_absent`` asks again the
+    ranges an earlier run recorded as "the exchange has none".
     """
     start, end = day_bounds_ms(day)
     have = streamed_minutes(stream_shards, day, spike_factor=spike_factor)  # what cleaning will keep as streamed
     have_by_inst = {inst: set(group["ts"].to_list()) for (inst,), group in have.group_by("inst")} if have.height else {}
     fetched_dir.mkdir(parents=True, exist_ok=True)
     earlier = fetch_log(fetched_dir)
-    summary: dict[str, Any] = {"day": day.isoformat(), "instruments": {}, "errors": {}, "unavailable": {}}
+    summary: dict[str, Any] = {"day": day.isoformat(), "instruments": {}, "errors": {}, "unavailable": {},
+                               "unknown_to_exchange": {}, "not_attempted": []}
     requests_before = client.requests_sent
     t0 = time.monotonic()
     fetched_now = 0
+    unreachable: OkxUnreachableError | None = None
     for i, inst in enumerate(instruments, 1):
-        done = [(lo, hi) for lo, hi, _ in earlier.get(inst, [])]
+        if unreachable is not None:
+            summary["not_attempted"].append(inst)
+            continue
+        pieces = earlier.get(inst, [])
+        recheck = [path for _, _, path in pieces if recheck_absent and path.stat().st_size == 0]
+        done = [(lo, hi) for lo, hi, path in pieces if path not in recheck]
         todo = subtract_ranges(missing_ranges(have_by_inst.get(inst, ()), start_ms=start, end_ms=end), done)
         inst_now = 0
+        written: set[Path] = set()
         try:
             for lo, hi in todo:
                 for page_lo, page_hi, rows in client.history_candle_pages(inst, "1m", start_ms=lo, end_ms=hi):
@@ -168,12 +199,19 @@ def backfill_day(
                     for reject in parsed.rejects:  # cleaning drops these too; say where they came from
                         log.warning("backfill %s %s: REST row rejected: %s", day, inst, reject)
                     # one immutable piece per page: an interruption loses at most the page in flight
-                    write_shard_atomically(_piece_path(fetched_dir, inst, page_lo, page_hi), parsed.records)
+                    piece = _piece_path(fetched_dir, inst, page_lo, page_hi)
+                    write_shard_atomically(piece, parsed.records)
+                    written.add(piece)
                     inst_now += len(parsed.records)
+            for path in set(recheck) - written:  # asked again and answered: the old claim is replaced
+                path.unlink(missing_ok=True)
         except OkxApiError as exc:
-            summary["errors"][inst] = f"{exc.code}: {exc.msg}"
-            log.warning("backfill %s %s: OKX refused: %s", day, inst, exc)
-        except OkxUnavailableError as exc:
+            _record_refusal(summary, client=client, day=day, inst=inst, exc=exc)
+        except OkxUnreachableError as exc:
+            summary["unavailable"][inst] = str(exc)
+            unreachable = exc
+            log.error("backfill %s %s: %s", day, inst, exc)
+        except (OkxUnavailableError, OkxEmptyAnswerError) as exc:
             summary["unavailable"][inst] = str(exc)
             log.error("backfill %s %s: %s", day, inst, exc)
         fetched_now += inst_now
@@ -188,21 +226,52 @@ def backfill_day(
                      time.monotonic() - t0)
     pieces = fetch_log(fetched_dir)
     wanted = set(instruments)
-    records = [rec for inst, items in sorted(pieces.items()) if inst in wanted
-               for _, _, path in sorted(items) for rec in read_records([path])]
     summary["attempted"] = {inst: sorted([lo, hi] for lo, hi, _ in items) for inst, items in pieces.items()
                             if inst in wanted}
     summary["requests"] = client.requests_sent - requests_before
     summary["bars_fetched_now"] = fetched_now
+    if summary["errors"] or summary["unavailable"] or summary["not_attempted"]:
+        raise BackfillIncomplete(_incomplete_message(summary, day=day, fetched_dir=fetched_dir), summary)
+    records = [rec for inst, items in sorted(pieces.items()) if inst in wanted
+               for _, _, path in sorted(items) for rec in read_records([path])]
     summary["bars_in_shard"] = len(records)
-    if summary["unavailable"]:
-        raise BackfillIncomplete(
-            f"backfill {day}: {len(summary['unavailable'])} instrument(s) could not be fetched "
-            f"({', '.join(sorted(summary['unavailable']))}); {fetched_now} bars fetched now are kept in "
-            f"{fetched_dir}. Run the same command again: only what is still missing will be fetched."
-        )
     write_shard_atomically(out_path, records)
     return summary
+
+
+def _record_refusal(summary: dict[str, Any], *, client: OkxRestClient, day: dt.date, inst: str,
+                    exc: OkxApiError) -> None:
+    """Sort an OKX refusal: 51001 for an instrument OKX no longer lists is an answer (delisted:
+    its candles are gone from the API); anything else is a failure of the day."""
+    said = f"{exc.code}: {exc.msg or '(no message)'}"
+    if exc.code == UNKNOWN_INSTRUMENT:
+        try:
+            listed = client.instrument(inst)
+        except (OkxApiError, OkxUnavailableError) as lookup:
+            summary["errors"][inst] = (f"OKX refused ({said}), and checking whether it still lists {inst} "
+                                       f"failed: {lookup}")
+            log.error("backfill %s %s: %s", day, inst, summary["errors"][inst])
+            return
+        if listed is None:
+            summary["unknown_to_exchange"][inst] = f"{said} (OKX no longer lists {inst}: delisted)"
+            log.warning("backfill %s %s: OKX no longer knows this instrument (%s); its minutes are recorded "
+                        "as unknown_to_exchange", day, inst, said)
+            return
+        said += f" although OKX lists {inst} as {listed.get('state') or 'an instrument'}"
+    summary["errors"][inst] = f"OKX refused {exc.path}: {said}"
+    log.error("backfill %s %s: %s", day, inst, summary["errors"][inst])
+
+
+def _incomplete_message(summary: dict[str, Any], *, day: dt.date, fetched_dir: Path) -> str:
+    """Which instruments failed and what OKX said, one line each, and what to do."""
+    failed = {**summary["unavailable"], **summary["errors"]}
+    lines = [f"backfill {day}: {len(failed)} instrument(s) failed, so the day's REST shard is not written:"]
+    lines += [f"  {inst}: {why}" for inst, why in sorted(failed.items())]
+    if summary["not_attempted"]:
+        lines.append(f"  not asked, as OKX REST stopped answering: {', '.join(summary['not_attempted'])}")
+    lines.append(f"The {summary['bars_fetched_now']} bars fetched now are kept in {fetched_dir}. "
+                 "Run the same command again: only what is still missing will be fetched.")
+    return "\n".join(lines)
 
 
 def run_backfill(
@@ -214,16 +283,26 @@ def run_backfill(
     out_path: Path,
     summary_path: Path,
     spike_factor: float = DEFAULT_SPIKE_FACTOR,
+    recheck_absent: bool = False,
 ) -> dict[str, Any]:
-    """Workflow entry point: backfill the members of ``day``'s universe (``spike_factor``: clean.spike_factor)."""
+    """Workflow entry point: backfill the members of ``day``'s universe.
+
+    ``spike_factor`` (config ``clean.spike_factor``) decides which streamed bars are implausible
+    enough to be cross-checked with REST; it must be the value cleaning uses.
+
+    ``recheck_absent`` (config ``backfill.recheck_absent``) asks OKX again for ranges an earlier
+    run recorded as having no candle.
+    """
     from feeder.universe import members
 
     instruments = members(pl.read_parquet(universe_path))
     fetched_dir = out_path.with_name(out_path.name.replace(".jsonl", ".fetched"))
     with OkxRestClient.from_exchange(exchange) as client:
         summary = backfill_day(client=client, day=day, instruments=instruments, stream_shards=stream_shards,
-                               fetched_dir=fetched_dir, out_path=out_path, spike_factor=spike_factor)
+                               fetched_dir=fetched_dir, out_path=out_path, spike_factor=spike_factor,
+                               recheck_absent=recheck_absent)
     write_json(summary, summary_path)
-    log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d refused)",
-             day, summary["bars_fetched_now"], summary["requests"], len(instruments), len(summary["errors"]))
+    log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d unknown to OKX)",
+             day, summary["bars_fetched_now"], summary["requests"], len(instruments),
+             len(summary["unknown_to_exchange"]))
     return summary

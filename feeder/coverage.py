@@ -5,8 +5,13 @@ a day (universe members, plus anything the stream recorded):
 
 * ``expected``: minutes the instrument was listed that day (from ``listTime``/``expTime``);
 * ``from_ws`` / ``from_rest``: bars in the cleaned data, by source;
-* ``missing_exchange_none``: minutes we asked OKX for and it has no candle (no trade, halt);
-* ``missing_fetch_failed``: minutes whose fetch failed (error or outage; a re-run retries);
+* ``missing_exchange_none``: minutes we asked OKX for and it confirmed it has no candle (no
+  trade, halt, before the listing): an empty page alone is not taken as that answer;
+* ``missing_unknown_to_exchange``: minutes of an instrument OKX no longer knows (51001 for an
+  instrument it does not list any more: delisted, its candles are gone from the API);
+* ``missing_fetch_failed``: minutes whose fetch failed. A failed fetch now fails the day's
+  backfill (nothing is built for the day until a re-run succeeds), so this is only non-zero
+  for backfill summaries written by older versions;
 * ``missing_not_attempted``: minutes nobody fetched (e.g. the instrument was not a member,
   so it was only streamed opportunistically).
 """
@@ -31,7 +36,7 @@ DAY_MS = 86_400_000
 COVERAGE_SCHEMA = {
     "day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean, "expected": pl.Int32, "from_ws": pl.Int32,
     "from_rest": pl.Int32, "missing": pl.Int32, "missing_exchange_none": pl.Int32,
-    "missing_fetch_failed": pl.Int32, "missing_not_attempted": pl.Int32,
+    "missing_unknown_to_exchange": pl.Int32, "missing_fetch_failed": pl.Int32, "missing_not_attempted": pl.Int32,
 }
 
 
@@ -47,8 +52,10 @@ def coverage_day(
     instruments: pl.DataFrame,
     attempted: dict[str, list[list[int]]],
     failed: set[str],
+    unknown: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> pl.DataFrame:
-    """Pure core: ``bars`` has (inst, ts Datetime[ms], source) of the day's cleaned 1m bars."""
+    """Pure core: ``bars`` has (inst, ts Datetime[ms], source) of the day's cleaned 1m bars;
+    ``unknown`` the instruments OKX no longer knows, ``failed`` those whose fetch failed."""
     start = _day_start_ms(day)
     insts = sorted(set(members) | set(bars["inst"].unique().to_list()))
     if not insts:
@@ -80,11 +87,13 @@ def coverage_day(
     reasons = (
         missing.join(in_range, on=["inst", "ts_ms"], how="left")
         .with_columns(reason=pl.when(pl.col("asked")).then(pl.lit("exchange_none"))
+                      .when(pl.col("inst").is_in(sorted(unknown))).then(pl.lit("unknown_to_exchange"))
                       .when(pl.col("inst").is_in(sorted(failed))).then(pl.lit("fetch_failed"))
                       .otherwise(pl.lit("not_attempted")))
         .group_by("inst").agg(
             missing=pl.len(),
             missing_exchange_none=(pl.col("reason") == "exchange_none").sum(),
+            missing_unknown_to_exchange=(pl.col("reason") == "unknown_to_exchange").sum(),
             missing_fetch_failed=(pl.col("reason") == "fetch_failed").sum(),
             missing_not_attempted=(pl.col("reason") == "not_attempted").sum(),
         )
@@ -118,17 +127,25 @@ def build_coverage_day(*, day: dt.date, clean_dir: Path, universe_path: Path, in
     summary: dict[str, Any] = json.loads(backfill_summary_path.read_text())
     failed = set(summary.get("errors", {})) | set(summary.get("unavailable", {}))
     frame = coverage_day(day=day, bars=bars, members=members, instruments=pl.read_parquet(instruments_path),
-                         attempted=summary.get("attempted", {}), failed=failed)
+                         attempted=summary.get("attempted", {}), failed=failed,
+                         unknown=set(summary.get("unknown_to_exchange", {})))
     gaps = frame.filter(pl.col("member") & (pl.col("missing") > 0))
-    log.info("coverage %s: %d instruments, %d members with gaps, %d bars missing (%d exchange has none)",
-             day, frame.height, gaps.height, int(gaps["missing"].sum()), int(gaps["missing_exchange_none"].sum()))
+    log.info("coverage %s: %d instruments, %d members with gaps, %d bars missing (%d exchange has none, "
+             "%d of instruments unknown to the exchange)", day, frame.height, gaps.height, int(gaps["missing"].sum()),
+             int(gaps["missing_exchange_none"].sum()), int(gaps["missing_unknown_to_exchange"].sum()))
     write_parquet(frame, out_path)
     return frame
 
 
 def merge_coverage(*, day_paths: list[Path], out_parquet: Path, out_gaps_csv: Path) -> pl.DataFrame:
     """All days' coverage in one Parquet, and the gap table (member-days with missing bars) as CSV."""
-    frame = pl.concat([pl.read_parquet(p) for p in day_paths]) if day_paths else pl.DataFrame(schema=COVERAGE_SCHEMA)
+    # day tables written before a reason column existed lack it: that reason had no minutes then
+    frame = (
+        pl.concat([pl.DataFrame(schema=COVERAGE_SCHEMA), *(pl.read_parquet(p) for p in day_paths)],
+                  how="diagonal_relaxed")
+        .with_columns(pl.col(c).fill_null(0) for c in COVERAGE_SCHEMA if c.startswith("missing_"))
+        .select(list(COVERAGE_SCHEMA))
+    )
     write_parquet(frame, out_parquet)
     gaps = frame.filter(pl.col("missing") > 0).sort("day", "inst")
     write_atomically(out_gaps_csv, gaps.write_csv)

@@ -6,6 +6,7 @@ thread, so each guards its state with a lock.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -51,7 +52,7 @@ class RequestRecord:
     status: int            # HTTP status returned
     code: str              # OKX "code" returned ("0" on success)
     ip: str
-    fault: str = ""        # injected fault applied, if any ("500", "429", "delay")
+    fault: str = ""        # injected fault applied, if any (a REST_FAULT_MODES entry)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,16 +120,30 @@ class RateLimiter:
                 q.popleft()
             if len(q) >= n:
                 return False
-            q.append(now)
+            # by arrival time: a delayed request is counted here only once its delay is over,
+            # after requests that arrived later (a plain append would leave the window unsorted)
+            bisect.insort(q, now)
             return True
+
+
+REST_FAULT_MODES = ("500", "429", "delay", "empty", "garbled", "refuse")
 
 
 @dataclass
 class RestFault:
     endpoint: str        # path suffix to match, "*" = every REST endpoint
-    mode: str            # "500" | "429" | "delay"
+    mode: str            # one of REST_FAULT_MODES
     remaining: int
     delay_s: float = 0.0
+    inst_id: str = ""    # only requests with this instId ("" = any)
+    after: str = ""      # only requests with this `after` parameter ("" = any)
+    code: str = ""       # "refuse": the OKX code answered with HTTP 200
+    msg: str = ""        # "refuse": its message
+
+    def matches(self, path: str, params: dict[str, str]) -> bool:
+        return (self.remaining > 0 and (self.endpoint == "*" or path.endswith(self.endpoint))
+                and (not self.inst_id or params.get("instId") == self.inst_id)
+                and (not self.after or params.get("after") == self.after))
 
 
 @dataclass
@@ -143,19 +158,22 @@ class FaultState:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def add_rest(self, endpoint: str, count: int, mode: str, delay_s: float = 0.0) -> None:
-        if mode not in ("500", "429", "delay"):
+    def add_rest(self, endpoint: str, count: int, mode: str, delay_s: float = 0.0, *, inst_id: str = "",
+                 after: str = "", code: str = "", msg: str = "") -> None:
+        if mode not in REST_FAULT_MODES:
             raise ValueError(f"unknown REST fault mode {mode!r}")
         with self._lock:
-            self.rest.append(RestFault(endpoint or "*", mode, int(count), float(delay_s)))
+            self.rest.append(RestFault(endpoint or "*", mode, int(count), float(delay_s), inst_id or "",
+                                       str(after or ""), str(code or ""), str(msg or "")))
 
-    def take_rest(self, path: str) -> RestFault | None:
-        """Consume one matching REST fault for a request to ``path``."""
+    def take_rest(self, path: str, params: dict[str, str] | None = None) -> RestFault | None:
+        """Consume one matching REST fault for a request to ``path`` with query ``params``."""
+        params = params or {}
         with self._lock:
             for f in self.rest:
-                if f.remaining > 0 and (f.endpoint == "*" or path.endswith(f.endpoint)):
+                if f.matches(path, params):
                     f.remaining -= 1
-                    taken = RestFault(f.endpoint, f.mode, 1, f.delay_s)
+                    taken = RestFault(f.endpoint, f.mode, 1, f.delay_s, f.inst_id, f.after, f.code, f.msg)
                     self.rest = [x for x in self.rest if x.remaining > 0]
                     return taken
         return None

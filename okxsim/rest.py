@@ -104,7 +104,7 @@ class RestApi:
             sim = self.clock.now_ms(mono)
             ip = request.remote or ""
             params = dict(request.query)
-            fault = self.faults.take_rest(path)
+            fault = self.faults.take_rest(path, params)
             fault_name = fault.mode if fault else ""
             if fault and fault.mode == "delay":
                 await asyncio.sleep(fault.delay_s)  # the client usually times out first
@@ -113,6 +113,8 @@ class RestApi:
                 status, body = 500, {"code": "50001", "msg": "Service temporarily unavailable, please try again later", "data": []}
             elif (fault and fault.mode == "429") or not self.limiter.allow(path, ip, mono):
                 status, body = 429, {"code": "50011", "msg": "Too Many Requests", "data": []}
+            elif fault and fault.mode == "refuse":  # an OKX business error for a valid request
+                status, body = 200, {"code": fault.code, "msg": fault.msg, "data": []}
             else:
                 try:
                     status, body = fn(params, sim)
@@ -121,8 +123,13 @@ class RestApi:
                 except Exception:  # a simulator bug: answer like an OKX system error, keep serving
                     log.exception("REST handler %s failed for %s", path, params)
                     status, body = 500, {"code": "50026", "msg": "System error", "data": []}
+                if fault and fault.mode == "empty" and status == 200:  # a page with nothing, rows or not
+                    body = {**body, "data": []}
+            text = _dumps(body)
+            if fault and fault.mode == "garbled":  # HTTP 200, the answer cut off half-way: not JSON
+                text = text[: len(text) // 2]
             self.log.add(RequestRecord(path, params, sim, mono, status, str(body.get("code", "")), ip, fault_name))
-            return web.Response(status=status, text=_dumps(body), content_type="application/json")
+            return web.Response(status=status, text=text, content_type="application/json")
         return handler
 
     # ------------------------------------------------------------------ handlers

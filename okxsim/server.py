@@ -146,8 +146,15 @@ class SimServer:
     async def apply_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Apply one fault. ``kind`` is one of:
 
-        * ``rest_error``: ``endpoint`` (path suffix or ``"*"``), ``count``, ``status`` 500|429
+        * ``rest_error``: ``endpoint`` (path suffix or ``"*"``), ``count``, ``status`` 500|429, optional
+          ``inst_id`` / ``after`` (only requests with that instId / ``after`` parameter)
         * ``rest_delay``: ``endpoint``, ``count``, ``seconds`` (the response waits that long)
+        * ``rest_empty``: ``endpoint``, ``count``, optional ``inst_id`` and ``after`` (only requests
+          with that instId / ``after`` parameter): HTTP 200 code "0" with ``data: []``, rows or not
+        * ``rest_garbled``: ``endpoint``, ``count``, optional ``inst_id``: HTTP 200 whose body is the
+          answer cut off half-way (not JSON)
+        * ``rest_refuse``: ``endpoint``, ``count``, optional ``inst_id``, ``code`` (default 51001),
+          ``msg``: HTTP 200 with that OKX error instead of the answer
         * ``ws_drop``: cut every WebSocket now (``abort`` false = close handshake 1001)
         * ``ws_silence``: push nothing for ``seconds`` (frames due meanwhile are lost)
         * ``ws_malformed``: send one invalid-JSON text frame to every connection
@@ -159,10 +166,17 @@ class SimServer:
         if kind in WS_FAULT_KINDS:
             return await self.hub.apply_ws_fault(spec)
         if kind == "rest_error":
-            self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), str(spec.get("status", 500)))
+            self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), str(spec.get("status", 500)),
+                                 inst_id=spec.get("inst_id") or "", after=spec.get("after") or "")
         elif kind == "rest_delay":
             self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), "delay",
                                  float(spec.get("seconds", 15.0)))
+        elif kind in ("rest_empty", "rest_garbled", "rest_refuse"):
+            refuse = kind == "rest_refuse"
+            self.faults.add_rest(spec.get("endpoint", "*"), int(spec.get("count", 1)), kind[len("rest_"):],
+                                 inst_id=spec.get("inst_id") or "", after=spec.get("after") or "",
+                                 code=str(spec.get("code", "51001")) if refuse else "",
+                                 msg=str(spec.get("msg", "Instrument ID does not exist")) if refuse else "")
         elif kind == "ws_drop":
             return {"dropped": await self.hub.drop_all(bool(spec.get("abort", True)))}
         elif kind == "ws_silence":
@@ -295,12 +309,31 @@ class Simulator:
     def apply_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call(self.server.apply_fault(spec))
 
-    def fail_next(self, endpoint: str, count: int = 1, status: int = 500) -> None:
-        """The next ``count`` requests to ``endpoint`` get HTTP ``status`` (500 or 429)."""
-        self.apply_fault({"kind": "rest_error", "endpoint": endpoint, "count": count, "status": status})
+    def fail_next(self, endpoint: str, count: int = 1, status: int = 500, *, inst_id: str | None = None,
+                  after: str | int | None = None) -> None:
+        """The next ``count`` requests to ``endpoint`` (with that instId / ``after``, if given) get
+        HTTP ``status`` (500 or 429)."""
+        self.apply_fault({"kind": "rest_error", "endpoint": endpoint, "count": count, "status": status,
+                          "inst_id": inst_id, "after": None if after is None else str(after)})
 
     def delay_next(self, endpoint: str, count: int = 1, seconds: float = 15.0) -> None:
         self.apply_fault({"kind": "rest_delay", "endpoint": endpoint, "count": count, "seconds": seconds})
+
+    def empty_next(self, endpoint: str, count: int = 1, *, inst_id: str | None = None,
+                   after: str | int | None = None) -> None:
+        """The next ``count`` matching requests answer code "0" with no rows, whatever the data."""
+        self.apply_fault({"kind": "rest_empty", "endpoint": endpoint, "count": count, "inst_id": inst_id,
+                          "after": None if after is None else str(after)})
+
+    def garble_next(self, endpoint: str, count: int = 1, *, inst_id: str | None = None) -> None:
+        """The next ``count`` matching requests get HTTP 200 with half of the answer (invalid JSON)."""
+        self.apply_fault({"kind": "rest_garbled", "endpoint": endpoint, "count": count, "inst_id": inst_id})
+
+    def refuse_next(self, endpoint: str, count: int = 1, *, inst_id: str | None = None, code: str = "51001",
+                    msg: str = "Instrument ID does not exist") -> None:
+        """The next ``count`` matching requests get HTTP 200 with OKX error ``code`` / ``msg``."""
+        self.apply_fault({"kind": "rest_refuse", "endpoint": endpoint, "count": count, "inst_id": inst_id,
+                          "code": code, "msg": msg})
 
     def drop_ws(self, abort: bool = True) -> int:
         return int(self.apply_fault({"kind": "ws_drop", "abort": abort})["dropped"])

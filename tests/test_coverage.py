@@ -26,28 +26,47 @@ def test_each_missing_minute_gets_exactly_one_reason():
         day=DAY,
         bars=pl.concat([bars("A", range(0, 600), "rest"), bars("A", range(600, 1430), "ws"),
                         bars("B", range(0, 100), "rest"), bars("C", range(0, 50), "ws")]),
-        members=["A", "B", "D"],
+        members=["A", "B", "D", "E"],
         instruments=instruments(
             A=(None, None),
             B=(None, None),
             C=(None, None),
             D=(str(START + 720 * M), None),  # listed at noon: 720 minutes expected
+            E=(None, None),  # delisted since: OKX answers 51001 for its history
         ),
         attempted={"A": [[START + 1430 * M, START + 1440 * M]], "D": [[START, START + 1440 * M]]},
         failed={"B"},
+        unknown={"E"},
     )
     rows = {r["inst"]: r for r in frame.to_dicts()}
-    a, b, c, d = rows["A"], rows["B"], rows["C"], rows["D"]
+    a, b, c, d, e = rows["A"], rows["B"], rows["C"], rows["D"], rows["E"]
     assert (a["expected"], a["from_rest"], a["from_ws"], a["missing_exchange_none"]) == (1440, 600, 830, 10)
     assert (b["missing"], b["missing_fetch_failed"]) == (1340, 1340)
     assert (c["member"], c["missing_not_attempted"]) == (False, 1390)
     assert (d["expected"], d["missing_exchange_none"]) == (720, 720)
+    assert (e["missing"], e["missing_unknown_to_exchange"], e["missing_fetch_failed"]) == (1440, 1440, 0)
     for r in rows.values():
         assert r["from_ws"] + r["from_rest"] + r["missing"] == r["expected"]
-        assert r["missing"] == r["missing_exchange_none"] + r["missing_fetch_failed"] + r["missing_not_attempted"]
+        assert r["missing"] == (r["missing_exchange_none"] + r["missing_unknown_to_exchange"]
+                                + r["missing_fetch_failed"] + r["missing_not_attempted"])
 
 
 def test_delisting_time_ends_the_expected_minutes():
     frame = coverage_day(day=DAY, bars=bars("X", range(0, 180), "ws"), members=["X"],
                          instruments=instruments(X=(None, str(START + 180 * M))), attempted={}, failed=set())
     assert frame.select("expected", "missing").row(0) == (180, 0)
+
+
+def test_merge_reads_day_tables_written_before_a_reason_column_existed(tmp_path):
+    """Per-day tables built by an older version lack `missing_unknown_to_exchange`: still merged."""
+    from feeder.coverage import COVERAGE_SCHEMA, merge_coverage
+
+    new = coverage_day(day=DAY, bars=bars("X", range(0, 1400), "ws"), members=["X"],
+                       instruments=instruments(X=(None, None)), attempted={}, failed=set(), unknown={"X"})
+    old = new.with_columns(pl.lit(DAY + dt.timedelta(days=1)).alias("day")).drop("missing_unknown_to_exchange")
+    old.write_parquet(tmp_path / "old.parquet")
+    new.write_parquet(tmp_path / "new.parquet")
+    merged = merge_coverage(day_paths=[tmp_path / "old.parquet", tmp_path / "new.parquet"],
+                            out_parquet=tmp_path / "coverage.parquet", out_gaps_csv=tmp_path / "gaps.csv")
+    assert merged.schema == pl.Schema(COVERAGE_SCHEMA)
+    assert merged.sort("day")["missing_unknown_to_exchange"].to_list() == [40, 0]

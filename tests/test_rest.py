@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 import okxsim
-from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
+from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError, OkxUnreachableError
 
 DAY_MS = 86_400_000
 MAR_3 = 1709424000000  # 2024-03-03 00:00 UTC
@@ -85,3 +86,43 @@ def _two_clients_at_once(sim, tmp_path) -> None:
     assert len(records) >= 30
     assert all(r.status == 200 for r in records), "a request hit the exchange's 429"
     assert sim.max_requests_per_window("history-candles", 2.0) <= 20
+
+
+def test_an_empty_history_page_is_asked_again_with_another_anchor(sim):
+    """OKX answers `data: []` for one anchor although it has candles: not taken as "none"."""
+    end = MAR_3 + DAY_MS
+    sim.empty_next("history-candles", 1000, inst_id="SOL-USDT-SWAP", after=end)
+    with client(sim) as c:
+        rows = c.history_candles("SOL-USDT-SWAP", "1m", start_ms=MAR_3, end_ms=end)
+    sim.clear_faults()
+    assert rows == sim.market.candles_1m("SOL-USDT-SWAP", "2024-03-03")
+
+
+def test_garbled_answers_are_retried_then_reported_with_what_came(sim):
+    """HTTP 200 whose body is not OKX's JSON is not a refusal: retried, then unavailable."""
+    sim.garble_next("public/instruments", 1)
+    with client(sim) as c:
+        assert c.instruments("SWAP") and c.retries == 1
+    sim.garble_next("public/instruments", 10)
+    with client(sim, max_retries=2) as c, pytest.raises(OkxUnavailableError, match="not JSON.*'{\"code\":\"0\""):
+        c.instruments("SWAP")
+    sim.clear_faults()
+
+
+def test_circuit_breaker_gives_up_when_nothing_is_answered_for_the_budget(sim):
+    """An endpoint that hangs: the client stops after `give_up_after_s`, not after its retries;
+    while nothing succeeds, each later call makes one attempt; the first success closes it."""
+    sim.delay_next("public/time", 1000, seconds=1.0)
+    with client(sim, timeout_s=0.1, max_retries=50, give_up_after_s=0.6) as c:
+        t0 = time.monotonic()
+        with pytest.raises(OkxUnreachableError, match=r"public/time: no answer for 0\.\d s .*exchange\.rest_url"):
+            c.server_time_ms()
+        assert time.monotonic() - t0 < 1.2 and c.retries < 10
+        sent = c.requests_sent
+        with pytest.raises(OkxUnreachableError):
+            c.server_time_ms()
+        assert c.requests_sent == sent + 1
+        sim.clear_faults()
+        assert c.server_time_ms() > 0
+        sim.fail_next("public/time", 1, status=500)
+        assert c.server_time_ms() > 0, "after a success, a failure is retried again"

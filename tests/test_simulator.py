@@ -396,6 +396,30 @@ def test_rest_faults(strict_sim: okxsim.Simulator) -> None:
     assert [x.fault for x in sim.requests("public/time")][:4] == ["500", "500", "", "429"]
 
 
+def test_rest_answer_faults_empty_garbled_refused(sim: okxsim.Simulator) -> None:
+    """Faults that answer HTTP 200 but not the truth, filtered by instId and `after` anchor."""
+    path = "/api/v5/market/history-candles"
+    day = parse_time_ms("2024-03-03")
+    q = {"instId": "BTC-USDT-SWAP", "after": day}
+    truth = ok_data(sim, path, **q)
+    assert len(truth) == 100
+    sim.empty_next("history-candles", 2, inst_id="BTC-USDT-SWAP", after=day)
+    assert ok_data(sim, path, instId="ETH-USDT-SWAP", after=day)  # another instrument: unaffected
+    assert ok_data(sim, path, instId="BTC-USDT-SWAP", after=day + 1)  # another anchor: unaffected
+    assert [ok_data(sim, path, **q) for _ in range(3)] == [[], [], truth]  # the first 2 times only
+    sim.garble_next("history-candles", 1, inst_id="ETH-USDT-SWAP")
+    r = requests.get(sim.rest + path, params={"instId": "ETH-USDT-SWAP", "after": day}, verify=sim.ca_file, timeout=10)
+    assert r.status_code == 200 and r.text.startswith('{"code":"0"')
+    with pytest.raises(ValueError):
+        r.json()
+    sim.refuse_next("history-candles", 1, inst_id="SOL-USDT-SWAP", code="51001")
+    assert get(sim, path, instId="SOL-USDT-SWAP", after=day) == (
+        200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []})
+    assert ok_data(sim, path, instId="SOL-USDT-SWAP", after=day)
+    faults = [x.fault for x in sim.requests("history-candles")[-9:]]
+    assert faults == ["", "", "", "empty", "empty", "", "garbled", "refuse", ""]
+
+
 # --------------------------------------------------------------------------- WebSocket
 
 

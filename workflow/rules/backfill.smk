@@ -3,7 +3,10 @@
 # immutable pieces in raw/rest/candle1m/<day>.fetched/ (the fetch log), so an interrupted or
 # repeated backfill never asks OKX for the same range twice. A streamed candle counts only if
 # cleaning would keep it as streamed (feeder.checks): rejected, conflicting or implausible ones
-# (clean.spike_factor) are fetched, so cleaning can keep the exchange's answer.
+# (clean.spike_factor) are fetched, so cleaning can keep the exchange's answer. "The exchange has no candle here"
+# is recorded only once confirmed; `backfill.recheck_absent: true` asks those ranges again.
+# The job fails (and writes nothing) if any member was refused, garbled or unconfirmed; a
+# re-run fetches only what is still missing.
 
 
 rule backfill:
@@ -16,6 +19,7 @@ rule backfill:
     params:
         exchange=rest_params(),
         spike_factor=config["clean"]["spike_factor"],
+        recheck_absent=config.get("backfill", {}).get("recheck_absent", False),
     resources:
         okx_rest=1,
         mem_mb=scaled(1024),

@@ -17,4 +17,5 @@ run_backfill(
     out_path=Path(snakemake.output.shard),  # noqa: F821
     summary_path=Path(snakemake.output.summary),  # noqa: F821
     spike_factor=float(snakemake.params.spike_factor),  # noqa: F821
+    recheck_absent=bool(snakemake.params.recheck_absent),  # noqa: F821
 )
