@@ -149,10 +149,11 @@ def load_universe(paths: Sequence[Path]) -> pl.DataFrame:
 COVERAGE_COLUMNS: dict[str, pl.DataType] = {
     "day": pl.Date(), "inst": pl.Utf8(), "member": pl.Boolean(), "rank": pl.Int32(), "expected": pl.Int64(),
     "bars": pl.Int64(), "from_ws": pl.Int64(), "from_rest": pl.Int64(), "missing": pl.Int64(),
-    "missing_exchange_none": pl.Int64(), "missing_fetch_failed": pl.Int64(), "missing_not_attempted": pl.Int64(),
+    "missing_exchange_none": pl.Int64(), "missing_unknown_to_exchange": pl.Int64(),
+    "missing_fetch_failed": pl.Int64(), "missing_not_attempted": pl.Int64(),
     "coverage": pl.Float64(),
 }
-_REASONS = ("missing_exchange_none", "missing_fetch_failed", "missing_not_attempted")
+_REASONS = ("missing_exchange_none", "missing_unknown_to_exchange", "missing_fetch_failed", "missing_not_attempted")
 
 
 def coverage_frame(bars: pl.DataFrame, universe: pl.DataFrame, days: Sequence[dt.date]) -> pl.DataFrame:
