@@ -95,7 +95,8 @@ def config_with_paths(**paths: str) -> dict:
     [
         ({"qlib": "data/raw"}, ["paths.qlib: 'data/raw' resolves to {repo}/data/raw",
                                 "same directory as paths.raw", "paths.qlib: 'data/qlib'"]),
-        ({"qlib": "data/work"}, ["paths.qlib: 'data/work' resolves to {repo}/data/work", "same directory as paths.work"]),
+        ({"qlib": "data/work"}, ["paths.qlib: 'data/work' resolves to {repo}/data/work",
+                                 "same directory as paths.work"]),
         ({"qlib": "data/raw/qlib"}, ["lies inside paths.raw ({repo}/data/raw)"]),
         ({"raw": "data/work/raw"}, ["paths.work: 'data/work' resolves to {repo}/data/work, which contains paths.raw "
                                     "({repo}/data/work/raw)"]),

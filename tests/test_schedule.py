@@ -187,7 +187,7 @@ def published_days(qlib: Path, freq: str = "day") -> list[str]:
 
 
 def schedule_run(config_path: Path, log: Path, *, file_limit_kb: int | None = None) -> subprocess.CompletedProcess:
-    """``python -m feeder.schedule run``, optionally with RLIMIT_FSIZE (a disk that fills up) on it and all it starts."""
+    """``python -m feeder.schedule run``, optionally under RLIMIT_FSIZE (a disk that fills up), with all it starts."""
     cmd = [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path)]
     if file_limit_kb is not None:  # bash's ulimit -f counts 1024-byte blocks; Python turns EFBIG into OSError
         cmd = ["bash", "-c", f'ulimit -f {file_limit_kb} && exec "$@"', "bash", *cmd]
