@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def explain_mistakes(config: dict[str, Any]) -> list[str]:
     if isinstance(universe.get("size"), int) and universe["size"] < 1:
         problems.append("universe.size must be at least 1 (the number of instruments to keep each day).")
     problems.extend(_collector_s3_problems(config))
+    problems.extend(_data_path_problems(config))
     return problems
 
 
@@ -132,6 +134,127 @@ def _collector_s3_problems(config: dict[str, Any]) -> list[str]:
         problems.append(f"collector.s3.endpoint_url: {endpoint!r} is not an http(s) URL; write e.g. "
                         "http://127.0.0.1:9000 for a MinIO server, or null for AWS S3.")
     return problems
+
+
+# --------------------------------------------------------------------------- paths.*
+
+#: Where each data path goes when left at its default (what the messages suggest instead).
+_DEFAULT_DATA_PATHS = {"raw": "data/raw", "work": "data/work", "qlib": "data/qlib"}
+#: The operating system's own trees: no data path may be one of them or lie anywhere inside.
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
+                 "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/sbin",
+                 "/usr/share", "/System", "/Library", "/private/etc")
+#: Shared system directories: a data directory may live below them, but never be one of them.
+_SYSTEM_DIRS = ("/", "/home", "/media", "/mnt", "/opt", "/root", "/run", "/srv", "/tmp", "/usr", "/usr/local",
+                "/usr/src", "/var", "/var/cache", "/var/lib", "/var/log", "/var/tmp", "/Users", "/Volumes", "/private",
+                "/private/tmp", "/private/var")
+#: The checkout this module belongs to (the workflow, the code, config.yaml).
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _resolve_data_path(key: str, value: str, cwd: Path) -> Path:
+    """Absolute, symlink-free form of a configured path, as the workflow will use it.
+
+    ``paths.qlib`` is normally a symbolic link this project switches between versions: its last
+    component is kept as it is (the link, not the version it points at); everything above it is
+    resolved like the other paths.
+    """
+    path = Path(cwd, value)
+    if key == "qlib" and path.name not in ("", ".", ".."):
+        return path.parent.resolve() / path.name
+    return path.resolve()
+
+
+def _system_paths(names: tuple[str, ...]) -> set[Path]:
+    """Both spellings of each system path: as written and resolved (``/bin`` -> ``/usr/bin``)."""
+    return {Path(name) for name in names} | {Path(name).resolve() for name in names}
+
+
+def _is_inside(path: Path, other: Path) -> bool:
+    return path != other and path.is_relative_to(other)
+
+
+def data_path_problems(paths: dict[str, Any], *, cwd: Path, checkout: Path = _CHECKOUT,
+                       home: Path | None = None) -> list[str]:
+    """What is wrong with the data directories in ``paths`` (``paths.raw``, ``paths.work``, ``paths.qlib``, ...).
+
+    Why: the workflow writes below these directories, prunes old versions next to ``paths.qlib``
+    and replaces ``paths.qlib`` itself by a symbolic link (moving away what is there), so a path
+    that is ``/``, a system directory, the home directory, the checkout, the working directory (or
+    one of their parents), or one data path inside another, would damage files that are not the
+    project's. Relative paths are resolved against ``cwd`` and symbolic links followed before
+    comparing, so ``../..`` or a link to ``/etc`` is seen for what it is.
+    """
+    entries: list[tuple[str, str, Path]] = []  # (label, key, resolved)
+    problems: list[str] = []
+    for key, value in paths.items():
+        if not isinstance(value, str):
+            continue  # the schema says what type it must be
+        fix = _data_path_fix(key, cwd)
+        if not value.strip():
+            problems.append(f"paths.{key} is empty. {fix}")
+            continue
+        entries.append((f"paths.{key}", key, _resolve_data_path(key, value, cwd)))
+        if key == "qlib" and entries[-1][2].name:
+            qlib = entries[-1][2]
+            entries.append((f"paths.qlib's versions directory ({qlib.name}.versions)", key,
+                            qlib.with_name(qlib.name + ".versions")))
+    values = {f"paths.{key}": value for key, value in paths.items()}
+    guarded = [("the project checkout", checkout.resolve()), ("the working directory", cwd.resolve())]
+    if home is not None:
+        guarded.append(("the home directory", home.resolve()))
+    system_dirs, system_trees = _system_paths(_SYSTEM_DIRS), _system_paths(_SYSTEM_TREES)
+    refused: set[str] = set()  # one message per key: a path refused here is not compared with the others
+    for label, key, path in entries:
+        said = f"{label}: {values[label]!r} resolves to {path}" if label in values else f"{label} is {path}"
+        fix = _data_path_fix(key, cwd)
+        is_guarded = next((f"which is {name}" for name, place in guarded if place == path), None)
+        contains = next((f"which contains {name} ({place})" for name, place in guarded if _is_inside(place, path)),
+                        None)
+        tree = next((t for t in sorted(system_trees) if path.is_relative_to(t)), None)
+        where = (is_guarded or ("a system directory" if path in system_dirs or path == tree else None) or contains
+                 or (f"inside the system directory {tree}" if tree is not None else None))
+        if where is not None:
+            problems.append(f"{said}, {where}; the workflow writes, moves and deletes files there. {fix}")
+            refused.add(key)
+    for i, (other_label, other_key, other) in enumerate(entries):
+        for label, key, path in entries[i + 1:]:
+            if key == other_key or {key, other_key} & refused:
+                continue  # paths.qlib and its versions directory are siblings by construction; one message a key
+            if path == other:
+                relation = f"is the same directory as {other_label}"
+            elif _is_inside(path, other):
+                relation = f"lies inside {other_label} ({other})"
+            elif _is_inside(other, path):
+                relation = f"contains {other_label} ({other})"
+            else:
+                continue
+            refused.add(key)
+            said = f"{label}: {values[label]!r} resolves to {path}" if label in values else f"{label} is {path}"
+            examples = " and ".join(f"paths.{k}: {_DEFAULT_DATA_PATHS.get(k, f'data/{k}')!r}"
+                                    for k in dict.fromkeys((other_key, key)))
+            problems.append(f"{said}, which {relation}: each data path needs a directory of its own, none inside "
+                            "another (publishing replaces paths.qlib by a link and prunes old versions beside it). "
+                            f"Write e.g. {examples} (relative paths are taken from the working directory, here {cwd}).")
+    return problems
+
+
+def _data_path_fix(key: str, cwd: Path) -> str:
+    example = _DEFAULT_DATA_PATHS.get(key, f"data/{key}")
+    return (f"Set paths.{key} to a directory of its own, e.g. {example!r} (relative paths are taken from the "
+            f"working directory, here {cwd}).")
+
+
+def _data_path_problems(config: dict[str, Any]) -> list[str]:
+    """:func:`data_path_problems` for ``config['paths']``, seen from the current working directory."""
+    paths = config.get("paths")
+    if not isinstance(paths, dict):
+        return []
+    try:
+        home: Path | None = Path.home()
+    except (KeyError, RuntimeError):  # no HOME and no passwd entry
+        home = None
+    return data_path_problems(paths, cwd=Path(os.getcwd()), home=home)
 
 
 def check_config(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:

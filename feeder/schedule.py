@@ -16,7 +16,9 @@ and the next run resumes: Snakemake reruns incomplete jobs (``rerun-incomplete``
 workflow profile) and the backfill's fetch log keeps every page already fetched.
 
 Freshness: each successful run records ``<paths.work>/build-status.json`` (when it finished,
-the newest day it covers, how long it took); ``status`` compares that with the clock.
+the newest day it covers, how long it took); ``status`` compares that with the clock. A run is
+successful when Snakemake exits 0 *and* the dataset published at ``paths.qlib`` spans the days
+asked (its calendars are read back); otherwise the failure and its reason are recorded.
 """
 
 from __future__ import annotations
@@ -108,7 +110,11 @@ def snakemake_command(config_path: Path, *, cores: int, extra: list[str] | None 
 
 def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[str] | None = None,
              workdir: Path | None = None) -> int:
-    """One locked workflow run; records build-status.json on success. Returns the exit code."""
+    """One locked workflow run; records build-status.json. Returns the exit code.
+
+    A success is Snakemake's exit 0 *and* a published dataset whose calendars span the asked days
+    (:func:`published_days_problem`); exit 0 without them is recorded as a failure (exit code 1).
+    """
     config = load_config(config_path)
     sched = config["schedule"]
     mode = on_overlap or sched["on_overlap"]
@@ -123,16 +129,26 @@ def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[st
             proc = subprocess.run(snakemake_command(config_path.resolve(), cores=sched["cores"], extra=extra),
                                   cwd=workdir or Path.cwd())
             duration = time.monotonic() - started
-            if proc.returncode == 0:
+            # exit 0 is not enough: a run can end without publishing the asked days (--dry-run, --until,
+            # a failed export that Snakemake later considers done); the published calendars say what Qlib sees
+            problem = published_days_problem(config, days, cwd=cwd) if proc.returncode == 0 else None
+            if proc.returncode == 0 and problem is None:
                 write_status(work, {"last_success": _now().isoformat(timespec="seconds"),
                                     "covered_through": days[-1].isoformat(), "first_day": days[0].isoformat(),
                                     "duration_s": round(duration, 1)})
                 log.info("workflow run finished in %.0fs; data through %s", duration, days[-1])
-            else:
+                return 0
+            if problem is not None:
                 write_status(work, {"last_failure": _now().isoformat(timespec="seconds"),
-                                    "last_failure_exit_code": proc.returncode})
-                log.error("workflow run failed (exit %d) after %.0fs; see the Snakemake log above. The next "
-                          "run resumes where this one stopped.", proc.returncode, duration)
+                                    "last_failure_exit_code": 1, "last_failure_reason": problem})
+                log.error("workflow run ended without error after %.0fs, but %s. Recorded as a failure; run "
+                          "`python -m feeder.schedule run` again and check the qlib and publish_qlib logs in %s.",
+                          duration, problem, work / "logs")
+                return 1
+            write_status(work, {"last_failure": _now().isoformat(timespec="seconds"),
+                                "last_failure_exit_code": proc.returncode})
+            log.error("workflow run failed (exit %d) after %.0fs; see the Snakemake log above. The next "
+                      "run resumes where this one stopped.", proc.returncode, duration)
             return proc.returncode
     except WorkflowBusy as busy:
         log.warning("%s", busy)
@@ -140,6 +156,38 @@ def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[st
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+
+
+def published_days_problem(config: dict[str, Any], days: list[dt.date], *, cwd: Path) -> str | None:
+    """None when the dataset published at ``paths.qlib`` spans exactly ``days`` at every frequency, else why not.
+
+    Reads what Qlib reads (``calendars/<freq>.txt``: 24/7, from the first to the last built day),
+    so a run that ended without publishing the asked days is not recorded as a success.
+    """
+    qlib = Path(cwd) / config["paths"]["qlib"]
+    asked = (days[0].isoformat(), days[-1].isoformat())
+    for freq in config["frequencies"]:
+        calendar = qlib / "calendars" / f"{freq}.txt"
+        try:
+            first, last = _first_and_last_line(calendar)
+        except OSError as exc:
+            return (f"the Qlib dataset published at {qlib} has no readable {freq} calendar ({calendar}: "
+                    f"{exc.strerror or exc}); the asked days {asked[0]}..{asked[1]} were not published")
+        covered = (first[:10], last[:10])
+        if covered != asked:
+            return (f"the Qlib dataset published at {qlib} covers {covered[0] or '(nothing)'}..{covered[1]} at "
+                    f"{freq}, not the asked {asked[0]}..{asked[1]}")
+    return None
+
+
+def _first_and_last_line(path: Path) -> tuple[str, str]:
+    """First and last non-empty line of a text file, without reading the middle (a year of 1min is ~10 MB)."""
+    with open(path, "rb") as fh:
+        first = fh.readline().decode().strip()
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 4096))
+        tail = [line for line in fh.read().splitlines() if line.strip()]
+    return first, tail[-1].decode().strip() if tail else ""
 
 
 def snakemake_running_in(directory: Path) -> list[int]:

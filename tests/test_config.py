@@ -75,3 +75,66 @@ def test_build_days_inclusive_and_refuses_empty_range():
     config = check_config(repo_config() | {"start": "2030-01-01"})
     with pytest.raises(ConfigError, match="nothing to build yet"):
         build_days(config, now=dt.datetime(2029, 12, 31, tzinfo=dt.timezone.utc))
+
+
+# --------------------------------------------------------------------------------------------
+# Data paths (issue 12, finding 1): a path that would make the workflow write, move or prune
+# files that are not the project's is refused at config load, saying which key, where it
+# resolves to and what to write instead.
+# --------------------------------------------------------------------------------------------
+
+
+def config_with_paths(**paths: str) -> dict:
+    config = repo_config()
+    config["paths"] = {**config["paths"], **paths}
+    return config
+
+
+@pytest.mark.parametrize(
+    ("paths", "says"),
+    [
+        ({"qlib": "data/raw"}, ["paths.qlib: 'data/raw' resolves to {repo}/data/raw",
+                                "same directory as paths.raw", "paths.qlib: 'data/qlib'"]),
+        ({"qlib": "data/work"}, ["paths.qlib: 'data/work' resolves to {repo}/data/work",
+                                 "same directory as paths.work"]),
+        ({"qlib": "data/raw/qlib"}, ["lies inside paths.raw ({repo}/data/raw)"]),
+        ({"raw": "data/work/raw"}, ["paths.work: 'data/work' resolves to {repo}/data/work, which contains paths.raw "
+                                    "({repo}/data/work/raw)"]),
+        ({"qlib": "data"}, ["paths.qlib: 'data' resolves to {repo}/data, which contains paths.raw"]),
+        ({"qlib": "/"}, ["paths.qlib: '/' resolves to /, a system directory", "Set paths.qlib to a directory of its "
+                                                                               "own, e.g. 'data/qlib'"]),
+        ({"qlib": "../../etc"}, ["paths.qlib: '../../etc' resolves to {etc}", "system directory"]),
+        ({"work": "/etc/feeder"}, ["paths.work: '/etc/feeder' resolves to {etc}/feeder, inside the system directory"]),
+        ({"qlib": ".."}, ["paths.qlib: '..' resolves to {parent}, which contains the project checkout ({repo})"]),
+        ({"qlib": "."}, ["paths.qlib: '.' resolves to {repo}, which is the project checkout"]),
+        ({"raw": "{home}"}, ["paths.raw: '{home}' resolves to {home}", "the home directory"]),
+        ({"work": ""}, ["paths.work is empty", "'data/work'"]),
+    ],
+)
+def test_dangerous_data_paths_are_refused_at_load(paths, says, monkeypatch):
+    monkeypatch.chdir(REPO)  # relative paths resolve against the working directory, as in the workflow
+    home = str(Path.home().resolve())
+    fill = {"repo": str(REPO), "parent": str(REPO.parent), "home": home, "etc": str(Path("/etc").resolve())}
+    with pytest.raises(ConfigError) as refused:
+        check_config(config_with_paths(**{k: v.format(**fill) for k, v in paths.items()}))
+    for text in says:
+        assert text.format(**fill) in str(refused.value), str(refused.value)
+
+
+def test_data_paths_are_compared_after_following_symbolic_links(tmp_path, monkeypatch):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "raw-link").symlink_to("store")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"paths.work: 'store' resolves to {tmp_path}/store, which is the same "
+                                          r"directory as paths.raw"):
+        check_config(config_with_paths(raw="raw-link", work="store", qlib="qlib"))
+
+
+def test_separate_data_paths_are_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_config(config_with_paths(raw="data/raw", work="data/work", qlib="data/qlib"))
+    assert check_config(config_with_paths(raw=str(tmp_path / "r"), work=str(tmp_path / "w"), qlib="../q"))
+    # a published dataset: paths.qlib is our link into <paths.qlib>.versions (the link itself is compared)
+    (tmp_path / "data" / "qlib.versions" / "v1").mkdir(parents=True)
+    (tmp_path / "data" / "qlib").symlink_to("qlib.versions/v1")
+    assert check_config(config_with_paths(raw="data/raw", work="data/work", qlib="data/qlib"))

@@ -284,7 +284,7 @@ def test_reexport_swaps_directory(tmp_path: Path) -> None:
     assert start == 0 and len(close) == 1321
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bars", "qlib", "qlib.versions"]  # no temp dirs left
     assert qlib_dir.is_symlink()  # published atomically: the link moved to the new version
-    versions = sorted(p.name for p in (tmp_path / "qlib.versions").iterdir())
+    versions = sorted(p.name for p in (tmp_path / "qlib.versions").iterdir() if p.is_dir())
     assert len(versions) == 2 and not [v for v in versions if v.startswith("build-")]  # previous one kept
 
 
@@ -372,6 +372,122 @@ def test_export_without_bars_fails_loudly(tmp_path: Path) -> None:
             qlib_dir=tmp_path / "qlib",
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []  # nothing half-written is left behind
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing touches only what it published (issue 12, finding 1)
+# --------------------------------------------------------------------------------------------
+
+
+def built_dataset(root: Path, first: str, last: str) -> Path:
+    """A small provider directory as the qlib rule leaves it (publishing does not read the bins)."""
+    days = [str(d) for d in pl.date_range(dt.date.fromisoformat(first), dt.date.fromisoformat(last), eager=True)]
+    built = root / f"built-{first}-{last}"
+    (built / "calendars").mkdir(parents=True)
+    (built / "calendars" / "day.txt").write_text("\n".join(days) + "\n")
+    (built / "instruments").mkdir()
+    (built / "instruments" / "all.txt").write_text(f"BTC-USDT-SWAP\t{first} 00:00:00\t{last} 23:59:00\n")
+    (built / "features" / "btc-usdt-swap").mkdir(parents=True)
+    (built / "features" / "btc-usdt-swap" / "close.day.bin").write_bytes(encode_feature(0, np.ones(len(days))))
+    return built
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every entry under root (links as their target), to prove nothing was moved or changed."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = ("-> " + str(p.readlink())) if p.is_symlink() else p.read_bytes() if p.is_file() else "dir"
+    return out
+
+
+def test_publish_refuses_what_it_did_not_publish_and_touches_nothing(tmp_path: Path) -> None:
+    """Publishing replaces paths.qlib by a link: someone else's directory, file or link there is refused, untouched."""
+    built = built_dataset(tmp_path / "build", "2024-03-01", "2024-03-02")
+    area = tmp_path / "area"
+    foreign = area / "foreign"  # a directory the user keeps there, e.g. an old hand-made dataset
+    (foreign / "sub").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    (foreign / "sub" / "data.bin").write_bytes(b"\x00\x01")
+    raw = area / "raw"  # paths.qlib pointed at the raw store: a shard written later must survive
+    (raw / "ws" / "candle1m" / "2024-03-01" / "00").mkdir(parents=True)
+    (raw / "ws" / "candle1m" / "2024-03-01" / "00" / "1-2.jsonl").write_text('{"v":1}\n')
+    (area / "afile").write_text("a file")
+    (area / "elsewhere").mkdir()
+    (area / "elsewhere" / "keep.txt").write_text("keep")
+    (area / "alink").symlink_to("elsewhere")
+    (area / "q2.versions").mkdir()  # the versions directory beside paths.qlib is somebody's
+    (area / "q2.versions" / "report.pdf").write_text("pdf")
+    before = snapshot(area)
+    for target, says in (
+        (foreign, ["is an existing directory holding notes.txt, sub", "did not publish", f"mv {foreign}"]),
+        (raw, ["is an existing directory holding ws", "did not publish", "nothing was changed"]),
+        (area / "afile", ["is an existing file", "did not publish"]),
+        (area / "alink", ["is a symbolic link to elsewhere", "not to a version this project published"]),
+        (area / "q2", ["q2.versions holds files this project did not publish (report.pdf)", "nothing was published"]),
+        (Path("/"), ["names no directory of its own", "'data/qlib'"]),
+        (area / "foreign" / "..", ["names no directory of its own"]),
+    ):
+        with pytest.raises(ValueError) as refused:
+            publish_dataset(built, target)
+        for text in says:
+            assert text in str(refused.value), (target, str(refused.value))
+    with pytest.raises(ValueError, match="did not publish"):  # the one-call export refuses before building
+        export_qlib(bars_paths={"day": []}, days=DAYS, membership=MEMBERSHIP, market_name=MARKET, qlib_dir=foreign)
+    assert snapshot(area) == before  # nothing moved, nothing created (no .versions, no temp directories)
+
+
+def test_pruning_removes_only_the_versions_it_published(tmp_path: Path) -> None:
+    import feeder.qlib_export as qe
+
+    qlib_dir = tmp_path / "qlib"
+    versions = tmp_path / "qlib.versions"
+    publish_dataset(built_dataset(tmp_path / "b1", "2024-03-01", "2024-03-01"), qlib_dir)
+    # someone's directories inside the versions directory, one even named like a version (and the oldest)
+    (versions / "20000101T000000.000000Z").mkdir()
+    (versions / "20000101T000000.000000Z" / "keep.txt").write_text("not ours")
+    (versions / "notes").mkdir()
+    (versions / "notes" / "readme.txt").write_text("not ours either")
+    published = []
+    for last in ("2024-03-02", "2024-03-03", "2024-03-04"):
+        published.append(publish_dataset(built_dataset(tmp_path / "b", "2024-03-01", last), qlib_dir))
+    assert (versions / "20000101T000000.000000Z" / "keep.txt").read_text() == "not ours"
+    assert (versions / "notes" / "readme.txt").read_text() == "not ours either"
+    ours = sorted(p.name for p in versions.iterdir() if (p / qe.DATASET_MARKER).is_file())
+    assert ours == [published[-2].name, published[-1].name]  # the current one and the one before it
+    assert qlib_dir.resolve() == published[-1]
+    assert (qlib_dir / "calendars" / "day.txt").read_text().split() == [f"2024-03-0{i}" for i in range(1, 5)]
+
+
+def test_only_a_dataset_this_project_built_is_migrated_from_a_real_directory(tmp_path: Path) -> None:
+    """A real directory at paths.qlib carrying our marker (an earlier dataset) moves into the versions; then pruned."""
+    import feeder.qlib_export as qe
+
+    qlib_dir = tmp_path / "qlib"
+    old = built_dataset(tmp_path / "old", "2024-02-01", "2024-02-02")
+    qe.mark_dataset(old)
+    old.rename(qlib_dir)
+    first = publish_dataset(built_dataset(tmp_path / "b1", "2024-03-01", "2024-03-01"), qlib_dir)
+    legacy = tmp_path / "qlib.versions" / "legacy"
+    assert qlib_dir.is_symlink() and qlib_dir.resolve() == first
+    assert (legacy / "calendars" / "day.txt").read_text().split() == ["2024-02-01", "2024-02-02"]
+    publish_dataset(built_dataset(tmp_path / "b2", "2024-03-01", "2024-03-02"), qlib_dir)
+    assert not legacy.exists()  # the oldest of our versions: pruned like any other
+
+
+def test_versions_published_before_the_markers_are_adopted(tmp_path: Path) -> None:
+    """An existing installation (versions without markers, link into them) keeps publishing and pruning."""
+    qlib_dir, versions = tmp_path / "qlib", tmp_path / "qlib.versions"
+    versions.mkdir()
+    for name in ("20240101T000000.000000Z", "20240102T000000.000000Z"):
+        built_dataset(tmp_path / name, "2024-01-01", "2024-01-02").rename(versions / name)
+    (versions / "legacy").mkdir()  # moved there by the old code: it may be anybody's, so it is never pruned
+    (versions / "legacy" / "theirs.txt").write_text("x")
+    qlib_dir.symlink_to("qlib.versions/20240102T000000.000000Z")
+    new = publish_dataset(built_dataset(tmp_path / "b1", "2024-03-01", "2024-03-01"), qlib_dir)
+    assert qlib_dir.resolve() == new
+    assert sorted(p.name for p in versions.iterdir() if p.is_dir()) == ["20240102T000000.000000Z", new.name, "legacy"]
+    assert (versions / "legacy" / "theirs.txt").read_text() == "x"
 
 
 def test_calendar_frame_formats() -> None:

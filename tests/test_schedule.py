@@ -174,3 +174,105 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
             thread.join()
     assert seen and all(state is True for state in seen), "a reader saw a missing or half-written dataset"
     assert (qlib / "calendars" / "day.txt").read_text().split() == ["2024-03-03", "2024-03-04", "2024-03-05"]
+
+
+# --------------------------------------------------------------------------------------------
+# A failed export (issue 12, finding 6): the next run rebuilds and publishes, and the scheduler
+# records a success only when the published dataset holds the asked days.
+# --------------------------------------------------------------------------------------------
+
+
+def published_days(qlib: Path, freq: str = "day") -> list[str]:
+    return (qlib / "calendars" / f"{freq}.txt").read_text().split()
+
+
+def schedule_run(config_path: Path, log: Path, *, file_limit_kb: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m feeder.schedule run``, optionally under RLIMIT_FSIZE (a disk that fills up), with all it starts."""
+    cmd = [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path)]
+    if file_limit_kb is not None:  # bash's ulimit -f counts 1024-byte blocks; Python turns EFBIG into OSError
+        cmd = ["bash", "-c", f'ulimit -f {file_limit_kb} && exec "$@"', "bash", *cmd]
+    with open(log, "w") as out:  # a file: an unread pipe would block the run when full
+        return subprocess.run(cmd, cwd=config_path.parent, stdout=out, stderr=subprocess.STDOUT, timeout=300)
+
+
+def test_a_failed_export_is_rebuilt_and_published_by_the_next_run(tmp_path):
+    with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-20", n_swaps=6,
+                          history_limit_max=300) as sim:
+        data = tmp_path / "data"
+        config_path = tmp_path / "config.yaml"
+
+        def configure(end: str) -> None:
+            config = write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end=end, size=2,
+                                  frequencies=["1min", "day"])
+            config["universe"]["window_days"] = 1  # rank on the day before only: fewer REST jobs
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+        # both days' bars and day blocks, but no export yet (a dataset of day one is published next)
+        configure("2024-03-04")
+        built = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+                                "--configfile", str(config_path), "--cores", "2", "--omit-from", "qlib"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert built.returncode == 0, built.stderr[-3000:]
+        configure("2024-03-03")
+        assert schedule_run(config_path, tmp_path / "run1.log").returncode == 0, (tmp_path / "run1.log").read_text()
+        qlib = data / "qlib"
+        assert published_days(qlib) == ["2024-03-03"]
+
+        # day two is asked for; the disk "fills up" while the qlib job writes the 1min calendar (57 kB)
+        configure("2024-03-04")
+        failed = schedule_run(config_path, tmp_path / "run2.log", file_limit_kb=40)
+        log2 = (tmp_path / "run2.log").read_text()
+        assert failed.returncode != 0, log2[-3000:]
+        assert "Error in rule qlib" in log2 and "File too large" in log2, log2[-3000:]
+        assert published_days(qlib) == ["2024-03-03"]  # readers keep the previous, complete dataset
+        status = yaml.safe_load((data / "work" / "build-status.json").read_text())
+        assert status["covered_through"] == "2024-03-03" and status["last_failure"] >= status["last_success"]
+
+        # space is back: the next run must rebuild and publish day two (not "Nothing to be done")
+        rerun = schedule_run(config_path, tmp_path / "run3.log")
+        log3 = (tmp_path / "run3.log").read_text()
+        assert rerun.returncode == 0, log3[-3000:]
+    assert "Nothing to be done" not in log3
+    assert published_days(qlib) == ["2024-03-03", "2024-03-04"]
+    calendar_1min = published_days(qlib, "1min")
+    assert len(calendar_1min) == 2 * 2 * 1440  # date and time: two words a slot
+    assert calendar_1min[-2:] == ["2024-03-04", "23:59:00"]
+    status = yaml.safe_load((data / "work" / "build-status.json").read_text())
+    assert status["covered_through"] == "2024-03-04" and status["last_success"] >= status["last_failure"]
+    manifest = yaml.safe_load((data / "work" / "qlib-published.json").read_text())
+    assert manifest["request"]["last_day"] == manifest["last_day"] == "2024-03-04"
+    assert Path(manifest["version_dir"]) == qlib.resolve()
+
+
+def test_the_scheduler_records_a_failure_when_the_published_dataset_lacks_the_asked_days(tmp_path):
+    """Exit 0 is not enough (a dry run, --until, an export Snakemake skipped): the published calendars must agree."""
+    from feeder.qlib_export import publish_dataset
+    from feeder.schedule import read_status, run_once
+    from harness.processes import SimulatorEndpoints
+
+    data = tmp_path / "data"
+    config_path = tmp_path / "config.yaml"
+    nowhere = SimulatorEndpoints("https://127.0.0.1:9", "wss://127.0.0.1:9/ws/v5/public",
+                                 "wss://127.0.0.1:9/ws/v5/business", str(tmp_path / "ca.pem"), 0)  # never contacted
+    config = write_config(config_path, endpoints=nowhere, data_dir=data, start="2024-03-03", end="2024-03-04", size=4,
+                          frequencies=["day"])
+    built = tmp_path / "built"
+    (built / "calendars").mkdir(parents=True)
+    (built / "calendars" / "day.txt").write_text("2024-03-03\n")
+    publish_dataset(built, data / "qlib")  # what an earlier run published: day one only
+
+    code = run_once(config_path, extra=["--dry-run"], workdir=tmp_path)
+    status = read_status(data / "work")
+    assert code == 1
+    assert "last_success" not in status and "covered_through" not in status
+    assert status["last_failure_reason"] == (f"the Qlib dataset published at {data / 'qlib'} covers "
+                                             "2024-03-03..2024-03-03 at day, not the asked 2024-03-03..2024-03-04")
+    from feeder.schedule import published_days_problem
+
+    checked = check_config(config)
+    days = [dt.date(2024, 3, 3), dt.date(2024, 3, 4)]
+    (built / "calendars" / "day.txt").write_text("2024-03-03\n2024-03-04\n")
+    publish_dataset(built, data / "qlib")
+    assert published_days_problem(checked, days, cwd=tmp_path) is None
+    assert "no readable 1min calendar" in published_days_problem(checked | {"frequencies": ["day", "1min"]}, days,
+                                                                 cwd=tmp_path)

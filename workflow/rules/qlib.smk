@@ -15,6 +15,8 @@ rule qlib:
         days=DAYS,
         market=MARKET,
         fields=QLIB_FIELDS,
+        # deleted first: a failed build must not leave the previous publish's record standing
+        manifest=QLIB_MANIFEST,
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(60),
@@ -30,6 +32,13 @@ rule qlib:
 # complete, and Snakemake deletes a job's outputs before it runs: so the dataset is published
 # as a new version (hard links, no copy) behind the paths.qlib symlink, switched in one rename.
 # Local: Qlib reads local files, so this runs where the workflow runs, also with remote storage.
+#
+# A failed `qlib` job must make the next run rebuild and publish. Snakemake (9.27) records a
+# failed job's metadata as if it had finished (its params and input checksums): the next run
+# then sees `qlib` as up to date, and its missing outputs are not needed while the manifest
+# exists. Two things undo that: the `qlib` job deletes the manifest before building (a local
+# file; with remote storage that is a no-op), and the request (days, freqs, market, fields) is
+# a param here too, so a run asking for other days reruns this rule, which needs `qlib`.
 rule publish_qlib:
     input:
         dataset=QLIB_DATASET,
@@ -38,6 +47,10 @@ rule publish_qlib:
         QLIB_MANIFEST,
     params:
         qlib_dir=QLIB_DIR,
+        days=DAYS,
+        freqs=FREQS,
+        market=MARKET,
+        fields=QLIB_FIELDS,
     localrule: True
     log:
         f"{LOGS}/publish_qlib.log",
