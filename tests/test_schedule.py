@@ -174,3 +174,52 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
             thread.join()
     assert seen and all(state is True for state in seen), "a reader saw a missing or half-written dataset"
     assert (qlib / "calendars" / "day.txt").read_text().split() == ["2024-03-03", "2024-03-04", "2024-03-05"]
+
+
+# --------------------------------------------------------------------------- bad config: exit 2, no traceback
+
+
+@pytest.mark.parametrize("command", ["run", "loop", "status"])
+def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path, capsys, command):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["frequencies"] = ["1min", "1h"]
+    config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
+    bad = tmp_path / "config.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    res = subprocess.run([sys.executable, "-m", "feeder.schedule", command, "--config", str(bad)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "use '60min'" in res.stderr and str(bad) in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "work").exists(), "nothing may start on a bad config"
+    # a missing file, in-process: main returns 2 instead of raising
+    from feeder.schedule import main
+
+    assert main([command, "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "copy config.yaml" in capsys.readouterr().err
+
+
+def test_the_loop_survives_a_config_broken_while_it_runs(tmp_path, monkeypatch, caplog):
+    import feeder.schedule as schedule
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def next_run_now(now, **_kw):  # noqa: ANN001, ANN202  (only the clock is replaced)
+        calls.append(now)
+        if len(calls) == 1:
+            path.write_text(path.read_text().replace("60min", "1h"))  # an edit breaks the file
+            return now
+        raise Stop
+
+    monkeypatch.setattr(schedule, "next_run", next_run_now)
+    with pytest.raises(Stop):
+        schedule.loop(path)
+    assert "This run is skipped" in caplog.text and "use '60min'" in caplog.text
+    assert "No workflow run until this is fixed" in caplog.text
