@@ -233,24 +233,26 @@ def is_day(text: str) -> bool:
 
 # --------------------------------------------------------------------------- overrides and dates
 
-# The first UTC day with 1-minute history on OKX, by universe.inst_type. OKX does not document how
-# far back /api/v5/market/history-candles reaches, so these are floors from what the exchange itself
-# reports, chosen so that no day with data is refused while nonsense (1970-01-01, a typo like
-# 0224-01-01) is refused at load instead of costing minutes of empty work:
-# - SWAP: the oldest listTime in OKX's instrument list is BTC-USD-SWAP's, 2018-08-28 (the first
-#   perpetual swap, coin-margined); the USDT-margined swaps (the default universe) list from 2019-11-12.
-# - SPOT, FUTURES: no listing date is known to this project; 2017-01-01 is a floor below OKX's
-#   (then OKEx) spot and delivery-futures markets as far as the project knows, not an OKX figure.
+# The first UTC day `start` may name, by universe.inst_type. OKX does not document how far back
+# /api/v5/market/history-candles reaches, so these are floors, meant to refuse only what cannot be
+# meant (1970-01-01, a typo like 0224-01-01, which cost minutes of empty work even in a dry run);
+# a start a little too early costs only some empty days:
+# - SWAP: OKX's instrument list (/api/v5/public/instruments, as served in 2025) gives 2018-08-28 as
+#   the listTime of its oldest perpetual swap, BTC-USD-SWAP (coin-margined), and 2019-11-12 for
+#   BTC-USDT-SWAP and ETH-USDT-SWAP (USDT-margined, the default universe). No swap can have a
+#   1-minute bar before the first listing.
+# - SPOT, FUTURES: no first day is known to this project; 2017-01-01 is its own conservative
+#   choice, not an OKX figure.
 EARLIEST_DAY: dict[str, dt.date] = {
     "SWAP": dt.date(2018, 8, 28),
     "SPOT": dt.date(2017, 1, 1),
     "FUTURES": dt.date(2017, 1, 1),
 }
 _EARLIEST_REASON = {
-    "SWAP": "OKX's first perpetual swap (BTC-USD-SWAP) was listed on 2018-08-28; the USDT-margined "
+    "SWAP": "OKX lists its oldest perpetual swap, BTC-USD-SWAP, from 2018-08-28, and the USDT-margined "
             "swaps from 2019-11-12",
-    "SPOT": "this project knows of no OKX spot history before 2017",
-    "FUTURES": "this project knows of no OKX delivery-futures history before 2017",
+    "SPOT": "OKX does not say how far back its spot history goes; this project refuses days before 2017",
+    "FUTURES": "OKX does not say how far back its futures history goes; this project refuses days before 2017",
 }
 _JSON_TYPES: dict[str, Any] = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
