@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import requests
 import yaml
 
-import okxsim
 from feeder.locks import _is_snakemake, day_lock_path
-from harness.processes import PYTHON, REPO, write_config
+from harness.processes import PYTHON, REPO, simulator, write_config
 
 DAY = "2024-03-04"
 
@@ -107,8 +107,9 @@ def wait_for(predicate, timeout_s: float, what: str) -> float:  # noqa: ANN001
 def test_a_backfill_orphaned_by_kill_9_of_snakemake_stops_and_frees_its_day(tmp_path):
     """kill -9 of Snakemake while the real backfill job waits on a slow OKX answer: the job notices,
     logs why, stops within seconds without publishing anything, and the day's lock is free."""
-    with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=1, history_start="2024-02-01", n_swaps=12,
-                          history_limit_max=300) as sim:
+    # the simulator as its own process: the answer it holds back dies with it, not in this interpreter
+    with simulator(clock_start="2024-03-05T01:00:00Z", speed=1, cert_dir=tmp_path / "certs",
+                   log_path=tmp_path / "sim.log", extra_args=["--n-swaps", "12"]) as sim:
         data = tmp_path / "data"
         config_path = tmp_path / "config.yaml"
         config = write_config(config_path, endpoints=sim, data_dir=data, start=DAY, end=DAY, size=2,
@@ -124,7 +125,9 @@ def test_a_backfill_orphaned_by_kill_9_of_snakemake_stops_and_frees_its_day(tmp_
         # the day's universe first, so that the backfill is the job running when Snakemake is killed
         subprocess.run([*cmd, str(work / "universe" / f"{DAY}.parquet")], cwd=tmp_path, env=env, stdout=log,
                        stderr=subprocess.STDOUT, check=True, timeout=120)
-        sim.delay_next("history-candles", 1, seconds=60)  # the backfill's first page hangs
+        # the backfill's first page hangs
+        requests.post(f"{sim.rest}/sim/faults", verify=sim.ca_file, timeout=10,
+                      json={"kind": "rest_delay", "endpoint": "history-candles", "count": 1, "seconds": 60})
         run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
         lock = day_lock_path(work_dir=work, job="backfill", day=DAY)

@@ -180,7 +180,7 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
 
 
 @pytest.mark.parametrize("command", ["run", "loop", "status"])
-def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path, capsys, command):
+def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path, capsys, monkeypatch, command):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["frequencies"] = ["1min", "1h"]
     config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
@@ -193,9 +193,10 @@ def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path,
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "work").exists(), "nothing may start on a bad config"
     # a missing file, in-process: main returns 2 instead of raising
-    from feeder.schedule import main
+    import feeder.schedule as schedule
 
-    assert main([command, "--config", str(tmp_path / "missing.yaml")]) == 2
+    monkeypatch.setattr(schedule, "setup_logging", lambda: None)  # keep pytest's logging as it is
+    assert schedule.main([command, "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "copy config.yaml" in capsys.readouterr().err
 
 
