@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,13 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message says which key and what to write instead."""
 
 
-def explain_mistakes(config: dict[str, Any]) -> list[str]:
-    """Return human-readable problems that JSON Schema would report cryptically."""
+def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH) -> list[str]:
+    """Return human-readable problems that JSON Schema would report cryptically.
+
+    Also normalises ``config`` in place first: command-line values are read as the schema's types
+    (:func:`read_override_text`) and YAML dates become ``YYYY-MM-DD`` strings.
+    """
+    read_override_text(config, schema=_load_schema(schema_path))
     problems: list[str] = []
     for freq in config.get("frequencies") or []:
         if not isinstance(freq, str):
@@ -70,6 +76,7 @@ def explain_mistakes(config: dict[str, Any]) -> list[str]:
         problems.append("universe.size must be at least 1 (the number of instruments to keep each day).")
     problems.extend(_collector_s3_problems(config))
     problems.extend(_data_path_problems(config))
+    problems.extend(date_range_problems(config))
     return problems
 
 
@@ -264,10 +271,10 @@ def check_config(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH) -> 
     """
     import jsonschema
 
-    problems = explain_mistakes(config)
+    problems = explain_mistakes(config, schema_path=schema_path)
     if problems:
         raise ConfigError("config.yaml is invalid:\n  - " + "\n  - ".join(problems))
-    schema = yaml.safe_load(schema_path.read_text())
+    schema = copy.deepcopy(_load_schema(schema_path))
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -297,7 +304,8 @@ def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
 
 
 def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read, merge ``overrides`` (top-level keys) and validate a config file."""
+    """Read, merge ``overrides`` (nested mappings merged key by key, as Snakemake's ``--config``
+    does) and validate a config file."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist; copy config.yaml from the repository root and edit it.")
@@ -307,7 +315,7 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(config, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not {type(config).__name__}.")
-    config.update(overrides or {})
+    merge_overrides(config, overrides or {})
     return check_config(config)
 
 
@@ -344,3 +352,140 @@ _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def is_day(text: str) -> bool:
     """True for a ``YYYY-MM-DD`` string (used to constrain Snakemake wildcards)."""
     return bool(_DAY_RE.match(text))
+
+
+# --------------------------------------------------------------------------- overrides and dates
+
+# The first UTC day `start` may name, by universe.inst_type. OKX does not document how far back
+# /api/v5/market/history-candles reaches, so these are floors, meant to refuse only what cannot be
+# meant (1970-01-01, a typo like 0224-01-01, which cost minutes of empty work even in a dry run);
+# a start a little too early costs only some empty days:
+# - SWAP: OKX's instrument list (/api/v5/public/instruments, as served in 2025) gives 2018-08-28 as
+#   the listTime of its oldest perpetual swap, BTC-USD-SWAP (coin-margined), and 2019-11-12 for
+#   BTC-USDT-SWAP and ETH-USDT-SWAP (USDT-margined, the default universe). No swap can have a
+#   1-minute bar before the first listing.
+# - SPOT, FUTURES: no first day is known to this project; 2017-01-01 is its own conservative
+#   choice, not an OKX figure.
+EARLIEST_DAY: dict[str, dt.date] = {
+    "SWAP": dt.date(2018, 8, 28),
+    "SPOT": dt.date(2017, 1, 1),
+    "FUTURES": dt.date(2017, 1, 1),
+}
+_EARLIEST_REASON = {
+    "SWAP": "OKX lists its oldest perpetual swap, BTC-USD-SWAP, from 2018-08-28, and the USDT-margined "
+            "swaps from 2019-11-12",
+    "SPOT": "OKX does not say how far back its spot history goes; this project refuses days before 2017",
+    "FUTURES": "OKX does not say how far back its futures history goes; this project refuses days before 2017",
+}
+_JSON_TYPES: dict[str, Any] = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_schema(schema_path: Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
+def merge_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides`` into ``config`` in place: mappings key by key, anything else replaced.
+
+    The same rule as Snakemake's ``--config``, so ``{"universe": {"size": 10}}`` changes the size
+    and keeps the file's other universe settings.
+    """
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            merge_overrides(config[key], value)
+        else:
+            config[key] = value
+    return config
+
+
+def read_override_text(config: Any, *, schema: dict[str, Any]) -> Any:
+    """Read text values as YAML where the schema wants a number, true/false or null (in place).
+
+    Why: Snakemake parses ``--config 'universe={size: 10}'`` with YAML's base loader, which gives
+    every nested value as text (``'10'``), and JSON Schema then refuses ``'10'`` for an integer.
+    A text value is replaced by its YAML reading only when the schema does not take text there
+    and the reading has a type the schema does take, so ``size: '10'`` becomes 10,
+    ``settle_ccy: 'null'`` becomes null, and ``size: ten`` or ``inst_category: ['1']`` stay as
+    written (the first for the schema to refuse by name). Returns ``config``.
+    """
+    if isinstance(config, dict):
+        props = schema.get("properties") or {}
+        for key, value in config.items():
+            if key in props:
+                config[key] = _read_leaf(value, props[key])
+    elif isinstance(config, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(config):
+            config[i] = _read_leaf(value, schema["items"])
+    return config
+
+
+def _read_leaf(value: Any, schema: dict[str, Any]) -> Any:
+    if isinstance(value, (dict, list)):
+        return read_override_text(value, schema=schema)
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if not isinstance(value, str) or not types or ("string" in types and "null" not in types):
+        return value
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        return value
+    if parsed is None and "null" not in types:
+        return value
+    if "string" in types and parsed is not None:
+        return value  # text is welcome here; only a YAML null spelling means null
+    if any(_JSON_TYPES[t](parsed) for t in types if t in _JSON_TYPES):
+        return parsed
+    return value
+
+
+def date_range_problems(config: dict[str, Any], *, now: dt.datetime | None = None) -> list[str]:
+    """``start`` before OKX has 1-minute history, or ``end`` on a day that is not over yet.
+
+    Checked when the config is loaded because either mistake otherwise shows up late: a start of
+    1970-01-01 makes even a dry run plan twenty thousand days, and an end in the future fails only
+    once the jobs for that day ask OKX for bars that do not exist yet.
+    """
+    problems: list[str] = []
+    universe = config.get("universe") if isinstance(config.get("universe"), dict) else {}
+    inst_type = universe.get("inst_type") if universe.get("inst_type") in EARLIEST_DAY else "SWAP"
+    start = _iso_day(config.get("start"))
+    if start is not None and start < EARLIEST_DAY[inst_type]:
+        first = EARLIEST_DAY[inst_type]
+        problems.append(
+            f"start: {start} is before OKX has any {inst_type} 1-minute history ({_EARLIEST_REASON[inst_type]}); "
+            f"write start: {first.isoformat()} or later."
+        )
+    end = _iso_day(config.get("end"))
+    if end is not None:
+        grace = config.get("grace_minutes", 15)
+        grace = grace if isinstance(grace, int) and not isinstance(grace, bool) and grace >= 0 else 15
+        now = now or dt.datetime.now(dt.timezone.utc)
+        newest = last_complete_day(now, grace)
+        if end > newest:
+            complete_at = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc) + dt.timedelta(
+                minutes=grace)
+            problems.append(
+                f"end: {end} is not over yet: a UTC day is complete {grace} minutes (grace_minutes) after it ends, "
+                f"so {end} can be built from {complete_at:%Y-%m-%d %H:%M} UTC on, and the newest complete day now "
+                f"is {newest}. Write end: {newest.isoformat()} (or earlier), or end: null to build through the "
+                "newest complete day on every run."
+            )
+    return problems
+
+
+def _iso_day(value: Any) -> dt.date | None:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _DAY_RE.match(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None

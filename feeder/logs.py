@@ -6,13 +6,21 @@ import logging
 import sys
 from pathlib import Path
 
+from feeder.locks import watch_snakemake
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(log_file: str | Path | None = None, *, level: int = logging.INFO) -> None:
-    """Log to stderr and, if given, to ``log_file`` (Snakemake's ``log:`` path)."""
+    """Log to stderr and, if given, to ``log_file`` (Snakemake's ``log:`` path).
+
+    Every workflow script starts with this call, so it also starts the orphan watchdog
+    (:func:`feeder.locks.watch_snakemake`): a job whose Snakemake process was killed stops, saying
+    why in this log, instead of running on unsupervised. Outside a Snakemake job it does nothing.
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
+    watch_snakemake()

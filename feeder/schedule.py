@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 LOCK_NAME = ".workflow.lock"
 STATUS_NAME = "build-status.json"
 EXIT_SKIPPED = 0  # a skipped overlapping run is not a failure for cron/supervisord
+EXIT_BAD_CONFIG = 2  # the config is invalid; the message says which key and what to write
 
 
 class WorkflowBusy(RuntimeError):
@@ -274,11 +275,20 @@ def next_run(now: dt.datetime, *, after_midnight_minutes: int, repair_interval_m
 
 
 def loop(config_path: Path, *, workdir: Path | None = None) -> int:
-    """Run forever: daily after midnight UTC and every ``repair_interval_minutes`` in between."""
+    """Run forever: daily after midnight UTC and every ``repair_interval_minutes`` in between.
+
+    The config is read again before every run, so edits take effect without a restart; a config
+    broken by an edit is reported at each run and the loop keeps going (``main`` has already
+    refused a config that is bad when the scheduler starts).
+    """
     last_run: dt.datetime | None = None
+    sched = load_config(config_path)["schedule"]
     log.info("scheduler started for %s", config_path)
     while True:
-        sched = load_config(config_path)["schedule"]
+        try:
+            sched = load_config(config_path)["schedule"]
+        except ConfigError as exc:
+            log.error("%s\nNo workflow run until this is fixed; the file is read again at the next run.", exc)
         when = next_run(_now(), after_midnight_minutes=sched["after_midnight_minutes"],
                         repair_interval_minutes=sched["repair_interval_minutes"], last_run=last_run)
         pause = (when - _now()).total_seconds()
@@ -286,7 +296,10 @@ def loop(config_path: Path, *, workdir: Path | None = None) -> int:
             log.info("next workflow run at %s", when.isoformat(timespec="seconds"))
             time.sleep(pause)
         last_run = _now()
-        run_once(config_path, workdir=workdir)
+        try:
+            run_once(config_path, workdir=workdir)
+        except ConfigError as exc:
+            log.error("%s\nThis run is skipped; the file is read again at the next run.", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,15 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on-overlap", choices=["skip", "wait"], default=None)
     args, extra = parser.parse_known_args(argv)
     setup_logging()
-    if args.command == "run":
-        return run_once(args.config, on_overlap=args.on_overlap, extra=extra)
-    if args.command == "loop":
-        return loop(args.config)
     try:
+        # Every command reads the config first: a bad one is refused here with the fix (exit 2),
+        # before a lock is taken or a loop starts, instead of as a traceback from deeper down.
         config = load_config(args.config)
+        if args.command == "run":
+            return run_once(args.config, on_overlap=args.on_overlap, extra=extra)
+        if args.command == "loop":
+            return loop(args.config)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        where = "" if str(args.config) in str(exc) else f"\n(config file: {args.config})"
+        print(f"{exc}{where}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     work = Path(config["paths"]["work"])
     healthy, verdict = freshness(config, read_status(work))
     print(verdict)

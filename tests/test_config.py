@@ -138,3 +138,87 @@ def test_separate_data_paths_are_accepted(tmp_path, monkeypatch):
     (tmp_path / "data" / "qlib.versions" / "v1").mkdir(parents=True)
     (tmp_path / "data" / "qlib").symlink_to("qlib.versions/v1")
     assert check_config(config_with_paths(raw="data/raw", work="data/work", qlib="data/qlib"))
+# --------------------------------------------------------------------------- command-line overrides and date limits
+# (issue 12: nested `--config` overrides, dates checked at load)
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from snakemake.cli import parse_config  # noqa: E402  (Snakemake's own --config parser)
+from snakemake.utils import update_config, validate  # noqa: E402
+
+from feeder.config import EARLIEST_DAY, date_range_problems, explain_mistakes, merge_overrides  # noqa: E402
+
+
+def with_command_line(*entries: str) -> dict:
+    """The shipped config with ``--config`` entries applied exactly as Snakemake applies them."""
+    config = repo_config()
+    update_config(config, parse_config(list(entries)))
+    return config
+
+
+def test_nested_command_line_overrides_are_read_as_the_schema_types():
+    config = with_command_line("universe={size: 10, settle_ccy: null}", "exchange={timeout_s: 2.5}",
+                               "collector={s3: null, metrics_port: 0}", "end=null", "frequencies=[1min, day]")
+    assert config["universe"]["size"] == "10"  # what Snakemake hands over: text
+    # the workflow's check (workflow/rules/common.smk): explain_mistakes, then Snakemake's validate
+    assert explain_mistakes(config) == []
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    assert config["universe"]["size"] == 10 and config["universe"]["settle_ccy"] is None
+    assert config["universe"]["rank_by"] == "quote_volume"  # the file's other universe keys are kept
+    assert config["exchange"]["timeout_s"] == 2.5 and config["collector"]["metrics_port"] == 0
+    assert config["collector"]["s3"] is None and config["end"] is None
+    assert config["frequencies"] == ["1min", "day"]
+    # the collector's and scheduler's check gives the same reading
+    assert check_config(with_command_line("universe={size: 10}"))["universe"]["size"] == 10
+
+
+def test_text_stays_text_where_the_schema_wants_text_and_bad_numbers_are_refused_by_name():
+    config = check_config(with_command_line("universe={inst_category: [1], exclude_bases: [ON, NO]}"))
+    assert config["universe"]["inst_category"] == ["1"] and config["universe"]["exclude_bases"] == ["ON", "NO"]
+    with pytest.raises(ConfigError, match=r"universe\.size: 'ten' is not of type 'integer'"):
+        check_config(with_command_line("universe={size: ten}"))
+    with pytest.raises(ConfigError, match=r"universe\.size must be at least 1"):
+        check_config(with_command_line("universe={size: 0}"))  # read as the number 0, then explained
+
+
+def test_load_config_merges_nested_overrides_like_snakemake(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text((REPO / "config.yaml").read_text())
+    config = load_config(path, overrides={"universe": {"size": "7"}, "start": "2024-02-01"})
+    assert config["universe"]["size"] == 7 and config["universe"]["window_days"] == 7
+    assert merge_overrides({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def test_snakemake_dry_run_takes_a_nested_override(tmp_path):
+    config = repo_config() | {"start": "2024-03-01", "end": "2024-03-02"}
+    config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                          "--cores", "1", "--config", "universe={size: 10}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "This was a dry-run" in res.stdout + res.stderr
+
+
+def test_start_before_okx_has_history_is_refused_at_load_with_the_first_day():
+    with pytest.raises(ConfigError, match=r"start: 1970-01-01 is before OKX has any SWAP 1-minute history.*"
+                                          r"write start: 2018-08-28 or later"):
+        check_config(repo_config() | {"start": "1970-01-01", "end": "2024-01-01"})
+    assert date_range_problems({"start": EARLIEST_DAY["SWAP"].isoformat()}) == []
+    spot = repo_config() | {"start": "2016-06-01"}
+    spot["universe"]["inst_type"] = "SPOT"
+    assert "2017-01-01" in date_range_problems(spot)[0]
+
+
+def test_end_in_the_future_is_refused_at_load_with_the_newest_complete_day():
+    now = dt.datetime(2024, 3, 5, 0, 10, tzinfo=dt.timezone.utc)  # within grace: 2024-03-04 is not complete yet
+    problems = date_range_problems({"start": "2024-01-01", "end": "2024-03-04", "grace_minutes": 15}, now=now)
+    assert len(problems) == 1
+    assert "end: 2024-03-04 is not over yet" in problems[0] and "2024-03-05 00:15 UTC" in problems[0]
+    assert "Write end: 2024-03-03 (or earlier), or end: null" in problems[0]
+    assert date_range_problems({"start": "2024-01-01", "end": "2024-03-03"}, now=now) == []
+    next_year = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+    with pytest.raises(ConfigError, match=rf"end: {next_year} is not over yet"):
+        check_config(repo_config() | {"end": next_year})  # against the real clock

@@ -276,3 +276,51 @@ def test_the_scheduler_records_a_failure_when_the_published_dataset_lacks_the_as
     assert published_days_problem(checked, days, cwd=tmp_path) is None
     assert "no readable 1min calendar" in published_days_problem(checked | {"frequencies": ["day", "1min"]}, days,
                                                                  cwd=tmp_path)
+# --------------------------------------------------------------------------- bad config: exit 2, no traceback
+
+
+@pytest.mark.parametrize("command", ["run", "loop", "status"])
+def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path, capsys, monkeypatch, command):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["frequencies"] = ["1min", "1h"]
+    config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
+    bad = tmp_path / "config.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    res = subprocess.run([sys.executable, "-m", "feeder.schedule", command, "--config", str(bad)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "use '60min'" in res.stderr and str(bad) in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "work").exists(), "nothing may start on a bad config"
+    # a missing file, in-process: main returns 2 instead of raising
+    import feeder.schedule as schedule
+
+    monkeypatch.setattr(schedule, "setup_logging", lambda: None)  # keep pytest's logging as it is
+    assert schedule.main([command, "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "copy config.yaml" in capsys.readouterr().err
+
+
+def test_the_loop_survives_a_config_broken_while_it_runs(tmp_path, monkeypatch, caplog):
+    import feeder.schedule as schedule
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def next_run_now(now, **_kw):  # noqa: ANN001, ANN202  (only the clock is replaced)
+        calls.append(now)
+        if len(calls) == 1:
+            path.write_text(path.read_text().replace("60min", "1h"))  # an edit breaks the file
+            return now
+        raise Stop
+
+    monkeypatch.setattr(schedule, "next_run", next_run_now)
+    with pytest.raises(Stop):
+        schedule.loop(path)
+    assert "This run is skipped" in caplog.text and "use '60min'" in caplog.text
+    assert "No workflow run until this is fixed" in caplog.text

@@ -5,10 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
+from feeder.locks import hold_day_lock  # noqa: E402
 from feeder.logs import setup_logging  # noqa: E402
 from feeder.universe import fetch_daily_metrics  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821
+# one job per rule and day at a time, across runs (feeder.locks); held until this process exits
+hold_day_lock(work_dir=snakemake.config["paths"]["work"], job=snakemake.rule, day=snakemake.wildcards.day)  # noqa: F821
 fetch_daily_metrics(
     exchange=snakemake.params.exchange,  # noqa: F821
     universe_cfg=snakemake.params.universe,  # noqa: F821
