@@ -102,8 +102,8 @@ class _HostileExchange(BaseHTTPRequestHandler):
             data = self.instruments
         elif url.path == "/api/v5/public/time":
             data = [{"ts": str(DAY_MS + 2 * 86_400_000)}]
-        elif url.path == "/api/v5/market/history-candles":
-            after, before = int(query["after"]), int(query["before"])
+        elif url.path in ("/api/v5/market/history-candles", "/api/v5/market/candles"):
+            after, before = int(query["after"]), int(query.get("before", -1))  # both optional at OKX
             day_ms = [DAY_MS + k * 86_400_000 for k in range(-3, 2)]
             data = [[str(t), "1", "1", "1", "1", "10", "10", "1000", "1"] for t in reversed(day_ms) if before < t < after]
         else:
