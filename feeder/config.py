@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from feeder import registry
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 # Frequency spellings other tools use, mapped to Qlib's names. Qlib parses only `day` and
@@ -43,7 +45,7 @@ def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH)
     (:func:`read_override_text`) and YAML dates become ``YYYY-MM-DD`` strings.
     """
     read_override_text(config, schema=_load_schema(schema_path))
-    problems: list[str] = []
+    problems: list[str] = registry.frequency_problems(config.get("frequencies"))
     for freq in config.get("frequencies") or []:
         if not isinstance(freq, str):
             continue
@@ -343,7 +345,7 @@ def build_days(config: dict[str, Any], *, now: dt.datetime | None = None) -> lis
 
 def market_name(config: dict[str, Any]) -> str:
     """Qlib market name of the point-in-time universe, e.g. ``top50``."""
-    return f"top{int(config['universe']['size'])}"
+    return registry.market_name(int(config["universe"]["size"]))
 
 
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
