@@ -203,7 +203,7 @@ def _advice(freq: str) -> tuple[str | None, str]:
         meant = f"{int(nmin.group(1))}min"
         return (meant if _FREQ_RE.fullmatch(meant) else None), "not a Qlib frequency name"
     if nmin and int(nmin.group(1)) > MINUTES_PER_DAY:
-        return None, f"longer than a day ({MINUTES_PER_DAY} minutes); use day"
+        return None, f"longer than a day ({MINUTES_PER_DAY} minutes): multi-day frequencies are not supported"
     if nmin and int(nmin.group(1)) > 0:
         return None, (f"{int(nmin.group(1))} minutes does not divide a day ({MINUTES_PER_DAY} min), so buckets "
                       "would straddle midnight")
@@ -248,8 +248,8 @@ def frequency_problems(freqs: Any) -> list[str]:
         if not isinstance(freq, str) or _FREQ_RE.fullmatch(freq):
             continue
         meant, why = _advice(freq)
-        fix = f"use '{meant}'. " if meant else ""
-        problems.append(f"frequencies: '{freq}' is {why}; {fix}Supported: {_ALLOWED}.")
+        fix = f"; use '{meant}'" if meant else ""
+        problems.append(f"frequencies: '{freq}': {why}{fix}. Supported: {_ALLOWED}.")
     return problems
 
 

@@ -73,7 +73,7 @@ def test_schema_wildcard_and_stages_agree_on_the_frequencies() -> None:
 
 def test_hints_say_what_to_write() -> None:
     assert registry.frequency_problems(["1h", "5min", 3]) == [
-        "frequencies: '1h' is not a Qlib frequency name; use '60min'. Supported: " + registry._ALLOWED + "."]
+        "frequencies: '1h': not a Qlib frequency name; use '60min'. Supported: " + registry._ALLOWED + "."]
     with pytest.raises(ValueError, match="use 240min"):
         registry.freq_minutes("4h")
     with pytest.raises(ValueError, match="multi-day"):
