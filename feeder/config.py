@@ -24,16 +24,6 @@ from feeder import registry
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
-# Frequency spellings other tools use, mapped to Qlib's names. Qlib parses only `day` and
-# `Nmin` (plus week/month); `1h` or `60m` raise inside Qlib and `1d` silently reads nothing.
-_FREQ_HINTS = {
-    "1m": "1min", "1t": "1min", "1minute": "1min",
-    "5m": "5min", "15m": "15min", "30m": "30min",
-    "1h": "60min", "60m": "60min", "1hour": "60min", "h": "60min", "4h": "240min",
-    "1d": "day", "d": "day", "1day": "day", "daily": "day", "1dutc": "day",
-}
-
-
 class ConfigError(ValueError):
     """The configuration is invalid; the message says which key and what to write instead."""
 
@@ -46,15 +36,6 @@ def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH)
     """
     read_override_text(config, schema=_load_schema(schema_path))
     problems: list[str] = registry.frequency_problems(config.get("frequencies"))
-    for freq in config.get("frequencies") or []:
-        if not isinstance(freq, str):
-            continue
-        hint = _FREQ_HINTS.get(freq.strip().lower())
-        if hint and hint != freq:
-            problems.append(
-                f"frequencies: '{freq}' is not a Qlib frequency name; use '{hint}' "
-                "(Qlib understands only 'day' and 'Nmin', e.g. 1min, 5min, 60min)."
-            )
     for key in ("start", "end"):
         value = config.get(key)
         if isinstance(value, dt.date):
