@@ -29,17 +29,15 @@ import polars as pl
 
 from feeder.atomic import write_json
 from feeder.checks import DEFAULT_SPIKE_FACTOR, VALUE_COLUMNS, stream_suspects, validate_candles
-from feeder.clean import read_raw_records
 from feeder.identifiers import inst_path_stem, is_inst_id
+from feeder.raw import read_raw_records
 from feeder.records import records_from_rest
+from feeder.registry import DAY_MS, MINUTE_MS
 from feeder.rest import (UNKNOWN_INSTRUMENT, OkxApiError, OkxEmptyAnswerError, OkxRestClient, OkxUnavailableError,
                          OkxUnreachableError)
 from feeder.shards import read_records, write_shard_atomically
 
 log = logging.getLogger(__name__)
-
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 
 
 def day_bounds_ms(day: dt.date) -> tuple[int, int]:

@@ -21,6 +21,7 @@ import datetime as dt
 import polars as pl
 
 from feeder.okx import CANDLE_REJECT_REASONS, parse_candles
+from feeder.registry import DAY_MS, MINUTE_MS, day_start_ms
 
 __all__ = [
     "CANDLE_CHANNEL",
@@ -39,8 +40,6 @@ __all__ = [
 
 VALUE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
 CANDLE_CHANNEL = "candle1m"
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 
 # Reasons added on top of feeder.okx's, in reporting order (the first matching one is reported).
 RECORD_REJECT_REASONS: tuple[str, ...] = ("wrong_channel", "outside_day", "misaligned_ts", *CANDLE_REJECT_REASONS)
@@ -59,7 +58,7 @@ MIN_RANGE_FRACTION = 1e-3
 
 
 def _day_bounds_ms(day: dt.date) -> tuple[int, int]:
-    start = (day - dt.date(1970, 1, 1)).days * DAY_MS
+    start = day_start_ms(day)
     return start, start + DAY_MS
 
 

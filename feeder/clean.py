@@ -38,7 +38,6 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ from feeder.checks import (
     validate_candles,
 )
 from feeder.identifiers import inst_path_stem
+from feeder.raw import RAW_SCHEMA, read_raw_records, reason_counts
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ __all__ = [
     "CLEAN_SCHEMA",
     "FLAG_CHECKS",
     "FLAG_RESOLUTIONS",
-    "RAW_SCHEMA",
     "VALUE_COLUMNS",
     "clean_candles",
     "clean_day",
@@ -73,20 +72,8 @@ __all__ = [
     "flag_bars",
     "flags_json",
     "read_instruments",
-    "read_raw_records",
     "replace_directory",
 ]
-
-# The raw record contract (docs/ARCHITECTURE.md) as read for candles: `data` is the array.
-RAW_SCHEMA: dict[str, pl.DataType] = {
-    "v": pl.Int64(),
-    "source": pl.Utf8(),
-    "channel": pl.Utf8(),
-    "inst": pl.Utf8(),
-    "ts": pl.Int64(),
-    "recv_ts": pl.Int64(),
-    "data": pl.List(pl.Utf8()),
-}
 
 # clean/<day>/<instId>.parquet columns (the contract), without the `inst` carried in memory.
 CLEAN_SCHEMA: dict[str, pl.DataType] = {
@@ -103,87 +90,6 @@ CLEAN_SCHEMA: dict[str, pl.DataType] = {
 
 # Reasons clean reports, in reporting order (feeder.checks.validate_candles decides them).
 CLEAN_REJECT_REASONS: tuple[str, ...] = RECORD_REJECT_REASONS
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
-def _empty_raw(schema: dict[str, pl.DataType] = RAW_SCHEMA) -> pl.DataFrame:
-    return pl.DataFrame(schema=schema)
-
-
-def _read_ndjson_lines(lines: list[str], schema: dict[str, pl.DataType] = RAW_SCHEMA) -> pl.DataFrame:
-    return pl.read_ndjson("\n".join(lines).encode("utf-8"), schema=schema) if lines else _empty_raw(schema)
-
-
-def _bisect_lines(lines: list[str], schema: dict[str, pl.DataType] = RAW_SCHEMA) -> tuple[list[pl.DataFrame], int]:
-    """Parse lines that failed as a block by halving: returns (frames, malformed count).
-
-    Costs O(bad · log n) parser calls, so a shard with a handful of bad lines is still parsed
-    at polars speed, and no line is ever looked at one by one by Python code.
-    """
-    if not lines:
-        return [], 0
-    try:
-        return [_read_ndjson_lines(lines, schema)], 0
-    except Exception:  # noqa: BLE001 (polars raises ComputeError/SchemaError/... for bad lines)
-        if len(lines) == 1:
-            return [], 1
-    mid = len(lines) // 2
-    left, bad_left = _bisect_lines(lines[:mid], schema)
-    right, bad_right = _bisect_lines(lines[mid:], schema)
-    return left + right, bad_left + bad_right
-
-
-def _read_file_robust(path: Path, schema: dict[str, pl.DataType] = RAW_SCHEMA) -> tuple[pl.DataFrame, int]:
-    """Read one shard, isolating malformed lines instead of failing on them.
-
-    Invalid UTF-8 is replaced (U+FFFD), so such a line fails validation later instead of
-    aborting the read. Syntactically invalid lines and non-objects are removed in one
-    vectorised pass (polars' JSON path matcher returns null for them); lines that are JSON
-    objects but break the record schema (an object as ``data``, a string ``ts``...) are
-    isolated by bisection. Blank lines are skipped, not counted.
-    """
-    text = pl.Series("line", path.read_bytes().decode("utf-8", errors="replace").split("\n"), dtype=pl.Utf8)
-    text = text.filter(text.str.strip_chars() != "")
-    is_object = text.str.json_path_match("$").str.starts_with("{").fill_null(False)
-    candidates = text.filter(is_object).to_list()
-    frames, bad = _bisect_lines(candidates, schema)
-    records = pl.concat(frames, how="vertical") if frames else _empty_raw(schema)
-    return records, bad + (text.len() - len(candidates))
-
-
-def read_raw_records(
-    paths: Sequence[Path], schema: dict[str, pl.DataType] = RAW_SCHEMA
-) -> tuple[pl.DataFrame, int]:
-    """Read raw JSONL shards into one frame (``schema``) plus the number of malformed lines.
-
-    ``schema`` is RAW_SCHEMA (candles: ``data`` is a list of strings) by default; object
-    channels pass a ``data`` Struct of Utf8 fields (absent fields read as null, unknown ones
-    are ignored, JSON numbers become their text). Happy path: one multi-file polars NDJSON
-    scan. If any file has a bad line the scan fails as a whole, so each file is then read on
-    its own and only the failing ones go through the line-isolating reader. Empty files and
-    blank lines are fine (not counted as malformed).
-    """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        return _empty_raw(schema), 0
-    try:
-        return pl.scan_ndjson(paths, schema=schema).collect(), 0
-    except Exception:  # noqa: BLE001 (fall back to per-file isolation)
-        pass
-    frames: list[pl.DataFrame] = []
-    malformed = 0
-    for path in paths:
-        try:
-            frames.append(pl.read_ndjson(path, schema=schema))
-        except Exception:  # noqa: BLE001
-            records, bad = _read_file_robust(path, schema)
-            frames.append(records)
-            malformed += bad
-    return pl.concat(frames, how="vertical"), malformed
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,9 +251,7 @@ def clean_candles(
     ``instruments`` is the OKX instrument list for the ``not_listed`` check).
     """
     parsed = validate_candles(records, day=day)
-    rejected_counts = parsed.filter(pl.col("reject").is_not_null()).get_column("reject").value_counts()
-    by_reason = {r: 0 for r in CLEAN_REJECT_REASONS}
-    by_reason.update(dict(zip(rejected_counts["reject"].to_list(), rejected_counts["count"].to_list(), strict=True)))
+    by_reason = reason_counts(parsed, reasons=CLEAN_REJECT_REASONS)
 
     valid = parsed.filter(pl.col("reject").is_null()).select("inst", "ts", *VALUE_COLUMNS, "source", "recv_ts")
     kept, duplicates, _ = deduplicate(valid)
@@ -487,7 +391,7 @@ def clean_day(
     ``spike_factor``: config ``clean.spike_factor``, the same value the backfill was given.
     """
     paths = sorted(Path(p) for p in shard_paths or [])
-    records, malformed = read_raw_records(paths)
+    records, malformed = read_raw_records(paths, RAW_SCHEMA)
     instruments = read_instruments(instruments_path)
     bars, stats = clean_candles(records, day, spike_factor=spike_factor, instruments=instruments)
     _write_instrument_files(bars, Path(out_dir))

@@ -20,17 +20,9 @@ from typing import Any
 
 import yaml
 
+from feeder import registry
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-
-# Frequency spellings other tools use, mapped to Qlib's names. Qlib parses only `day` and
-# `Nmin` (plus week/month); `1h` or `60m` raise inside Qlib and `1d` silently reads nothing.
-_FREQ_HINTS = {
-    "1m": "1min", "1t": "1min", "1minute": "1min",
-    "5m": "5min", "15m": "15min", "30m": "30min",
-    "1h": "60min", "60m": "60min", "1hour": "60min", "h": "60min", "4h": "240min",
-    "1d": "day", "d": "day", "1day": "day", "daily": "day", "1dutc": "day",
-}
-
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message says which key and what to write instead."""
@@ -43,16 +35,7 @@ def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH)
     (:func:`read_override_text`) and YAML dates become ``YYYY-MM-DD`` strings.
     """
     read_override_text(config, schema=_load_schema(schema_path))
-    problems: list[str] = []
-    for freq in config.get("frequencies") or []:
-        if not isinstance(freq, str):
-            continue
-        hint = _FREQ_HINTS.get(freq.strip().lower())
-        if hint and hint != freq:
-            problems.append(
-                f"frequencies: '{freq}' is not a Qlib frequency name; use '{hint}' "
-                "(Qlib understands only 'day' and 'Nmin', e.g. 1min, 5min, 60min)."
-            )
+    problems: list[str] = registry.frequency_problems(config.get("frequencies"))
     for key in ("start", "end"):
         value = config.get(key)
         if isinstance(value, dt.date):
@@ -343,7 +326,7 @@ def build_days(config: dict[str, Any], *, now: dt.datetime | None = None) -> lis
 
 def market_name(config: dict[str, Any]) -> str:
     """Qlib market name of the point-in-time universe, e.g. ``top50``."""
-    return f"top{int(config['universe']['size'])}"
+    return registry.market_name(int(config["universe"]["size"]))
 
 
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -27,11 +27,9 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_atomically, write_parquet
+from feeder.registry import DAY_MS, MINUTE_MS
 
 log = logging.getLogger(__name__)
-
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 
 COVERAGE_SCHEMA = {
     "day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean, "expected": pl.Int32, "from_ws": pl.Int32,

@@ -397,7 +397,7 @@ def parse_settled_funding(rows: pl.DataFrame) -> pl.DataFrame:
     * WebSocket ``funding-rate`` push: ``fundingTime`` is the NEXT settlement and ``fundingRate``
       that period's *forecast*, which is never used here. With ``settState == "settled"``,
       ``settFundingRate`` is the rate of the PREVIOUS settlement; its time is ``prevFundingTime``
-      when OKX sends it (2025+), else it must be derived across pushes (``feeder.funding``):
+      when OKX sends it (2025+), else it must be derived across pushes (``feeder.clean_funding``):
       this parser gives ``funding_time`` null then, plus ``period_end`` (the push's
       ``fundingTime``) and ``next_funding_time`` to derive it from.
 

@@ -43,6 +43,7 @@ import numpy as np
 import polars as pl
 
 from feeder.atomic import write_text
+from feeder.registry import MINUTES_PER_DAY
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ __all__ = [
     "write_report",
 ]
 
-MINUTES_PER_DAY = 1440
 MAX_TABLE_ROWS = 2000  # longer tables are cut in the HTML (the embedded JSON keeps everything)
 MAX_LINES = 12  # instruments drawn in line plots
 

@@ -6,9 +6,9 @@ missing slot into NaN, which is the honest value. ``coverage`` says how complete
 (1m bars present / minutes in the bucket) so research code can filter thin bars instead of
 trusting a 5-minute close that is really the close of minute 2.
 
-Only frequency names Qlib itself parses are accepted (STACK-FACTS: ``1h``/``60m`` raise inside
-Qlib, ``1d`` silently reads nothing), and N must divide a day, so no bucket straddles midnight
-and each day's bar file is complete on its own.
+Only the frequencies of feeder.registry are accepted: names Qlib itself parses (``1h`` or
+``60m`` raise inside Qlib, ``1d`` silently reads nothing), with N dividing a day, so no bucket
+straddles midnight and each day's bar file is complete on its own.
 
 Point-in-time fields (:func:`attach_point_in_time`): a bar opening at ``ts`` closes at
 ``ts + freq``; ``funding_rate`` and ``open_interest`` are the last values whose time is at or
@@ -19,13 +19,14 @@ before that close (as-of joins, never a value from after it). Additive trade fie
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import polars as pl
 
 from feeder.atomic import write_parquet
-from feeder.funding import FUNDING_MAX_AGE, OI_MAX_AGE, read_funding, read_open_interest
+from feeder.clean_funding import FUNDING_MAX_AGE, read_funding
+from feeder.clean_open_interest import OI_MAX_AGE, read_open_interest
+from feeder.registry import FIELDS, MINUTE_MS, bar_fields, freq_minutes
 
 __all__ = [
     "BARS_SCHEMA",
@@ -38,58 +39,17 @@ __all__ = [
     "trade_fields_for_minutes",
 ]
 
+#: bars/<freq>/<day>.parquet: the bar's open time, then every field the bars carry
+#: (feeder.registry.bar_fields: the minute aggregates, then the as-of fields), all Float64.
 BARS_SCHEMA: dict[str, pl.DataType] = {
     "inst": pl.Utf8(),
     "ts": pl.Datetime("ms"),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Float64(),
-    "amount": pl.Float64(),
-    "vwap": pl.Float64(),
-    "coverage": pl.Float64(),
-    "n_trades": pl.Float64(),  # fills in the bar (trades channel); null when unknown
-    "taker_buy_volume": pl.Float64(),  # base coin bought by takers (trades channel); null when unknown
-    "funding_rate": pl.Float64(),  # last settled rate at or before the bar's close
-    "open_interest": pl.Float64(),  # base coin, last push at or before the bar's close
+    **{name: pl.Float64() for name in bar_fields()},
 }
 #: Fields that are not aggregates of the bar's minutes but as-of values at its close.
-POINT_IN_TIME_FIELDS: tuple[str, ...] = ("funding_rate", "open_interest")
+POINT_IN_TIME_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.aggregation == "as_of")
 #: Additive per-minute fields that exist only when the trades channel is collected.
-TRADE_FIELDS: tuple[str, ...] = ("n_trades", "taker_buy_volume")
-
-MINUTES_PER_DAY = 1440
-MINUTE_MS = 60_000
-
-_NMIN = re.compile(r"^([1-9][0-9]*)min$")
-_ALIASES = re.compile(r"^([0-9]+)\s*(m|t|mins?|minutes?|h|hr|hours?|d|days?)$", re.IGNORECASE)
-
-
-def freq_minutes(freq: str) -> int:
-    """Minutes per bucket for a Qlib frequency name; ValueError with a hint for anything else."""
-    if freq == "day":
-        return MINUTES_PER_DAY
-    match = _NMIN.match(freq)
-    if match:
-        minutes = int(match.group(1))
-        if MINUTES_PER_DAY % minutes:
-            raise ValueError(
-                f"frequency {freq!r}: {minutes} minutes does not divide a day (1440 min), so buckets "
-                "would straddle midnight; use a divisor such as 5min, 15min, 60min, 240min"
-            )
-        return minutes
-    hint = ""
-    alias = _ALIASES.match(freq.strip())
-    if alias and int(alias.group(1)) > 0:
-        n, unit = int(alias.group(1)), alias.group(2).lower()
-        if unit.startswith("h"):
-            hint = f"; use {n * 60}min"
-        elif unit.startswith("d"):
-            hint = "; use day" if n == 1 else "; multi-day frequencies are not supported"
-        else:
-            hint = f"; use {n}min"
-    raise ValueError(f"unknown frequency {freq!r}: Qlib names are '1min', '<N>min' or 'day'{hint}")
+TRADE_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.source == "trades")
 
 
 def _sum_in_time_order(column: str) -> pl.Expr:

@@ -26,6 +26,7 @@ import polars as pl
 
 from feeder.atomic import write_parquet
 from feeder.identifiers import inst_path_stem, split_inst_ids
+from feeder.registry import DAY_MS
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,12 @@ def listed_on(instruments: pl.DataFrame, day: dt.date) -> list[str]:
     an ``expTime`` is taken as delisted the day after it was last seen.
     """
     start = _day_ms(day)
-    end = start + 86_400_000
+    end = start + DAY_MS
     list_ms = pl.col("listTime").cast(pl.Int64, strict=False)
     exp_ms = pl.col("expTime").cast(pl.Int64, strict=False)
     if "last_seen" in instruments.columns:
         vanished_ms = pl.when(pl.col("live_now")).then(None).otherwise(
-            (pl.col("last_seen").cast(pl.Datetime("ms")).dt.epoch("ms") + 86_400_000))
+            (pl.col("last_seen").cast(pl.Datetime("ms")).dt.epoch("ms") + DAY_MS))
         delist_ms = pl.coalesce(exp_ms, vanished_ms)
     else:
         delist_ms = exp_ms

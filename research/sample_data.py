@@ -33,20 +33,16 @@ import numpy as np
 import polars as pl
 import yaml
 
+from feeder import registry
 from feeder.qlib_export import export_qlib
+from feeder.registry import MINUTE_MS, day_start_ms
 from feeder.resample import resample_bars
 from feeder.universe import eligible, instruments_frame, rank_day
 
 REPO = Path(__file__).resolve().parent.parent
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-EPOCH = dt.date(1970, 1, 1)
-# The price/volume fields (the sample has no funding or open interest: those need the collector).
-FIELDS = ("open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage")
-
-
-def _day_ms(day: dt.date) -> int:
-    return (day - EPOCH).days * DAY_MS
+# The fields made from candles (the sample has no funding, open interest or trades: those need
+# the collector's channels and REST history the sample skips).
+FIELDS = tuple(f.name for f in registry.FIELDS if f.source in ("candles", "export"))
 
 
 def _universe_config() -> dict[str, Any]:
@@ -58,7 +54,7 @@ def _minute_frame(market: Any, spec: Any, day: dt.date) -> tuple[pl.DataFrame, f
     """One instrument-day of 1m bars (clean-stage columns + inst) and its USDT turnover."""
     from okxsim.common import day_index
 
-    dd = market.day_data(spec, day_index(_day_ms(day)))
+    dd = market.day_data(spec, day_index(day_start_ms(day)))
     idx = np.flatnonzero(dd.present)
     _, ccy_exp, quote_exp = market._exps(spec)  # decimal exponents of volCcy / volCcyQuote
     price = 10.0 ** spec.tick_exp
@@ -98,7 +94,7 @@ def build_sample_qlib(
     history_start = first_day - dt.timedelta(days=window_days + 1)
     clock = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(1), dt.timezone.utc)
     market = Market(seed=seed, history_start=history_start.isoformat(), clock_start=clock.isoformat())
-    listed = instruments_frame(market.instruments(_day_ms(first_day), "SWAP"))
+    listed = instruments_frame(market.instruments(day_start_ms(first_day), "SWAP"))
     candidates = eligible(listed, _universe_config())["instId"].to_list()[:n_symbols]
     specs = [market.spec(inst) for inst in candidates]
     all_days = [history_start + dt.timedelta(days=i) for i in range((last_day - history_start).days + 1)]
@@ -130,7 +126,7 @@ def build_sample_qlib(
                 bar_paths[freq].append(path)
         daily = pl.DataFrame(turnover, schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
         membership = pl.concat([rank_day(daily, day=d, size=size, window_days=window_days) for d in days])
-        market_name = f"top{size}"
+        market_name = registry.market_name(size)
         summary = export_qlib(bars_paths=bar_paths, days=days, membership=membership, market_name=market_name,
                               qlib_dir=qlib_dir, fields=FIELDS)
     finally:

@@ -14,12 +14,11 @@ from hypothesis import strategies as st
 
 from feeder.clean import (
     CLEAN_SCHEMA,
-    RAW_SCHEMA,
     clean_candles,
     clean_day,
     deduplicate,
-    read_raw_records,
 )
+from feeder.raw import RAW_SCHEMA, read_raw_records
 
 DAY = dt.date(2024, 3, 2)  # a Saturday
 DAY_START_MS = 1709337600000  # 2024-03-02T00:00:00Z

@@ -1,4 +1,5 @@
-"""feeder.funding: funding history fetch (with its cache), settled-rate and open-interest cleaning,
+"""feeder.funding_history, feeder.clean_funding, feeder.clean_open_interest: funding history fetch (with its
+cache), settled-rate and open-interest cleaning,
 and the point-in-time attach in feeder.resample (look-ahead tests, hypothesis properties)."""
 
 from __future__ import annotations
@@ -15,19 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import okxsim
-from feeder.funding import (
-    FUNDING_MAX_AGE,
-    FUNDING_RAW_SCHEMA,
+from feeder.clean_funding import FUNDING_MAX_AGE, FUNDING_RAW_SCHEMA, clean_funding_day, funding_window, settled_funding
+from feeder.clean_open_interest import (
     OI_MAX_AGE,
     OI_RAW_SCHEMA,
-    clean_funding_day,
     clean_open_interest,
     clean_open_interest_day,
-    fetch_funding_day,
-    funding_window,
     oi_window,
-    settled_funding,
 )
+from feeder.funding_history import fetch_funding_day
 from feeder.records import encode_record, records_from_frame, records_from_rest
 from feeder.resample import BARS_SCHEMA, attach_point_in_time, freq_minutes, resample_bars
 from feeder.rest import OkxRestClient

@@ -17,7 +17,8 @@ import pytest
 
 import okxsim
 from feeder.clean import clean_day
-from feeder.funding import clean_funding_day, clean_open_interest_day
+from feeder.clean_funding import clean_funding_day
+from feeder.clean_open_interest import clean_open_interest_day
 from feeder.records import encode_record, records_from_frame, records_from_rest
 from feeder.resample import freq_minutes, resample_day
 

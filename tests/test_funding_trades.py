@@ -1,4 +1,4 @@
-"""feeder.trades (optional trades channel) and how trade and point-in-time fields reach the bars."""
+"""feeder.clean_trades (optional trades channel) and how trade and point-in-time fields reach the bars."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import polars as pl
 
 from feeder.records import encode_record, records_from_frame
 from feeder.resample import BARS_SCHEMA, resample_bars, resample_day, trade_fields_for_minutes
-from feeder.trades import TRADE_RAW_SCHEMA, clean_trades_day, trade_minutes
+from feeder.clean_trades import TRADE_RAW_SCHEMA, clean_trades_day, trade_minutes
 
 SUN = dt.date(2024, 3, 3)
 SUN_MS = 1709424000000

@@ -8,6 +8,7 @@ from collections import defaultdict
 from snakemake.utils import validate
 
 from feeder.config import build_days, explain_mistakes, market_name
+from feeder.registry import FREQ_PATTERN
 
 _problems = explain_mistakes(config)
 if _problems:
@@ -27,7 +28,7 @@ LOGS = f"{WORK}/logs"
 
 wildcard_constraints:
     day=r"\d{4}-\d{2}-\d{2}",
-    freq=r"day|\d+min",
+    freq=FREQ_PATTERN,
 
 
 def scaled(amount: int):

@@ -1,16 +1,12 @@
 # Input functions and switches of funding.smk, resample.smk and qlib.smk (no rules).
+from feeder.registry import DEFAULT_CHANNELS, qlib_fields
 
-CHANNELS = config.get("collector", {}).get("channels") or ["candle1m", "funding-rate", "open-interest"]
+CHANNELS = config.get("collector", {}).get("channels") or list(DEFAULT_CHANNELS)
 TRADES_COLLECTED = "trades" in CHANNELS
 
-# The Qlib fields (docs/fields.md). open_interest needs the open-interest channel, n_trades and
-# taker_buy_volume the trades channel; without them those fields would be all NaN, so they
-# are not written.
-QLIB_FIELDS = [
-    "open", "high", "low", "close", "volume", "amount", "vwap", "factor", "coverage", "funding_rate",
-    *(["open_interest"] if "open-interest" in CHANNELS else []),
-    *(["n_trades", "taker_buy_volume"] if TRADES_COLLECTED else []),
-]  # fmt: skip
+# The Qlib fields (feeder.registry, docs/fields.md): a field whose channel is not collected
+# would be all NaN, so it is not written.
+QLIB_FIELDS = qlib_fields(CHANNELS)
 
 
 def ws_funding_shards(wildcards) -> list[str]:

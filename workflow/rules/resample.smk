@@ -1,7 +1,7 @@
 # Resampling: 1m bars of one day -> every configured frequency (UTC-aligned, labelled by open),
 # with funding rate and open interest attached as of each bar's close (point-in-time), and
 # trade counts / taker buy volume when the trades channel is collected. Each frequency is also
-# written as the Qlib export's day block (feeder.qlib_export.day_block), so the export only
+# written as the Qlib export's day block (feeder.qlib_blocks.day_block), so the export only
 # concatenates days and adding a day never re-reads the history.
 
 

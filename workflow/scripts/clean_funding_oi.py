@@ -1,12 +1,13 @@
 """Clean one UTC day's settled funding rates (REST + stream) and open-interest pushes -> Parquet.
-Logic: feeder.funding."""
+Logic: feeder.clean_funding, feeder.clean_open_interest."""
 import datetime as dt
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
-from feeder.funding import clean_funding_day, clean_open_interest_day  # noqa: E402
+from feeder.clean_funding import clean_funding_day  # noqa: E402
+from feeder.clean_open_interest import clean_open_interest_day  # noqa: E402
 from feeder.logs import setup_logging  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821

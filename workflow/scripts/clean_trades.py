@@ -1,12 +1,12 @@
-"""Clean one UTC day's trades -> per-minute counts and taker buy volume. Logic: feeder.trades."""
+"""Clean one UTC day's trades -> per-minute counts and taker buy volume. Logic: feeder.clean_trades."""
 import datetime as dt
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
+from feeder.clean_trades import clean_trades_day  # noqa: E402
 from feeder.logs import setup_logging  # noqa: E402
-from feeder.trades import clean_trades_day  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821
 clean_trades_day(

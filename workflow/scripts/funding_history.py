@@ -1,11 +1,11 @@
-"""Fetch the day's settled funding rates from OKX REST -> a rest shard. Logic: feeder.funding."""
+"""Fetch the day's settled funding rates from OKX REST -> a rest shard. Logic: feeder.funding_history."""
 import datetime as dt
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
-from feeder.funding import run_funding_history  # noqa: E402
+from feeder.funding_history import run_funding_history  # noqa: E402
 from feeder.locks import hold_day_lock  # noqa: E402
 from feeder.logs import setup_logging  # noqa: E402
 

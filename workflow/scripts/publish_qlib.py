@@ -1,4 +1,4 @@
-"""Publish the built Qlib directory at paths.qlib as a new version. Logic: feeder.qlib_export."""
+"""Publish the built Qlib directory at paths.qlib as a new version. Logic: feeder.publish."""
 import json
 import logging
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
 from feeder.logs import setup_logging  # noqa: E402
-from feeder.qlib_export import (  # noqa: E402
+from feeder.publish import (  # noqa: E402
     PublishRefusedError,
     check_summary_matches,
     publish_dataset,
@@ -20,7 +20,8 @@ qlib_dir = Path(params.qlib_dir)
 summary = json.loads(Path(snakemake.input.summary).read_text())  # noqa: F821
 check_summary_matches(summary, days=params.days, freqs=params.freqs, market=params.market)
 try:
-    version = publish_dataset(Path(snakemake.input.dataset), qlib_dir)  # noqa: F821
+    # .snakemake_timestamp: Snakemake's marker in directory outputs, not part of the dataset
+    version = publish_dataset(Path(snakemake.input.dataset), qlib_dir, ignore=[".snakemake_timestamp"])
 except PublishRefusedError as exc:  # a refusal is the user's to resolve: the message, not a traceback
     logging.getLogger("publish_qlib").error("%s", exc)
     sys.exit(1)

@@ -1,5 +1,5 @@
 """Resample one day's 1m bars to every frequency, with point-in-time fields, and write each as a
-Qlib day block. Logic: feeder.resample, feeder.qlib_export."""
+Qlib day block. Logic: feeder.resample, feeder.qlib_blocks."""
 import datetime as dt
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
 
 from feeder.logs import setup_logging  # noqa: E402
-from feeder.qlib_export import write_day_blocks  # noqa: E402
+from feeder.qlib_blocks import write_day_blocks  # noqa: E402
 from feeder.resample import resample_day_all  # noqa: E402
 
 setup_logging(snakemake.log[0])  # noqa: F821

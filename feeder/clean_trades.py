@@ -1,4 +1,4 @@
-"""Per-minute trade counts and taker buy volume from the ``trades`` channel (optional).
+"""Cleaning trades: per-minute trade counts and taker buy volume from the ``trades`` channel (optional).
 
 Only used when ``collector.channels`` includes ``trades`` (not the default: it is by far the
 heaviest channel). One job per UTC day reads the day's trade shards, deduplicates on
@@ -28,18 +28,16 @@ from typing import Any
 
 import polars as pl
 
-from feeder.clean import read_raw_records
-from feeder.funding import _deduplicate, _raw_schema, _reason_counts, _stats, _write_outputs
 from feeder.okx import TRADE_REJECT_REASONS, parse_trades
+from feeder.raw import cleaning_stats, deduplicate_by_key, raw_schema, read_raw_records, reason_counts, write_cleaned
+from feeder.registry import DAY_MS, MINUTE_MS, day_start_ms
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TRADES_CHANNEL", "TRADE_MINUTES_SCHEMA", "clean_trades_day", "contract_values", "trade_minutes"]
 
 TRADES_CHANNEL = "trades"
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-TRADE_RAW_SCHEMA = _raw_schema(("instId", "tradeId", "px", "sz", "side", "ts", "count"))
+TRADE_RAW_SCHEMA = raw_schema(("instId", "tradeId", "px", "sz", "side", "ts", "count"))
 TRADE_MINUTES_SCHEMA: dict[str, pl.DataType] = {
     "inst": pl.Utf8(),
     "ts": pl.Datetime("ms"),  # minute open
@@ -67,7 +65,7 @@ def trade_minutes(
     records: pl.DataFrame, day: dt.date, contracts: pl.DataFrame
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Raw trade records → per-minute sums for ``day`` (TRADE_MINUTES_SCHEMA) and quality counts."""
-    start = (day - dt.date(1970, 1, 1)).days * DAY_MS
+    start = day_start_ms(day)
     data = records.get_column("data").struct.unnest().with_columns(records.get_column("inst"))
     parsed = parse_trades(data).with_columns(
         records.get_column("channel"), records.get_column("recv_ts"), records.get_column("source")
@@ -96,9 +94,9 @@ def trade_minutes(
         .otherwise(None)
         .alias("reject")
     )
-    by_reason = _reason_counts(parsed, TRADE_CLEAN_REASONS)
+    by_reason = reason_counts(parsed, reasons=TRADE_CLEAN_REASONS)
     valid = parsed.filter(pl.col("reject").is_null())
-    kept, duplicates, conflicts = _deduplicate(valid, ["inst", "trade_id"], ["ts", "px", "sz", "side"])
+    kept, duplicates, conflicts = deduplicate_by_key(valid, key=["inst", "trade_id"], values=["ts", "px", "sz", "side"])
     minutes = (
         kept.group_by("inst", ((ts_ms // MINUTE_MS) * MINUTE_MS).cast(pl.Datetime("ms")).alias("ts"))
         .agg(
@@ -109,7 +107,8 @@ def trade_minutes(
         .select([pl.col(c).cast(t) for c, t in TRADE_MINUTES_SCHEMA.items()])
         .sort("inst", "ts")
     )
-    stats = _stats(day, parsed.height, kept.select("inst"), duplicates, conflicts, by_reason)
+    stats = cleaning_stats(day=day, rows=parsed.height, kept=kept.select("inst"), duplicates=duplicates,
+                           conflicts=conflicts, by_reason=by_reason)
     stats["minutes"] = minutes.height
     return minutes, stats
 
@@ -122,7 +121,7 @@ def clean_trades_day(
     records, malformed = read_raw_records(paths, TRADE_RAW_SCHEMA)
     minutes, stats = trade_minutes(records, day, pl.read_parquet(instruments_path))
     quality = {"files": len(paths), "malformed_lines": malformed, **stats}
-    _write_outputs(minutes, out_path, quality, quality_path)
+    write_cleaned(minutes, out_path=out_path, quality=quality, quality_path=quality_path)
     log.info("trades %s: %d files, %d rows read, %d trades kept in %d minutes, %d duplicates, rejected %s",
              day, len(paths), stats["rows_read"], stats["kept"], stats["minutes"], stats["duplicates"],
              {k: v for k, v in stats["rejected"].items() if v})  # fmt: skip

@@ -1,0 +1,114 @@
+"""Day blocks: one day of one frequency as dense, calendar-aligned float32 rows.
+
+Each resample job also writes its day as a *day block* (:func:`day_block`, an Arrow IPC file);
+the Qlib export (feeder.qlib_export) concatenates the blocks into bins, a byte copy per day and
+instrument, never a re-read of the bars. So adding one day to a year does not rewrite the
+year's work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
+
+from feeder.atomic import write_atomically
+from feeder.qlib_format import slots_per_day
+from feeder.registry import DAY_MS, MINUTE_MS, check_fields, day_start_ms, freq_minutes
+
+__all__ = ["block_instruments", "copy_block_rows", "day_block", "write_block", "write_day_blocks"]
+
+
+def day_block(bars: pl.DataFrame, *, day: dt.date, freq: str, fields: Sequence[str]) -> pa.Table:
+    """One day of one frequency as dense, calendar-aligned float32 rows: what the export concatenates.
+
+    One row per instrument with at least one bar that day; one column per field, a fixed-size
+    list of the day's slots (1440 at 1min, 1 at day), NaN where there is no bar; ``factor`` is
+    1.0 where a bar exists, so it doubles as the "bar present" mask. Because a day's block
+    depends on that day's bars alone, adding a day to a year of history builds one block and
+    the export only concatenates bytes, instead of re-reading and re-scattering every bar.
+
+    A bar off the frequency's grid, outside the day or twice in one slot is a broken contract
+    upstream and raises: a wrong slot would shift every value after it.
+    """
+    spd = slots_per_day(freq)
+    step_ms = freq_minutes(freq) * MINUTE_MS
+    factor_only = ["factor"] if "factor" not in fields else []
+    columns = [*fields, *factor_only]
+    frame = bars.select(
+        pl.col("inst").cast(pl.Utf8),
+        (pl.col("ts").cast(pl.Datetime("ms")).cast(pl.Int64) - day_start_ms(day)).alias("offset"),
+        *[pl.col(f).cast(pl.Float32).fill_null(float("nan")) for f in columns if f != "factor"],
+    )
+    offsets = frame["offset"].to_numpy()
+    if (offsets % step_ms != 0).any():
+        raise ValueError(f"{freq} bars of {day} not aligned on the {step_ms // MINUTE_MS}-minute calendar grid")
+    if ((offsets < 0) | (offsets >= DAY_MS)).any():
+        raise ValueError(f"{freq} bars outside {day} in that day's bars (resample writes one file per UTC day)")
+    names = sorted(frame["inst"].unique().to_list())
+    codes = frame["inst"].cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)
+    pos = codes * spd + offsets // step_ms
+    if np.bincount(pos, minlength=len(names) * spd).max(initial=0) > 1:
+        raise ValueError(f"duplicate (inst, ts) {freq} bars on {day}")
+    table: dict[str, pa.Array] = {"inst": pa.array(names, pa.string())}
+    for field in columns:
+        flat = np.full(len(names) * spd, np.nan, dtype="<f4")
+        flat[pos] = 1.0 if field == "factor" else frame[field].to_numpy()
+        table[field] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), spd)
+    return pa.table(table)
+
+
+def write_block(table: pa.Table, path: Path) -> None:
+    """Arrow IPC file (memory-mappable: the export reads only the rows it needs)."""
+
+    def write(tmp: str) -> None:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    write_atomically(Path(path), write)
+
+
+def write_day_blocks(
+    frames: dict[str, pl.DataFrame], *, day: dt.date, fields: Sequence[str], out_paths: dict[str, Path]
+) -> None:
+    """The resample job's second output: each frequency's bars of ``day`` as a day block."""
+    fields = check_fields(fields)
+    for freq, path in out_paths.items():
+        write_block(day_block(frames[freq], day=day, freq=freq, fields=fields), path)
+
+
+def block_instruments(path: Path) -> list[str]:
+    """The instruments of a day block, in row order."""
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all().column("inst").to_pylist()
+
+
+def copy_block_rows(path: Path, names: list[str], spd: int, field: str, rows_of: dict[str, int],
+                     out: np.ndarray, day_index: int) -> None:
+    """Copy ``field`` of the instruments in ``rows_of`` into ``out[row, day's slots]``.
+
+    ``names``: the block's instruments in row order (read once per export, not per pass).
+    The file is memory-mapped: only the pages of this field's wanted rows are read, and they
+    are unmapped again before the next day (resident memory stays one buffer, not the history).
+    """
+    picked = [(r, rows_of[name]) for r, name in enumerate(names) if name in rows_of]
+    if not picked:
+        return
+    rows, targets = np.array([p[0] for p in picked]), np.array([p[1] for p in picked])
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        # blocks are written as one record batch; reading it alone skips building a Table
+        table = reader.get_batch(0) if reader.num_record_batches == 1 else reader.read_all()
+        if field not in table.schema.names:
+            raise ValueError(f"day block {path} has no {field!r}: the fields changed; rerun the resample rule")
+        column = table.column(field)
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if column.type.list_size != spd:
+            raise ValueError(f"day block {path} has {column.type.list_size} slots a day, expected {spd}")
+        out[targets, day_index * spd : (day_index + 1) * spd] = column.flatten().to_numpy().reshape(-1, spd)[rows]
+        del table, column, reader
