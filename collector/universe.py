@@ -104,12 +104,13 @@ def select_instruments(
                         path.name, len(dropped), ", ".join(dropped))
         if kept:
             return Selection(tuple(kept), f"universe file {path}")
-        log.warning("universe file %s has no live member; falling back to the live tickers ranking", path)
     from feeder.universe import instruments_frame, live_origin, rank_live
 
     origin = live_origin(universe_cfg)
+    if path is not None:
+        log.warning("universe file %s has no live member; falling back to the %s ranking", path, origin)
     if live_snapshot is None:
-        raise ValueError(f"no universe file and no source for the {origin} ranking")
+        raise ValueError(f"no universe file with a live member, and no source for the {origin} ranking")
     live_items = [item for item in instruments if item.get("instId") in live]
     ranked = rank_live(live_snapshot(), instruments_frame(live_items), universe_cfg)
     if not ranked:

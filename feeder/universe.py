@@ -438,8 +438,9 @@ def ranking_for(rank_by: str) -> Ranking:
     try:
         return RANKINGS[rank_by]
     except KeyError:
+        choices = ", ".join(f"{name} ({entry.metric})" for name, entry in RANKINGS.items())
         raise ValueError(f"universe.rank_by: {rank_by!r} is not a ranking this project builds; use one of "
-                         f"{', '.join(RANKINGS)} (feeder.universe.RANKINGS).") from None
+                         f"{choices}.") from None
 
 
 def live_origin(universe_cfg: dict[str, Any]) -> str:

@@ -132,7 +132,7 @@ def test_every_universe_key_is_either_the_metrics_or_the_rankings():
 
 def test_an_unknown_rank_by_is_refused_not_ranked_by_funding(tmp_path):
     with pytest.raises(ValueError, match=r"'market_cap' is not a ranking this project builds; use one of "
-                                         r"quote_volume, abs_funding_rate"):
+                                         r"quote_volume \(mean daily USDT turnover\), abs_funding_rate"):
         ranking_for("market_cap")
     # the stage refuses it before asking the exchange anything (nothing listens on port 9)
     with pytest.raises(ValueError, match="market_cap"):
