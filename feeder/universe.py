@@ -198,11 +198,6 @@ def rank_live(snapshot: list[dict[str, Any]], instruments: pl.DataFrame, univers
     return [inst for _, inst in scored[: int(universe_cfg["size"])]]
 
 
-def rank_live_tickers(tickers: list[dict[str, Any]], instruments: pl.DataFrame, universe_cfg: dict[str, Any]) -> list[str]:
-    """Top-N instruments by 24h quote turnover from a live tickers snapshot (``rank_by: quote_volume``)."""
-    return rank_live(tickers, instruments, {**universe_cfg, "rank_by": "quote_volume"})
-
-
 def live_snapshot(client: Any, *, universe_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """The live snapshot ``universe.rank_by`` ranks from (:func:`rank_live`), fetched with ``client``."""
     ranking = ranking_for(universe_cfg.get("rank_by", DEFAULT_RANK_BY))

@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeder.universe import daily_metric_frame, eligible, instruments_frame, members, rank_day, rank_live_tickers
+from feeder.universe import daily_metric_frame, eligible, instruments_frame, members, rank_day, rank_live
 
 FIXTURES = Path(__file__).parent / "fixtures" / "okx-samples"
 UNIVERSE_CFG = {"size": 2, "inst_type": "SWAP", "settle_ccy": "USDT", "ct_type": "linear",
@@ -88,7 +88,7 @@ def test_live_ticker_ranking_uses_quote_turnover_not_contracts():
         {"instType": "SWAP", "instId": "B-USDT-SWAP", "last": "0.01", "vol24h": "9e9", "volCcy24h": "9e5"},  # 9,000
         {"instType": "SWAP", "instId": "C-USDT-SWAP", "last": "1", "vol24h": "5", "volCcy24h": "5"},        # 5
     ]
-    assert rank_live_tickers(tickers, instruments, UNIVERSE_CFG) == ["B-USDT-SWAP", "A-USDT-SWAP"]
+    assert rank_live(tickers, instruments, UNIVERSE_CFG) == ["B-USDT-SWAP", "A-USDT-SWAP"]  # rank_by: default
 
 
 def test_ranking_does_not_depend_on_row_order():
@@ -113,7 +113,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from feeder.config import SCHEMA_PATH, UNIVERSE_METRIC_KEYS, UNIVERSE_RANKING_KEYS  # noqa: E402
-from feeder.universe import DEFAULT_RANK_BY, RANKINGS, fetch_daily_metrics, rank_live, ranking_for  # noqa: E402
+from feeder.universe import DEFAULT_RANK_BY, RANKINGS, fetch_daily_metrics, ranking_for  # noqa: E402
 
 UNIVERSE_SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["universe"]["properties"]
 
