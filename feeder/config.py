@@ -78,7 +78,7 @@ def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH)
     return problems
 
 
-# --------------------------------------------------------------------------- universe.rank_by
+# --------------------------------------------------------------------------- which job takes which key
 
 #: The ``universe`` keys a day's ranking metric depends on (``feeder.universe.fetch_daily_metrics``):
 #: the ranking and the eligibility filters. ``size`` and ``window_days`` only choose from the
@@ -86,6 +86,15 @@ def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH)
 #: nothing (tests/test_universe.py checks every universe key of the schema is one or the other).
 UNIVERSE_METRIC_KEYS = ("rank_by", "inst_type", "settle_ccy", "ct_type", "inst_category", "exclude_bases")
 UNIVERSE_RANKING_KEYS = ("size", "window_days")
+
+#: The ``exchange`` keys the REST client reads (``feeder.rest.OkxRestClient.from_exchange``): all the
+#: workflow's REST jobs take. The WebSocket URLs are the collector's alone, so changing them re-runs
+#: no job (tests/test_config.py checks every exchange key of the schema is one or the other).
+EXCHANGE_REST_KEYS = ("rest_url", "ca_file", "timeout_s", "give_up_after_s")
+EXCHANGE_STREAM_KEYS = ("ws_public_url", "ws_business_url")
+
+
+# --------------------------------------------------------------------------- universe.rank_by
 
 #: rank_by values that are asked for but not built, and why (refused at load, not by a job later).
 RANK_BY_NOT_BUILT = {

@@ -310,3 +310,12 @@ def test_unknown_rank_by_is_refused_at_load_with_the_valid_values():
     text = str(refused.value)
     assert "universe.rank_by: 'market_cap' is not a ranking this project builds" in text, text
     assert "quote_volume, abs_funding_rate" in text and "open_interest" not in text, text
+
+
+def test_every_exchange_key_is_the_rest_clients_or_the_streams():
+    """The REST jobs take only what the REST client reads: a new exchange key must be sorted into one."""
+    from feeder.config import EXCHANGE_REST_KEYS, EXCHANGE_STREAM_KEYS, SCHEMA_PATH
+
+    exchange = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["exchange"]["properties"]
+    assert set(EXCHANGE_REST_KEYS) | set(EXCHANGE_STREAM_KEYS) == set(exchange)
+    assert not set(EXCHANGE_REST_KEYS) & set(EXCHANGE_STREAM_KEYS)

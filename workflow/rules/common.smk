@@ -6,7 +6,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from feeder.config import UNIVERSE_METRIC_KEYS, build_days, check_config, market_name
+from feeder.config import EXCHANGE_REST_KEYS, UNIVERSE_METRIC_KEYS, build_days, check_config, market_name
 
 
 def config_source() -> str:
@@ -113,11 +113,6 @@ def ws_candle_shards(wildcards) -> list[str]:
     return ws_shards("candle1m", wildcards.day)
 
 
-#: The exchange keys the REST client reads (feeder.rest.OkxRestClient.from_exchange); the WebSocket
-#: URLs are the collector's, so changing them re-runs no REST job.
-REST_KEYS = ("rest_url", "ca_file", "timeout_s", "give_up_after_s")
-
-
 def rest_params() -> dict:
     """What the REST-calling scripts need to build their client (no secrets: public API only).
 
@@ -125,7 +120,7 @@ def rest_params() -> dict:
     whether a job re-runs. `rate_state_dir` makes every job share one rate-limit window per
     endpoint: OKX counts requests per IP, not per process.
     """
-    exchange = {key: config["exchange"][key] for key in REST_KEYS if key in config["exchange"]}
+    exchange = {key: config["exchange"][key] for key in EXCHANGE_REST_KEYS if key in config["exchange"]}
     return dict(exchange, rate_state_dir=f"{WORK}/.okx-rate-limits")
 
 
