@@ -161,7 +161,7 @@ def test_nested_command_line_overrides_are_read_as_the_schema_types():
     config = with_command_line("universe={size: 10, settle_ccy: null}", "exchange={timeout_s: 2.5}",
                                "collector={s3: null, metrics_port: 0}", "end=null", "frequencies=[1min, day]")
     assert config["universe"]["size"] == "10"  # what Snakemake hands over: text
-    # the workflow's check (workflow/rules/common.smk): explain_mistakes, then Snakemake's validate
+    # the hints (which read the text as the schema's types), then Snakemake's own validate against the schema
     assert explain_mistakes(config) == []
     validate(config, schema=str(REPO / "feeder" / "schemas" / "config.schema.yaml"))
     assert config["universe"]["size"] == 10 and config["universe"]["settle_ccy"] is None
@@ -169,7 +169,7 @@ def test_nested_command_line_overrides_are_read_as_the_schema_types():
     assert config["exchange"]["timeout_s"] == 2.5 and config["collector"]["metrics_port"] == 0
     assert config["collector"]["s3"] is None and config["end"] is None
     assert config["frequencies"] == ["1min", "day"]
-    # the collector's and scheduler's check gives the same reading
+    # the one check (the workflow's, the collector's and the scheduler's) gives the same reading
     assert check_config(with_command_line("universe={size: 10}"))["universe"]["size"] == 10
 
 
