@@ -5,8 +5,9 @@ Lifecycle (why each step is where it is):
 1. **Recover** every ``.jsonl.open`` left by a dead collector before writing anything, so the
    raw layer is consistent whatever happened last time (``feeder.shards.recover``).
 2. **REST, once**: instruments (for cryptofeed's symbol table and the universe filters) and,
-   without a universe file, the live tickers ranking. Done before the event loop starts;
-   cryptofeed's own blocking REST calls are avoided by filling its symbol table ourselves.
+   without a universe file, the live ranking of ``universe.rank_by`` (tickers or funding rates).
+   Done before the event loop starts; cryptofeed's own blocking REST calls are avoided by
+   filling its symbol table ourselves.
 3. **Stream**: one ``OkxFeed`` (public + business connections), every frame captured raw
    into hourly shards; the loop flushes/seals every 0.25 s, so data reaches the OS within
    ``flush_interval_s`` and hours are sealed on time even for quiet channels.
@@ -194,9 +195,11 @@ class CollectorApp:
         self.clock = choose_clock(self.clock_mode, self._client.server_time_ms)
         self._instruments = self._fetch_instruments()
         today = dt.datetime.fromtimestamp(self.clock.now(), tz=dt.timezone.utc).date()
+        from feeder.universe import live_snapshot  # polars: imported only once the collector starts
+
         self.selection = select_instruments(
             symbols=s.symbols, work_root=s.work_root, universe_cfg=s.universe, instruments=self._instruments,
-            tickers=lambda: self._client.tickers(s.universe.get("inst_type", "SWAP")), today=today)
+            live_snapshot=lambda: live_snapshot(self._client, universe_cfg=s.universe), today=today)
         unsupported = [i for i in self.selection.instruments if std_symbol(i) is None]
         if unsupported:
             raise ValueError(f"{unsupported}: only SWAP (BASE-QUOTE-SWAP) and SPOT (BASE-QUOTE) instruments can be "

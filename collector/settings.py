@@ -1,9 +1,11 @@
 """The collector's view of config.yaml.
 
-The file is loaded and validated by :func:`feeder.config.load_config` (one schema, one set of
-error messages for the workflow and the collector); this module only picks out what the
-collector uses, resolves paths and applies command-line overrides, so the rest of the
-collector works with typed attributes instead of nested dicts.
+The file is loaded and validated by :func:`feeder.config.load_config`, the same check the workflow
+and the scheduler run (the hints, the schema shipped in the feeder package, its defaults: one set
+of error messages wherever a config is refused); this module only picks out what the collector
+uses, resolves paths and applies command-line overrides, so the rest of the collector works with
+typed attributes instead of nested dicts. What it checks itself is not the file's values but
+this host and this command line: that ``exchange.ca_file`` exists here, and ``--symbols``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def load_settings(
     ex, paths, col = cfg["exchange"], cfg["paths"], cfg.get("collector") or {}
     channels = tuple(dict.fromkeys(col.get("channels") or ["candle1m", "funding-rate", "open-interest"]))
     unknown = [c for c in channels if c not in CHANNEL_MAP]
-    if unknown:  # the schema enum already refuses these; kept for configs validated elsewhere
+    if unknown:  # the schema's enum refuses these first; this catches CHANNEL_MAP and the enum drifting apart
         raise ConfigError(f"collector.channels: {unknown} not supported; choose from {sorted(CHANNEL_MAP)}")
     ca_file = ex.get("ca_file")
     if ca_file and not Path(ca_file).is_file():

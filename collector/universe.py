@@ -5,9 +5,10 @@ Order of preference:
 1. ``--symbols`` (tests, debugging);
 2. the newest universe file ``<paths.work>/universe/<YYYY-MM-DD>.parquet`` written by the
    workflow (its ``member`` rows), so the collector records exactly what research uses;
-3. before the workflow has run once: the live ``/market/tickers`` snapshot ranked by 24h
-   quote turnover after the config's eligibility filters (:func:`feeder.universe.rank_live_tickers`,
-   the same filters the workflow applies).
+3. before the workflow has run once: a live snapshot of the market ranked as ``universe.rank_by``
+   says, after the config's eligibility filters (:func:`feeder.universe.rank_live`, the same
+   filters and the same ranking table as the workflow): the ``/market/tickers`` 24h quote turnover
+   for ``quote_volume``, the last settled ``/public/funding-rate`` for ``abs_funding_rate``.
 
 Instruments the exchange does not list (any more) are dropped with a warning: one unknown
 ``instId`` in a subscribe message makes OKX refuse that message.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class Selection:
     """The instruments chosen and where the choice came from (for the start-up log)."""
 
     instruments: tuple[str, ...]
-    origin: str  # "--symbols", "universe file <path>", "live tickers"
+    origin: str  # "--symbols", "universe file <path>", "live tickers (24h quote turnover)", ...
 
 
 def newest_universe_file(work_root: Path, *, today: dt.date | None = None) -> Path | None:
@@ -79,11 +80,12 @@ def select_instruments(
     work_root: Path,
     universe_cfg: dict[str, Any],
     instruments: list[dict[str, Any]],
-    tickers: Any = None,
+    live_snapshot: Callable[[], list[dict[str, Any]]] | None = None,
     today: dt.date | None = None,
 ) -> Selection:
-    """Pick the instruments to record (see module docstring). ``tickers`` is a callable
-    returning the live tickers snapshot, called only when no universe file exists."""
+    """Pick the instruments to record (see module docstring). ``live_snapshot`` is a callable
+    returning the live snapshot ``universe.rank_by`` ranks from (:func:`feeder.universe.live_snapshot`),
+    called only when no universe file with a live member exists."""
     live = {item.get("instId") for item in instruments if item.get("state", "live") == "live"}
     known = {item.get("instId") for item in instruments}
     if symbols:
@@ -102,17 +104,19 @@ def select_instruments(
                         path.name, len(dropped), ", ".join(dropped))
         if kept:
             return Selection(tuple(kept), f"universe file {path}")
-        log.warning("universe file %s has no live member; falling back to the live tickers ranking", path)
-    from feeder.universe import instruments_frame, rank_live_tickers
+    from feeder.universe import instruments_frame, live_origin, rank_live
 
-    if tickers is None:
-        raise ValueError("no universe file and no tickers source")
+    origin = live_origin(universe_cfg)
+    if path is not None:
+        log.warning("universe file %s has no live member; falling back to the %s ranking", path, origin)
+    if live_snapshot is None:
+        raise ValueError(f"no universe file with a live member, and no source for the {origin} ranking")
     live_items = [item for item in instruments if item.get("instId") in live]
-    ranked = rank_live_tickers(tickers(), instruments_frame(live_items), universe_cfg)
+    ranked = rank_live(live_snapshot(), instruments_frame(live_items), universe_cfg)
     if not ranked:
-        raise ValueError("no eligible instrument in the live tickers snapshot; check the universe filters "
-                         "in config.yaml (settle_ccy, ct_type, inst_category, exclude_bases)")
-    return Selection(tuple(ranked), "live tickers (24h quote turnover)")
+        raise ValueError(f"no eligible instrument in the {origin} snapshot; check the universe filters "
+                         "in config.yaml (inst_type, settle_ccy, ct_type, inst_category, exclude_bases)")
+    return Selection(tuple(ranked), origin)
 
 
 def std_symbol(inst_id: str, inst_type: str | None = None) -> str | None:

@@ -1,11 +1,14 @@
-"""Loading and validating config.yaml.
+"""Loading and validating config.yaml: the one config check.
 
-The workflow (``workflow/rules/common.smk``) and the collector both go through
-:func:`check_config`, so a bad value is refused with the same message whichever one meets it
-first. Validation is against ``workflow/schemas/config.schema.yaml`` (JSON Schema); before
-that, :func:`explain_mistakes` turns the mistakes people actually make (``1h`` for ``60min``,
-a date in the wrong format, ...) into sentences that say what to write instead, because a bare
-JSON-Schema pattern error does not.
+The workflow (``workflow/rules/common.smk``), the collector (``collector/settings.py``) and the
+scheduler (``driver/schedule.py``) all go through :func:`check_config` (or :func:`load_config`,
+which reads a file and calls it), so a bad value is refused with the same message whichever one
+meets it first. Validation is against the JSON Schema that ships inside this package,
+``feeder/schemas/config.schema.yaml`` (package data, so a plain ``pip install`` carries it);
+before that, :func:`explain_mistakes` turns the mistakes people actually make (``1h`` for
+``60min``, a date in the wrong format, a ranking that is not built, ...) into sentences that say
+what to write instead, because a bare JSON-Schema error does not. After it, the schema's
+defaults are filled in.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import yaml
 
 from feeder import registry
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+#: The config schema, shipped as package data next to this module.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message says which key and what to write instead."""
@@ -48,19 +53,65 @@ def explain_mistakes(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH)
         except ValueError:
             problems.append(f"{key}: '{value}' is not a date; write it as YYYY-MM-DD, e.g. 2024-01-31.")
     universe = config.get("universe") or {}
-    rank_by = universe.get("rank_by")
-    if rank_by in {"funding_rate", "funding"}:
-        problems.append(
-            "universe.rank_by: ranking by the signed funding rate picks coins by how crowded one "
-            "side is, not by how much trades; use 'abs_funding_rate' if that is what you want, "
-            "or the default 'quote_volume'."
-        )
+    problems.extend(rank_by_problems(universe.get("rank_by"), valid=rank_by_values(schema_path=schema_path)))
     if isinstance(universe.get("size"), int) and universe["size"] < 1:
         problems.append("universe.size must be at least 1 (the number of instruments to keep each day).")
     problems.extend(_collector_s3_problems(config))
     problems.extend(_data_path_problems(config))
     problems.extend(date_range_problems(config))
     return problems
+
+
+# --------------------------------------------------------------------------- which job takes which key
+
+#: The ``universe`` keys a day's ranking metric depends on (``feeder.universe.fetch_daily_metrics``):
+#: the ranking and the eligibility filters. ``size`` and ``window_days`` only choose from the
+#: ranking, so the workflow passes them to the universe job alone, and changing them re-fetches
+#: nothing (tests/test_universe.py checks every universe key of the schema is one or the other).
+UNIVERSE_METRIC_KEYS = ("rank_by", "inst_type", "settle_ccy", "ct_type", "inst_category", "exclude_bases")
+UNIVERSE_RANKING_KEYS = ("size", "window_days")
+
+#: The ``exchange`` keys the REST client reads (``feeder.rest.OkxRestClient.from_exchange``): all the
+#: workflow's REST jobs take. The WebSocket URLs are the collector's alone, so changing them re-runs
+#: no job (tests/test_config.py checks every exchange key of the schema is one or the other).
+EXCHANGE_REST_KEYS = ("rest_url", "ca_file", "timeout_s", "give_up_after_s")
+EXCHANGE_STREAM_KEYS = ("ws_public_url", "ws_business_url")
+
+
+# --------------------------------------------------------------------------- universe.rank_by
+
+#: rank_by values that are asked for but not built, and why (refused at load, not by a job later).
+RANK_BY_NOT_BUILT = {
+    "open_interest": "OKX serves no open-interest history over REST, and ranking from the collector's recorded "
+                     "open interest is not built",
+}
+
+
+def rank_by_values(*, schema_path: Path = SCHEMA_PATH) -> list[str]:
+    """The ``universe.rank_by`` values the schema accepts: the keys of ``feeder.universe.RANKINGS``.
+
+    Read from the schema rather than from the ranking table so that checking a config does not
+    import polars; ``tests/test_universe.py`` holds the two equal.
+    """
+    return list(_load_schema(schema_path)["properties"]["universe"]["properties"]["rank_by"]["enum"])
+
+
+def rank_by_problems(rank_by: Any, *, valid: list[str]) -> list[str]:
+    """A ``universe.rank_by`` that is not one of ``valid``, in words, with the values to choose from.
+
+    Why here and not only in the schema's enum: an unknown value used to reach the jobs (and rank
+    silently by funding), and a value the schema allowed (``open_interest``) failed only once a
+    job ran; both are refused when the config is loaded, saying what to write instead.
+    """
+    if not isinstance(rank_by, str) or rank_by in valid:
+        return []  # absent: the default; not text: the schema says what type it must be
+    choose = f"use one of {', '.join(valid)} (the default is {valid[0]})."
+    if rank_by in {"funding_rate", "funding"}:
+        return ["universe.rank_by: ranking by the signed funding rate picks coins by how crowded one side is, not "
+                f"by how much trades; use 'abs_funding_rate' if that is what you want, or the default '{valid[0]}'."]
+    if rank_by in RANK_BY_NOT_BUILT:
+        return [f"universe.rank_by: '{rank_by}' is not built yet ({RANK_BY_NOT_BUILT[rank_by]}); {choose}"]
+    return [f"universe.rank_by: '{rank_by}' is not a ranking this project builds; {choose}"]
 
 
 # --------------------------------------------------------------------------- collector.s3
@@ -247,16 +298,22 @@ def _data_path_problems(config: dict[str, Any]) -> list[str]:
     return data_path_problems(paths, cwd=Path(os.getcwd()), home=home)
 
 
-def check_config(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Validate ``config`` in place (filling schema defaults) and return it.
+def check_config(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH,
+                 source: str = "config.yaml") -> dict[str, Any]:
+    """Validate ``config`` in place (filling schema defaults) and return it: the one config check.
 
-    Raises :class:`ConfigError` listing every problem found, each with the fix.
+    The workflow, the collector and the scheduler all call this, so they accept the same configs
+    and refuse the others in the same words. Order: the human hints of :func:`explain_mistakes`
+    (which also read command-line text as the schema's types), then the schema, then the schema's
+    defaults; a key the schema marks ``required`` must be written even where it has a default.
+    Raises :class:`ConfigError` naming ``source`` (the file, or files, the config came from) and
+    listing every problem found, each with the fix.
     """
     import jsonschema
 
     problems = explain_mistakes(config, schema_path=schema_path)
     if problems:
-        raise ConfigError("config.yaml is invalid:\n  - " + "\n  - ".join(problems))
+        raise ConfigError(f"{source} is invalid:\n  - " + "\n  - ".join(problems))
     schema = copy.deepcopy(_load_schema(schema_path))
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
@@ -267,13 +324,14 @@ def check_config(config: dict[str, Any], *, schema_path: Path = SCHEMA_PATH) -> 
             where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
             lines.append(f"{where}: {err.message}")
         raise ConfigError(
-            "config.yaml is invalid (checked against workflow/schemas/config.schema.yaml):\n  - "
-            + "\n  - ".join(lines)
+            f"{source} is invalid (checked against the config schema, feeder/schemas/config.schema.yaml, "
+            "where every key is documented):\n  - " + "\n  - ".join(lines)
         )
     _fill_defaults(config, schema)
     start = dt.date.fromisoformat(config["start"])
     if config.get("end") and dt.date.fromisoformat(config["end"]) < start:
-        raise ConfigError(f"end ({config['end']}) is before start ({config['start']}); swap them or drop end.")
+        raise ConfigError(f"{source} is invalid:\n  - end ({config['end']}) is before start ({config['start']}); "
+                          "swap them or drop end.")
     return config
 
 
@@ -299,7 +357,7 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     if not isinstance(config, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not {type(config).__name__}.")
     merge_overrides(config, overrides or {})
-    return check_config(config)
+    return check_config(config, source=str(path) if not overrides else f"{path} (with overrides {overrides})")
 
 
 def last_complete_day(now: dt.datetime, grace_minutes: int) -> dt.date:

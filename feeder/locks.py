@@ -118,15 +118,20 @@ def _ppid(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state": the parent pid
 
 
-def _argv(pid: int) -> list[str]:
+def process_argv(pid: int) -> list[str]:
+    """The command line of process ``pid`` (Linux ``/proc``); empty when it is gone or unreadable."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return []
 
 
-def _is_snakemake(argv: list[str]) -> bool:
-    """``python -m snakemake ...`` or the ``snakemake`` console script (as argv[0] or after the interpreter)."""
+def is_snakemake(argv: list[str]) -> bool:
+    """``python -m snakemake ...`` or the ``snakemake`` console script (as argv[0] or after the interpreter).
+
+    Strict on purpose: a job's own command line (``python .snakemake/scripts/tmpab12.backfill.py``)
+    and the ``bash -c`` that starts it mention "snakemake" too, but they are not Snakemake.
+    """
     head = argv[:4]
     if any(a == "-m" and b == "snakemake" for a, b in zip(head, head[1:])):
         return True
@@ -147,7 +152,7 @@ def ancestors(pid: int | None = None) -> list[int]:
 
 def snakemake_ancestor(pid: int | None = None) -> int | None:
     """The pid of the nearest Snakemake process among the ancestors of ``pid``, or None."""
-    return next((p for p in ancestors(pid) if _is_snakemake(_argv(p))), None)
+    return next((p for p in ancestors(pid) if is_snakemake(process_argv(p))), None)
 
 
 def watch_snakemake(*, poll_s: float = 0.5, grace_s: float = 10.0) -> int | None:

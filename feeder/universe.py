@@ -10,6 +10,11 @@ Eligibility is config (``universe`` block): instrument type, settlement currency
 OKX ``instCategory`` (``"1"`` = crypto; stocks and commodities perpetuals are others) and
 excluded base currencies such as stablecoins.
 
+What ranks a day is ``universe.rank_by``, one entry of :data:`RANKINGS` each: the daily metric
+the workflow fetches per instrument and the live snapshot the collector ranks by before the
+workflow has written a universe file. Adding a ranking is one entry there (plus its metric
+function and test) and its name in the schema's ``rank_by`` enum.
+
 Limit no code can lift: OKX's instrument list holds only live instruments. Instruments delisted
 before we first recorded a snapshot are unknown to us, so their days cannot be ranked.
 """
@@ -19,6 +24,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,28 +178,31 @@ def members(ranking: pl.DataFrame) -> list[str]:
     return ranking.filter(pl.col("member")).sort("rank")["inst"].to_list()
 
 
-def rank_live_tickers(tickers: list[dict[str, Any]], instruments: pl.DataFrame, universe_cfg: dict[str, Any]) -> list[str]:
-    """Top-N instruments by 24h quote turnover from a live tickers snapshot.
+def rank_live(snapshot: list[dict[str, Any]], instruments: pl.DataFrame, universe_cfg: dict[str, Any]) -> list[str]:
+    """Top-N eligible instruments of a live snapshot, scored as ``universe.rank_by`` says.
 
-    Used by the collector before the workflow has produced any universe file. For SWAP,
-    ``volCcy24h`` is in base coin, so turnover ≈ ``volCcy24h × last``; for SPOT, ``volCcy24h``
-    is already quote currency.
+    Used by the collector before the workflow has produced any universe file: ``snapshot`` is the
+    answer of :attr:`Ranking.live_path` (:func:`live_snapshot`). Items without a usable score are
+    left out; ties break on the instrument id, as in :func:`rank_day`.
     """
+    ranking = ranking_for(universe_cfg.get("rank_by", DEFAULT_RANK_BY))
     allowed = set(eligible(instruments, universe_cfg)["instId"].to_list())
     scored = []
-    for t in tickers:
-        inst = t.get("instId")
+    for item in snapshot:
+        inst = item.get("instId")
         if inst not in allowed:
             continue
-        try:
-            vol_ccy, last = float(t.get("volCcy24h") or "nan"), float(t.get("last") or "nan")
-        except ValueError:
-            continue
-        turnover = vol_ccy if t.get("instType") == "SPOT" else vol_ccy * last
-        if turnover == turnover:  # not NaN
-            scored.append((-turnover, inst))
+        score = ranking.live_score(item)
+        if score is not None and score == score:  # not NaN
+            scored.append((-score, inst))
     scored.sort()
     return [inst for _, inst in scored[: int(universe_cfg["size"])]]
+
+
+def live_snapshot(client: Any, *, universe_cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live snapshot ``universe.rank_by`` ranks from (:func:`rank_live`), fetched with ``client``."""
+    ranking = ranking_for(universe_cfg.get("rank_by", DEFAULT_RANK_BY))
+    return client.get(ranking.live_path, ranking.live_params(universe_cfg.get("inst_type", "SWAP")))
 
 
 # -- stage entry points (called by workflow/scripts) -------------------------------------------
@@ -287,20 +297,13 @@ def fetch_daily_metrics(
     Also archives today's instrument list and writes the union of every snapshot so far to
     ``instruments_out`` (the listing facts the universe of the next day uses).
 
-    ``quote_volume``: the ``volCcyQuote`` of OKX ``1Dutc`` candles (USDT turnover of the UTC day).
-    ``abs_funding_rate``: the mean absolute settled funding rate of each UTC day.
-    ``open_interest`` has no REST history at OKX (snapshots only): it needs the collector's
-    recorded open interest, which this stage does not read yet, so it is refused clearly.
+    The metric is ``universe.rank_by``'s entry of :data:`RANKINGS` (an unknown value is refused
+    before anything is fetched; the config check refuses it earlier still).
     """
     from feeder.rest import OkxApiError, OkxRestClient
 
-    rank_by = universe_cfg.get("rank_by", "quote_volume")
-    if rank_by == "open_interest":
-        raise NotImplementedError(
-            "universe.rank_by: open_interest needs open-interest history, which OKX does not serve "
-            "over REST; ranking from the collector's recorded open interest is not built yet. "
-            "Use quote_volume (default) or abs_funding_rate."
-        )
+    rank_by = universe_cfg.get("rank_by", DEFAULT_RANK_BY)
+    ranking = ranking_for(rank_by)
     cache = DailyMetricCache(cache_dir / rank_by)
     frames: list[pl.DataFrame] = []
     with OkxRestClient.from_exchange(exchange) as client:
@@ -318,14 +321,8 @@ def fetch_daily_metrics(
             if covered is None or covered < day:
                 lo = history_start if covered is None else covered + dt.timedelta(days=1)
                 try:
-                    if rank_by == "quote_volume":
-                        rows = client.history_candles(inst, "1Dutc", start_ms=_day_ms(lo),
-                                                      end_ms=_day_ms(newest_complete + dt.timedelta(days=1)))
-                        new = daily_metric_frame({inst: rows})
-                    else:
-                        rows = client.funding_rate_history(inst, start_ms=_day_ms(lo),
-                                                           end_ms=_day_ms(newest_complete + dt.timedelta(days=1)))
-                        new = funding_metric_frame(inst, rows)
+                    new = ranking.daily_history(client, inst, start_ms=_day_ms(lo),
+                                                end_ms=_day_ms(newest_complete + dt.timedelta(days=1)))
                 except OkxApiError as exc:
                     log.warning("daily metrics: skipping %s: %s", inst, exc)
                     continue
@@ -356,6 +353,97 @@ def funding_metric_frame(inst: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
         .select(inst=pl.lit(inst), day="day", metric="metric")
         .sort("day")
     )
+
+
+# -- the rankings: one entry per universe.rank_by value ----------------------------------------
+
+
+def quote_volume_history(client: Any, inst: str, *, start_ms: int, end_ms: int) -> pl.DataFrame:
+    """Daily USDT turnover of ``inst``: the ``volCcyQuote`` of its closed OKX ``1Dutc`` candles."""
+    return daily_metric_frame({inst: client.history_candles(inst, "1Dutc", start_ms=start_ms, end_ms=end_ms)})
+
+
+def abs_funding_rate_history(client: Any, inst: str, *, start_ms: int, end_ms: int) -> pl.DataFrame:
+    """Mean absolute settled funding rate of ``inst`` per UTC day (OKX funding-rate-history)."""
+    return funding_metric_frame(inst, client.funding_rate_history(inst, start_ms=start_ms, end_ms=end_ms))
+
+
+def ticker_turnover(ticker: dict[str, Any]) -> float | None:
+    """24h quote turnover of a ``/market/tickers`` item: for SWAP, ``volCcy24h`` is in base coin, so
+    turnover ≈ ``volCcy24h × last``; for SPOT, ``volCcy24h`` is already quote currency."""
+    try:
+        vol_ccy, last = float(ticker.get("volCcy24h") or "nan"), float(ticker.get("last") or "nan")
+    except ValueError:
+        return None
+    return vol_ccy if ticker.get("instType") == "SPOT" else vol_ccy * last
+
+
+def last_settled_abs_funding_rate(item: dict[str, Any]) -> float | None:
+    """|last settled funding rate| of a ``/public/funding-rate`` item (``settFundingRate``; the
+    current estimate ``fundingRate`` where the exchange gives no settled one)."""
+    try:
+        return abs(float(item.get("settFundingRate") or item.get("fundingRate") or "nan"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How one ``universe.rank_by`` value ranks instruments.
+
+    ``daily_history`` gives the workflow's metric: one value per instrument and UTC day, averaged
+    over the ``window_days`` before a day by :func:`rank_day`. ``live_*`` say how the collector
+    ranks before the workflow has written a universe file: one REST snapshot of the whole market
+    and a score per item that stands for the same metric.
+    """
+
+    metric: str                                            # in words, for logs and messages
+    daily_history: Callable[..., pl.DataFrame]              # (client, inst, *, start_ms, end_ms) -> inst, day, metric
+    live_name: str                                          # what the live snapshot is, in words
+    live_metric: str                                        # what its score is, in words
+    live_path: str                                          # its OKX REST endpoint
+    live_params: Callable[[str], dict[str, str]]            # inst_type -> the request's parameters
+    live_score: Callable[[dict[str, Any]], float | None]    # one snapshot item -> score (higher ranks first)
+
+
+#: universe.rank_by -> its ranking. The schema's rank_by enum lists the same names in this order
+#: (tests/test_universe.py), the first being the default.
+RANKINGS: dict[str, Ranking] = {
+    "quote_volume": Ranking(
+        metric="mean daily USDT turnover",
+        daily_history=quote_volume_history,
+        live_name="live tickers", live_metric="24h quote turnover", live_path="/api/v5/market/tickers",
+        live_params=lambda inst_type: {"instType": inst_type},
+        live_score=ticker_turnover),
+    "abs_funding_rate": Ranking(
+        metric="mean absolute settled funding rate",
+        daily_history=abs_funding_rate_history,
+        live_name="live funding rates", live_metric="|last settled funding rate|",
+        live_path="/api/v5/public/funding-rate",
+        live_params=lambda _inst_type: {"instId": "ANY"},  # every perpetual swap in one answer
+        live_score=last_settled_abs_funding_rate),
+}
+DEFAULT_RANK_BY = next(iter(RANKINGS))
+
+
+def ranking_for(rank_by: str) -> Ranking:
+    """The :data:`RANKINGS` entry of ``rank_by``; an unknown value is refused with the valid ones.
+
+    Never a fallback: a value no entry builds must not rank by something else without a word.
+    """
+    try:
+        return RANKINGS[rank_by]
+    except KeyError:
+        choices = ", ".join(f"{name} ({entry.metric})" for name, entry in RANKINGS.items())
+        raise ValueError(f"universe.rank_by: {rank_by!r} is not a ranking this project builds; use one of "
+                         f"{choices}.") from None
+
+
+def live_origin(universe_cfg: dict[str, Any]) -> str:
+    """How the collector's fallback ranking is described in its start-up log, e.g.
+    ``live tickers (24h quote turnover)``."""
+    ranking = ranking_for(universe_cfg.get("rank_by", DEFAULT_RANK_BY))
+    return f"{ranking.live_name} ({ranking.live_metric})"
 
 
 def build_universe_day(*, daily_paths: list[Path], instruments_path: Path, day: dt.date, size: int,

@@ -613,7 +613,8 @@ def test_universe_selection(tmp_path: Path) -> None:
     tickers = [{"instId": i["instId"], "instType": "SWAP", "last": "1", "volCcy24h": str(v)}
                for i, v in zip(inst, (5, 50, 40, 30, 999))]
     cfg = {"size": 2, "inst_type": "SWAP", "settle_ccy": "USDT", "ct_type": "linear", "inst_category": ["1"]}
-    sel = select_instruments(symbols=None, work_root=tmp_path, universe_cfg=cfg, instruments=inst, tickers=lambda: tickers)
+    sel = select_instruments(symbols=None, work_root=tmp_path, universe_cfg=cfg, instruments=inst,
+                             live_snapshot=lambda: tickers)
     assert sel.instruments == ("ETH-USDT-SWAP", "SOL-USDT-SWAP") and sel.origin.startswith("live tickers")
     udir = tmp_path / "universe"
     udir.mkdir()

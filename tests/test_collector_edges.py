@@ -233,7 +233,7 @@ def test_default_websocket_urls_use_port_443() -> None:
         url = urlparse(cfg["exchange"][key])
         assert url.scheme == "wss" and url.hostname == "ws.okx.com" and url.port in (None, 443), (key, url)
         assert url.path == "/ws/v5/" + key.split("_")[1]
-    docs = [REPO / "README.md", REPO / "config.yaml", REPO / "workflow" / "schemas" / "config.schema.yaml",
+    docs = [REPO / "README.md", REPO / "config.yaml", REPO / "feeder" / "schemas" / "config.schema.yaml",
             *sorted((REPO / "docs").glob("*.md")), REPO / "collector" / "README.md"]
     stale = [str(p.relative_to(REPO)) for p in docs if p.exists() and ":8443" in p.read_text()]
     assert not stale, f"8443 still named in {stale}"

@@ -116,3 +116,45 @@ def test_universe_change_streams_new_member_before_dropping_old(tmp_path: Path) 
     print(f"\nuniverse change at sim {changed_at}: {old} {len(old_ts)} bars up to the change, {new} from "
           f"{(first_new['recv_ts'] - changed_at) / 1000 / SPEED:.1f} real s after it ({len(new_ts)} bars), "
           f"{kept} {len(set(kept_ts))} bars without a gap ({doubled} repeated during the overlap)")
+
+
+# --------------------------------------------------------------------------------------------
+# The collector's fallback ranking follows universe.rank_by (issue 13): before the workflow has
+# written a universe file, the collector ranks the live snapshot that stands in for the config's
+# ranking (feeder.universe.RANKINGS), not always the 24h turnover.
+# --------------------------------------------------------------------------------------------
+
+
+def test_fallback_ranking_follows_rank_by_abs_funding_rate(tmp_path: Path) -> None:
+    import okxsim
+
+    with okxsim.Simulator(seed=7, clock_start="2024-03-04T22:00:00Z", speed=1, history_start="2024-02-01",
+                          n_swaps=12) as sim:
+        cfg_path = tmp_path / "config.yaml"
+        cfg = write_config(cfg_path, endpoints=sim, data_dir=tmp_path, start="2024-03-04", end="2024-03-04", size=3,
+                           channels=["candle1m"])
+        cfg["universe"]["rank_by"] = "abs_funding_rate"
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+        def okx(path: str, **params: str) -> list[dict]:
+            return requests.get(f"{sim.rest}{path}", params=params, verify=sim.ca_file, timeout=10).json()["data"]
+
+        # the exchange's own answers: eligible instruments ranked by |last settled funding rate|
+        excluded = set(cfg["universe"]["exclude_bases"])
+        eligible = {i["instId"] for i in okx("/api/v5/public/instruments", instType="SWAP")
+                    if i["state"] == "live" and i["settleCcy"] == "USDT" and i["ctType"] == "linear"
+                    and i.get("instCategory", "1") == "1" and i["instId"].split("-")[0] not in excluded}
+        rates = {f["instId"]: abs(float(f["settFundingRate"] or f["fundingRate"]))
+                 for f in okx("/api/v5/public/funding-rate", instId="ANY") if f["instId"] in eligible}
+        expected = sorted(rates, key=lambda inst: (-rates[inst], inst))[:3]
+        by_turnover = [t["instId"] for t in sorted(okx("/api/v5/market/tickers", instType="SWAP"),
+                                                  key=lambda t: -float(t["volCcy24h"]) * float(t["last"]))
+                       if t["instId"] in eligible][:3]
+        assert expected != by_turnover, "pick a seed where the two rankings differ"
+
+        res = subprocess.run([PYTHON, "-m", "collector", "--config", str(cfg_path), "--duration-s", "1",
+                              "--metrics-port", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = next(line for line in res.stderr.splitlines() if "recording candle1m for" in line)
+    assert "live funding rates (|last settled funding rate|)" in line, line
+    assert line.endswith(": " + ", ".join(expected)), (line, expected)

@@ -161,15 +161,15 @@ def test_nested_command_line_overrides_are_read_as_the_schema_types():
     config = with_command_line("universe={size: 10, settle_ccy: null}", "exchange={timeout_s: 2.5}",
                                "collector={s3: null, metrics_port: 0}", "end=null", "frequencies=[1min, day]")
     assert config["universe"]["size"] == "10"  # what Snakemake hands over: text
-    # the workflow's check (workflow/rules/common.smk): explain_mistakes, then Snakemake's validate
+    # the hints (which read the text as the schema's types), then Snakemake's own validate against the schema
     assert explain_mistakes(config) == []
-    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, schema=str(REPO / "feeder" / "schemas" / "config.schema.yaml"))
     assert config["universe"]["size"] == 10 and config["universe"]["settle_ccy"] is None
     assert config["universe"]["rank_by"] == "quote_volume"  # the file's other universe keys are kept
     assert config["exchange"]["timeout_s"] == 2.5 and config["collector"]["metrics_port"] == 0
     assert config["collector"]["s3"] is None and config["end"] is None
     assert config["frequencies"] == ["1min", "day"]
-    # the collector's and scheduler's check gives the same reading
+    # the one check (the workflow's, the collector's and the scheduler's) gives the same reading
     assert check_config(with_command_line("universe={size: 10}"))["universe"]["size"] == 10
 
 
@@ -222,3 +222,100 @@ def test_end_in_the_future_is_refused_at_load_with_the_newest_complete_day():
     next_year = (dt.date.today() + dt.timedelta(days=400)).isoformat()
     with pytest.raises(ConfigError, match=rf"end: {next_year} is not over yet"):
         check_config(repo_config() | {"end": next_year})  # against the real clock
+
+
+# --------------------------------------------------------------------------- one config check (issue 13)
+# The schema ships inside the package; the workflow, the collector and the scheduler all check a
+# config with feeder.config.check_config and refuse a bad one in the same words; universe.rank_by
+# takes only the rankings feeder.universe.RANKINGS builds.
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+
+def test_a_non_editable_install_loads_a_config_outside_the_checkout(tmp_path):
+    """``pip install .`` (not editable) carries the schema: load_config works from the installed package."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("feeder", "okxsim", "collector", "harness", "research", "bench", "driver"):
+        if (REPO / package).is_dir():
+            shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                          "--target", str(target), str(source)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (target / "feeder" / "schemas" / "config.schema.yaml").is_file()
+    config = repo_config() | {"start": "2024-03-01", "end": "2024-03-02"}
+    config["paths"] = {key: str(tmp_path / "data" / key) for key in ("raw", "work", "qlib")}
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "config.yaml").write_text(yaml.safe_dump(config))
+    probe = ("import feeder.config as c, sys; cfg = c.load_config('config.yaml'); "
+             "print(c.__file__); print(cfg['universe']['rank_by'], cfg['grace_minutes'])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
+    res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "elsewhere", env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    where, values = res.stdout.splitlines()
+    assert Path(where).is_relative_to(target), where  # the installed copy, not the checkout
+    assert values == "quote_volume 15"  # validated and filled with the schema's defaults
+
+
+def _problems_in(text: str) -> list[str]:
+    """The ``  - <problem>`` lines of a refused config, as any of the three entry points prints them."""
+    return [line.split(" - ", 1)[1].strip() for line in text.splitlines() if line.lstrip().startswith("- ")]
+
+
+def test_workflow_collector_and_scheduler_refuse_a_bad_config_in_the_same_words(tmp_path):
+    """One check (schema, hints, defaults): the same problems, in the same words, wherever it runs."""
+    config = repo_config() | {"start": "2024-03-01", "end": "2024-03-02", "frequencies": ["1min", "1h"]}
+    config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
+    del config["universe"]["size"]  # required by the schema: the workflow used to fill in its default
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runs = {
+        "workflow": [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                     "--directory", str(tmp_path), "--configfile", str(path), "--cores", "1"],
+        "collector": [sys.executable, "-m", "collector", "--config", str(path)],
+        "scheduler": [sys.executable, "-m", "driver.schedule", "run", "--config", str(path)],
+    }
+    seen = {}
+    for name, cmd in runs.items():
+        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        out = res.stdout + res.stderr
+        assert res.returncode != 0, f"{name} accepted the config:\n{out[-2000:]}"
+        assert str(path) in out, f"{name} does not name the file:\n{out[-2000:]}"
+        seen[name] = _problems_in(out)
+    assert any("use '60min'" in p for p in seen["workflow"]), seen
+    assert seen["workflow"] == seen["collector"] == seen["scheduler"], seen
+    assert not (tmp_path / "work").exists(), "nothing may start on a bad config"
+
+
+def test_rank_by_open_interest_is_refused_at_load_until_it_is_built():
+    config = repo_config()
+    config["universe"]["rank_by"] = "open_interest"
+    with pytest.raises(ConfigError) as refused:
+        check_config(config)
+    text = str(refused.value)
+    assert "universe.rank_by: 'open_interest' is not built yet" in text, text
+    assert "quote_volume, abs_funding_rate" in text, text
+
+
+def test_unknown_rank_by_is_refused_at_load_with_the_valid_values():
+    config = repo_config()
+    config["universe"]["rank_by"] = "market_cap"
+    with pytest.raises(ConfigError) as refused:
+        check_config(config)
+    text = str(refused.value)
+    assert "universe.rank_by: 'market_cap' is not a ranking this project builds" in text, text
+    assert "quote_volume, abs_funding_rate" in text and "open_interest" not in text, text
+
+
+def test_every_exchange_key_is_the_rest_clients_or_the_streams():
+    """The REST jobs take only what the REST client reads: a new exchange key must be sorted into one."""
+    from feeder.config import EXCHANGE_REST_KEYS, EXCHANGE_STREAM_KEYS, SCHEMA_PATH
+
+    exchange = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["exchange"]["properties"]
+    assert set(EXCHANGE_REST_KEYS) | set(EXCHANGE_STREAM_KEYS) == set(exchange)
+    assert not set(EXCHANGE_REST_KEYS) & set(EXCHANGE_STREAM_KEYS)

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from feeder.locks import _is_snakemake, day_lock_path
+from feeder.locks import day_lock_path, is_snakemake as _is_snakemake
 from harness.processes import PYTHON, REPO, simulator, write_config
 
 DAY = "2024-03-04"

@@ -335,7 +335,8 @@ def test_quality_report_rule_on_a_real_build(tmp_path: Path):
 def test_report_lists_conflicts_and_flagged_bars(tmp_path: Path):
     """The section shows every flag of every day: instrument, minute, each copy's values, the bar
     kept and the resolution; a day without flags adds nothing, a build without any says so."""
-    from feeder.clean import RAW_SCHEMA, clean_candles
+    from feeder.clean import clean_candles
+    from feeder.raw import RAW_SCHEMA
 
     def rec(ts_ms: int, ohlc: tuple[str, ...], source: str = "ws", recv: int = 0) -> dict:
         return {"v": 1, "source": source, "channel": "candle1m", "inst": "A-USDT-SWAP", "ts": ts_ms,

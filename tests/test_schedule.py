@@ -13,7 +13,7 @@ import yaml
 
 import okxsim
 from feeder.config import check_config
-from feeder.schedule import freshness, next_run, workflow_lock, WorkflowBusy
+from driver.schedule import freshness, next_run, workflow_lock, WorkflowBusy
 from harness.processes import REPO, write_config
 
 UTC = dt.timezone.utc
@@ -48,7 +48,7 @@ def test_freshness_verdicts():
 
 def test_lock_is_exclusive_and_released_when_the_holder_dies(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from feeder.schedule import workflow_lock\n"
+        "import sys, time; from pathlib import Path; from driver.schedule import workflow_lock\n"
         f"with workflow_lock(Path({str(tmp_path)!r}), wait=False):\n"
         "    print('held', flush=True); time.sleep(60)\n")], cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -70,7 +70,7 @@ def test_a_scheduled_run_overlapping_a_running_one_skips_or_waits(tmp_path):
 
         def run(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
             log = tmp_path / f"{name}.log"  # a file: an unread pipe would block the run when full
-            proc = subprocess.Popen([sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path),
+            proc = subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path),
                                      *args], cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
             return proc, log
 
@@ -136,7 +136,7 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
         def run(*a: str) -> subprocess.Popen:
             # output to a file: an unread pipe would block the run once its buffer is full
             log = open(tmp_path / f"run{next(logs)}.log", "w+")
-            return subprocess.Popen([sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path), *a],
+            return subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path), *a],
                                     cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
                                     start_new_session=True)
 
@@ -187,8 +187,8 @@ def published_days(qlib: Path, freq: str = "day") -> list[str]:
 
 
 def schedule_run(config_path: Path, log: Path, *, file_limit_kb: int | None = None) -> subprocess.CompletedProcess:
-    """``python -m feeder.schedule run``, optionally under RLIMIT_FSIZE (a disk that fills up), with all it starts."""
-    cmd = [sys.executable, "-m", "feeder.schedule", "run", "--config", str(config_path)]
+    """``python -m driver.schedule run``, optionally under RLIMIT_FSIZE (a disk that fills up), with all it starts."""
+    cmd = [sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path)]
     if file_limit_kb is not None:  # bash's ulimit -f counts 1024-byte blocks; Python turns EFBIG into OSError
         cmd = ["bash", "-c", f'ulimit -f {file_limit_kb} && exec "$@"', "bash", *cmd]
     with open(log, "w") as out:  # a file: an unread pipe would block the run when full
@@ -246,8 +246,8 @@ def test_a_failed_export_is_rebuilt_and_published_by_the_next_run(tmp_path):
 
 def test_the_scheduler_records_a_failure_when_the_published_dataset_lacks_the_asked_days(tmp_path):
     """Exit 0 is not enough (a dry run, --until, an export Snakemake skipped): the published calendars must agree."""
-    from feeder.qlib_export import publish_dataset
-    from feeder.schedule import read_status, run_once
+    from feeder.publish import publish_dataset
+    from driver.schedule import read_status, run_once
     from harness.processes import SimulatorEndpoints
 
     data = tmp_path / "data"
@@ -267,7 +267,7 @@ def test_the_scheduler_records_a_failure_when_the_published_dataset_lacks_the_as
     assert "last_success" not in status and "covered_through" not in status
     assert status["last_failure_reason"] == (f"the Qlib dataset published at {data / 'qlib'} covers "
                                              "2024-03-03..2024-03-03 at day, not the asked 2024-03-03..2024-03-04")
-    from feeder.schedule import published_days_problem
+    from driver.schedule import published_days_problem
 
     checked = check_config(config)
     days = [dt.date(2024, 3, 3), dt.date(2024, 3, 4)]
@@ -286,14 +286,14 @@ def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path,
     config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
     bad = tmp_path / "config.yaml"
     bad.write_text(yaml.safe_dump(config))
-    res = subprocess.run([sys.executable, "-m", "feeder.schedule", command, "--config", str(bad)], cwd=tmp_path,
+    res = subprocess.run([sys.executable, "-m", "driver.schedule", command, "--config", str(bad)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     assert "use '60min'" in res.stderr and str(bad) in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "work").exists(), "nothing may start on a bad config"
     # a missing file, in-process: main returns 2 instead of raising
-    import feeder.schedule as schedule
+    import driver.schedule as schedule
 
     monkeypatch.setattr(schedule, "setup_logging", lambda: None)  # keep pytest's logging as it is
     assert schedule.main([command, "--config", str(tmp_path / "missing.yaml")]) == 2
@@ -301,7 +301,7 @@ def test_every_subcommand_refuses_a_bad_config_with_exit_2_and_the_fix(tmp_path,
 
 
 def test_the_loop_survives_a_config_broken_while_it_runs(tmp_path, monkeypatch, caplog):
-    import feeder.schedule as schedule
+    import driver.schedule as schedule
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["paths"] = {key: str(tmp_path / key) for key in ("raw", "work", "qlib")}
@@ -324,3 +324,47 @@ def test_the_loop_survives_a_config_broken_while_it_runs(tmp_path, monkeypatch, 
         schedule.loop(path)
     assert "This run is skipped" in caplog.text and "use '60min'" in caplog.text
     assert "No workflow run until this is fixed" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------
+# Which processes count as Snakemake (issue 13): the scheduler removes a killed run's
+# .snakemake/locks only when no Snakemake runs in the directory; a job's own command line
+# (python .snakemake/scripts/...) is not Snakemake, a `snakemake` console script is.
+# --------------------------------------------------------------------------------------------
+
+
+def test_only_snakemake_itself_counts_as_a_running_snakemake(tmp_path):
+    from driver.schedule import snakemake_running_in
+
+    scripts = tmp_path / ".snakemake" / "scripts"
+    scripts.mkdir(parents=True)
+    job = scripts / "tmpa1b2c3.daily_metrics.py"  # how Snakemake runs a script: job
+    job.write_text("import time; print('up', flush=True); time.sleep(60)\n")
+    console = tmp_path / "bin" / "snakemake"      # the console script, started as `python .../bin/snakemake`
+    console.parent.mkdir()
+    console.write_text(job.read_text())
+    started = []
+    try:
+        for argv in ([sys.executable, str(job.relative_to(tmp_path))],
+                     ["bash", "-c", f"{sys.executable} {job.relative_to(tmp_path)}; true"]):
+            started.append(subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, text=True))
+            assert started[-1].stdout.readline().strip() == "up"
+        assert snakemake_running_in(tmp_path) == [], "a job's command line was taken for Snakemake"
+        started.append(subprocess.Popen([sys.executable, str(console)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                        text=True))
+        assert started[-1].stdout.readline().strip() == "up"
+        assert snakemake_running_in(tmp_path) == [started[-1].pid]
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_scheduler_lives_in_the_driver_package_outside_the_library():
+    """What starts Snakemake and edits .snakemake/locks is not library code: nothing else imports it."""
+    assert not (REPO / "feeder" / "schedule.py").exists() and (REPO / "driver" / "schedule.py").is_file()
+    for package in ("feeder", "collector", "okxsim", "workflow"):
+        for path in (REPO / package).rglob("*.py"):
+            text = path.read_text()
+            assert "import driver" not in text and "from driver" not in text, path
+    assert "-m driver.schedule loop" in (REPO / "collector" / "supervisord.conf").read_text()

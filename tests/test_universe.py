@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeder.universe import daily_metric_frame, eligible, instruments_frame, members, rank_day, rank_live_tickers
+from feeder.universe import daily_metric_frame, eligible, instruments_frame, members, rank_day, rank_live
 
 FIXTURES = Path(__file__).parent / "fixtures" / "okx-samples"
 UNIVERSE_CFG = {"size": 2, "inst_type": "SWAP", "settle_ccy": "USDT", "ct_type": "linear",
@@ -88,7 +88,7 @@ def test_live_ticker_ranking_uses_quote_turnover_not_contracts():
         {"instType": "SWAP", "instId": "B-USDT-SWAP", "last": "0.01", "vol24h": "9e9", "volCcy24h": "9e5"},  # 9,000
         {"instType": "SWAP", "instId": "C-USDT-SWAP", "last": "1", "vol24h": "5", "volCcy24h": "5"},        # 5
     ]
-    assert rank_live_tickers(tickers, instruments, UNIVERSE_CFG) == ["B-USDT-SWAP", "A-USDT-SWAP"]
+    assert rank_live(tickers, instruments, UNIVERSE_CFG) == ["B-USDT-SWAP", "A-USDT-SWAP"]  # rank_by: default
 
 
 def test_ranking_does_not_depend_on_row_order():
@@ -101,3 +101,61 @@ def test_ranking_does_not_depend_on_row_order():
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
         assert rank_day(daily(shuffled), day=base + dt.timedelta(days=30), size=3, window_days=30).equals(reference)
+
+
+# --------------------------------------------------------------------------------------------
+# universe.rank_by as a table (issue 13): one entry per value, the schema lists the same names,
+# an unknown value is refused (never ranked by something else), and the workflow passes a REST
+# job only the universe keys its metric depends on.
+# --------------------------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from feeder.config import SCHEMA_PATH, UNIVERSE_METRIC_KEYS, UNIVERSE_RANKING_KEYS  # noqa: E402
+from feeder.universe import DEFAULT_RANK_BY, RANKINGS, fetch_daily_metrics, ranking_for  # noqa: E402
+
+UNIVERSE_SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["universe"]["properties"]
+
+
+def test_the_schema_lists_exactly_the_rankings_of_the_table():
+    assert UNIVERSE_SCHEMA["rank_by"]["enum"] == list(RANKINGS)
+    assert UNIVERSE_SCHEMA["rank_by"]["default"] == DEFAULT_RANK_BY == "quote_volume"
+    assert "open_interest" not in RANKINGS  # refused at load until it is built
+
+
+def test_every_universe_key_is_either_the_metrics_or_the_rankings():
+    """A new universe key must be sorted: does a day's metric depend on it (REST job), or only the choice?"""
+    assert set(UNIVERSE_METRIC_KEYS) | set(UNIVERSE_RANKING_KEYS) == set(UNIVERSE_SCHEMA)
+    assert not set(UNIVERSE_METRIC_KEYS) & set(UNIVERSE_RANKING_KEYS)
+
+
+def test_an_unknown_rank_by_is_refused_not_ranked_by_funding(tmp_path):
+    with pytest.raises(ValueError, match=r"'market_cap' is not a ranking this project builds; use one of "
+                                         r"quote_volume \(mean daily USDT turnover\), abs_funding_rate"):
+        ranking_for("market_cap")
+    # the stage refuses it before asking the exchange anything (nothing listens on port 9)
+    with pytest.raises(ValueError, match="market_cap"):
+        fetch_daily_metrics(exchange={"rest_url": "http://127.0.0.1:9", "give_up_after_s": 0.1},
+                            universe_cfg={"rank_by": "market_cap", **UNIVERSE_CFG}, day=dt.date(2024, 3, 4),
+                            history_start=dt.date(2024, 3, 1), snapshot_dir=tmp_path / "snap",
+                            cache_dir=tmp_path / "cache", out_path=tmp_path / "out.parquet",
+                            instruments_out=tmp_path / "instruments.parquet")
+    assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "snap").exists()
+
+
+def test_live_ranking_by_abs_funding_rate_uses_the_last_settled_rate(okx_samples_dir):
+    sample = json.loads((okx_samples_dir / "rest_funding_rate.json").read_text())["data"][0]  # BTC, settled 1.46e-5
+    snapshot = [
+        sample,
+        dict(sample, instId="A-USDT-SWAP", settFundingRate="-0.0003", fundingRate="0.00001"),  # |settled| first
+        dict(sample, instId="B-USDT-SWAP", settFundingRate="", fundingRate="0.0001"),  # no settled rate: the estimate
+        dict(sample, instId="C-USDT-SWAP", settFundingRate="0.5"),  # not eligible: left out
+    ]
+    instruments = instruments_frame([
+        {"instId": f"{b}-USDT-SWAP", "instType": "SWAP", "settleCcy": "USDT", "ctType": "linear",
+         "instCategory": "2" if b == "C" else "1"} for b in ("A", "B", "C", "BTC")
+    ])
+    cfg = UNIVERSE_CFG | {"rank_by": "abs_funding_rate", "size": 3}
+    assert rank_live(snapshot, instruments, cfg) == ["A-USDT-SWAP", "B-USDT-SWAP", "BTC-USDT-SWAP"]
+    assert RANKINGS["abs_funding_rate"].live_params("SWAP") == {"instId": "ANY"}

@@ -4,16 +4,23 @@ import functools
 import os
 import re
 from collections import defaultdict
+from pathlib import Path
 
-from snakemake.utils import validate
-
-from feeder.config import build_days, explain_mistakes, market_name
+from feeder.config import EXCHANGE_REST_KEYS, UNIVERSE_METRIC_KEYS, build_days, check_config, market_name
 from feeder.registry import FREQ_PATTERN
 
-_problems = explain_mistakes(config)
-if _problems:
-    raise ValueError("config is invalid:\n  - " + "\n  - ".join(_problems))
-validate(config, schema="../schemas/config.schema.yaml")
+
+def config_source() -> str:
+    """The config files this run read (and its --config overrides): named when the config is refused."""
+    files = dict.fromkeys(str(Path(f).resolve()) for f in workflow.configfiles)
+    overrides = workflow.config_settings.config_args or []
+    overrides = overrides if isinstance(overrides, str) else " ".join(overrides)
+    return (" + ".join(files) or "the config") + (f" with --config {overrides}" if overrides else "")
+
+
+# The one config check (feeder.config.check_config), as in the collector and the scheduler: the
+# human hints, the schema shipped in the feeder package, then the schema's defaults, in place.
+check_config(config, source=config_source())
 
 RAW = config["paths"]["raw"]
 WORK = config["paths"]["work"]
@@ -110,10 +117,12 @@ def ws_candle_shards(wildcards) -> list[str]:
 def rest_params() -> dict:
     """What the REST-calling scripts need to build their client (no secrets: public API only).
 
-    `rate_state_dir` makes every job share one rate-limit window per endpoint: OKX counts
-    requests per IP, not per process.
+    Only the keys the client reads: a rule's params are part of what Snakemake compares to decide
+    whether a job re-runs. `rate_state_dir` makes every job share one rate-limit window per
+    endpoint: OKX counts requests per IP, not per process.
     """
-    return dict(config["exchange"], rate_state_dir=f"{WORK}/.okx-rate-limits")
+    exchange = {key: config["exchange"][key] for key in EXCHANGE_REST_KEYS if key in config["exchange"]}
+    return dict(exchange, rate_state_dir=f"{WORK}/.okx-rate-limits")
 
 
 def universe_of_day(wildcards) -> str:

@@ -9,7 +9,9 @@ rule daily_metrics:
         instruments=f"{WORK}/reference/instruments/{{day}}.parquet",
     params:
         exchange=rest_params(),
-        universe=config["universe"],
+        # only the keys the metric depends on (ranking, eligibility): a new universe.size or
+        # window_days re-ranks the days (the universe job), it never re-fetches their metrics
+        universe={key: config["universe"][key] for key in UNIVERSE_METRIC_KEYS},
         history_start=(
             dt.date.fromisoformat(DAYS[0])
             - dt.timedelta(days=config["universe"]["window_days"])

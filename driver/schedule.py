@@ -1,8 +1,8 @@
 """Keep the dataset current by itself: scheduled workflow runs, overlap safety, freshness.
 
-    python -m feeder.schedule run    --config config.yaml   # one locked workflow run
-    python -m feeder.schedule loop   --config config.yaml   # daily after midnight UTC + repair runs
-    python -m feeder.schedule status --config config.yaml   # is the dataset fresh?
+    python -m driver.schedule run    --config config.yaml   # one locked workflow run
+    python -m driver.schedule loop   --config config.yaml   # daily after midnight UTC + repair runs
+    python -m driver.schedule status --config config.yaml   # is the dataset fresh?
 
 Why a lock of our own: two overlapping runs would both try to build the same days, and
 Snakemake's answer ("Directory cannot be locked...") reads like a crash. Every scheduled run
@@ -39,11 +39,12 @@ from typing import Any
 
 from feeder.atomic import write_json
 from feeder.config import ConfigError, build_days, last_complete_day, load_config
+from feeder.locks import is_snakemake, process_argv
 from feeder.logs import setup_logging
 
-log = logging.getLogger("feeder.schedule")
+log = logging.getLogger("driver.schedule")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent  # the checkout whose Snakefile the scheduler runs
 LOCK_NAME = ".workflow.lock"
 STATUS_NAME = "build-status.json"
 EXIT_SKIPPED = 0  # a skipped overlapping run is not a failure for cron/supervisord
@@ -143,7 +144,7 @@ def run_once(config_path: Path, *, on_overlap: str | None = None, extra: list[st
                 write_status(work, {"last_failure": _now().isoformat(timespec="seconds"),
                                     "last_failure_exit_code": 1, "last_failure_reason": problem})
                 log.error("workflow run ended without error after %.0fs, but %s. Recorded as a failure; run "
-                          "`python -m feeder.schedule run` again and check the qlib and publish_qlib logs in %s.",
+                          "`python -m driver.schedule run` again and check the qlib and publish_qlib logs in %s.",
                           duration, problem, work / "logs")
                 return 1
             write_status(work, {"last_failure": _now().isoformat(timespec="seconds"),
@@ -192,14 +193,19 @@ def _first_and_last_line(path: Path) -> tuple[str, str]:
 
 
 def snakemake_running_in(directory: Path) -> list[int]:
-    """Pids of live Snakemake processes whose working directory is ``directory`` (Linux /proc)."""
+    """Pids of live Snakemake processes whose working directory is ``directory`` (Linux /proc).
+
+    Only Snakemake itself counts (:func:`feeder.locks.is_snakemake`): the jobs of a killed run,
+    whose command lines name ``.snakemake/scripts/...``, do not keep its lock alive (they stop by
+    themselves once their Snakemake is gone, and the per-day locks keep a new run's jobs off
+    their days until then).
+    """
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if not any(b"snakemake" in part for part in cmdline[:3]):
+            if not is_snakemake(process_argv(int(proc.name))):
                 continue
             if Path(os.readlink(proc / "cwd")).resolve() == directory.resolve():
                 pids.append(int(proc.name))
@@ -247,7 +253,7 @@ def freshness(config: dict[str, Any], status: dict[str, Any], *, now: dt.datetim
     expected = last_complete_day(now, int(config.get("grace_minutes", 15)))
     covered = status.get("covered_through")
     if not covered:
-        return False, "STALE: no successful build recorded yet (run `python -m feeder.schedule run`)."
+        return False, "STALE: no successful build recorded yet (run `python -m driver.schedule run`)."
     covered_day = dt.date.fromisoformat(covered)
     data_end = dt.datetime.combine(covered_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     age = now - data_end
@@ -303,7 +309,7 @@ def loop(config_path: Path, *, workdir: Path | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m feeder.schedule", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m driver.schedule", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "loop", "status"])
     parser.add_argument("--config", type=Path, default=Path("config.yaml"))
