@@ -26,7 +26,7 @@ rule daily_metrics:
     log:
         f"{LOGS}/daily_metrics/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/rest.yaml"
     script:
         "../scripts/daily_metrics.py"
 
@@ -46,6 +46,6 @@ checkpoint universe:
     log:
         f"{LOGS}/universe/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/universe.py"
