@@ -1,6 +1,6 @@
 """Seeded standard workload: N symbols x D days of 1m candles as sealed WebSocket shards.
 
-Written through the project's own shard writer (feeder.shards.ShardWriter) with a simulated
+Written through the project's own shard writer (collector.writer.ShardWriter) with a simulated
 receipt clock, so the benchmark measures the real pipeline on real-format input. Candle values
 come from the simulator's market model (okxsim.Market), the same world the simulator serves over
 REST, so the workflow's universe and backfill steps see a consistent exchange. A share of lines
@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from collector.writer import ShardWriter
 from feeder.records import encode_record
-from feeder.shards import ShardWriter
 from okxsim import Market
 
 MINUTE_MS = 60_000

@@ -3,7 +3,7 @@
 Lifecycle (why each step is where it is):
 
 1. **Recover** every ``.jsonl.open`` left by a dead collector before writing anything, so the
-   raw layer is consistent whatever happened last time (``feeder.shards.recover``).
+   raw layer is consistent whatever happened last time (``collector.recovery.recover``).
 2. **REST, once**: instruments (for cryptofeed's symbol table and the universe filters) and,
    without a universe file, the live ranking of ``universe.rank_by`` (tickers or funding rates).
    Done before the event loop starts; cryptofeed's own blocking REST calls are avoided by
@@ -16,7 +16,7 @@ Lifecycle (why each step is where it is):
    with exit code 3 and a message saying what to do (sealed shards are untouched; the open
    ones are cut back to complete lines and sealed); the supervisor restarts it.
 
-Before anything is written, the raw directory is test-written (:func:`feeder.shards.probe_writable`);
+Before anything is written, the raw directory is test-written (:func:`collector.writer.probe_writable`);
 while that fails (disk still full) the collector waits and retries instead of exiting, so a
 supervisor does not crash-loop it, and it resumes by itself when space returns. Metrics are
 served from the first moment, so ``python -m collector status`` can say what is wrong.
@@ -52,12 +52,13 @@ from cryptofeed import FeedHandler
 
 from feeder.logs import setup_logging as feeder_setup_logging
 from feeder.rest import OkxRestClient
-from feeder.shards import RecoveryReport, ShardWriteError, ShardWriter, probe_writable, recover
+from feeder.shards import ShardWriteError
 
 from collector.capture import RawCapture
 from collector.clock import ExchangeClock, LocalClock, ReceiptClock, choose_clock
 from collector.metrics import Metrics
 from collector.okx_feed import OkxFeed
+from collector.recovery import RecoveryReport, recover
 from collector.s3 import DRAIN_TIMEOUT_S, ShardUploader
 from collector.settings import CHANNEL_MAP, CollectorSettings, ConfigError, load_settings
 from collector.universe import (
@@ -68,6 +69,7 @@ from collector.universe import (
     std_symbol,
     universe_members,
 )
+from collector.writer import ShardWriter, probe_writable
 
 log = logging.getLogger("collector")
 

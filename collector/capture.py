@@ -37,9 +37,10 @@ from feeder.records import (
     Reject,
     records_from_text,
 )
-from feeder.shards import ShardWriteError, ShardWriter
+from feeder.shards import ShardWriteError
 
 from collector.clock import ReceiptClock
+from collector.writer import ShardWriter
 
 log = logging.getLogger(__name__)
 

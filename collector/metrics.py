@@ -1,7 +1,7 @@
 """Prometheus metrics of the collector (``collector.metrics_host``/``metrics_port``).
 
 The hot path (every frame, every record) only bumps plain Python counters kept by the
-objects that own them (:class:`collector.capture.RawCapture`, :class:`feeder.shards.ShardWriter`,
+objects that own them (:class:`collector.capture.RawCapture`, :class:`collector.writer.ShardWriter`,
 :class:`collector.okx_feed.OkxFeed`); this module turns them into metric families when
 Prometheus scrapes (a custom collector). A labelled ``prometheus_client.Counter`` costs a few
 microseconds per call, which at 20,000 messages/s would be a noticeable share of the budget.
@@ -57,7 +57,7 @@ class Metrics:
         self.app = app
 
     def observe_io(self, op: str, seconds: float, _nbytes: int) -> None:
-        """:class:`feeder.shards.ShardWriter` ``on_io`` hook."""
+        """:class:`collector.writer.ShardWriter` ``on_io`` hook."""
         (self._flush if op == "flush" else self._seal).observe(seconds)
 
     def serve(self, host: str, port: int) -> bool:

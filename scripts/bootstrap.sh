@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install the pinned
-# dependencies into it. Idempotent: a second run with nothing changed takes a few seconds.
+# dependencies into it: every role (".[test]": collector, workflow, research, simulator, test
+# tools; pyproject.toml lists them). Idempotent: a second run with nothing changed takes a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -14,9 +15,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing pinned dependencies (first run: about 2 minutes)"
+  echo "bootstrap: installing pinned dependencies (first run: about 3 minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  # Every pinned package (constraints.txt) as a wheel in .venv/wheelhouse, fetched once; the
+  # install below and tests/test_install_roles.py (a fresh venv per role) install from it offline.
+  .venv/bin/python -m pip wheel --quiet -w .venv/wheelhouse -r constraints.txt "setuptools>=68"
+  .venv/bin/python -m pip install --quiet --no-index --find-links .venv/wheelhouse -c constraints.txt -e ".[test]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -38,6 +38,7 @@ from collector.metrics import Metrics
 from collector.s3 import JOURNAL_NAME, ShardUploader
 from collector.settings import S3Settings, load_settings
 from collector.status import EXIT_HEALTHY, Scrape, assess
+from collector.writer import ShardWriter
 from feeder import shards as S
 from feeder.config import ConfigError, check_config
 from harness.processes import PYTHON, REPO, simulator, write_config
@@ -81,7 +82,7 @@ class HandShards:
 
     def __init__(self, raw: Path) -> None:
         self.now = T0 / 1000
-        self.writer = S.ShardWriter(raw, clock=lambda: self.now, seal_grace_s=0)
+        self.writer = ShardWriter(raw, clock=lambda: self.now, seal_grace_s=0)
 
     def write(self, channel: str, hour: int, n: int = 3, pad: int = 40) -> None:
         for i in range(n):

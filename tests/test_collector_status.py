@@ -23,7 +23,9 @@ from prometheus_client import generate_latest
 from collector.capture import RawCapture
 from collector.clock import LocalClock
 from collector.metrics import Metrics
+from collector.recovery import RecoveredShard, RecoveryReport
 from collector.status import EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE, Scrape, assess
+from collector.writer import ShardWriter
 from feeder import shards as S
 from harness.processes import PYTHON, REPO, simulator, write_config
 
@@ -31,12 +33,12 @@ T0 = 1_709_589_600_000
 
 
 def fake_app(tmp_path: Path, **overrides):
-    writer = S.ShardWriter(tmp_path / "raw", clock=lambda: T0 / 1000)
+    writer = ShardWriter(tmp_path / "raw", clock=lambda: T0 / 1000)
     capture = RawCapture(writer, clock=LocalClock(), channels=["candle1m", "open-interest"])
     feed = SimpleNamespace(connects={"business": 2, "public": 1}, reconnects={"business": 1},
                            connection_states=lambda: {"business": True, "public": True})
     app = SimpleNamespace(clock=LocalClock(), phase="running", writer=writer, disk_problem=None,
-                          recovery=S.RecoveryReport(), capture=capture, feed=feed, retired_connects={},
+                          recovery=RecoveryReport(), capture=capture, feed=feed, retired_connects={},
                           retired_reconnects={}, selection=SimpleNamespace(instruments=("BTC-USDT-SWAP",
                                                                                         "ETH-USDT-SWAP")),
                           universe_switches=0)
@@ -66,7 +68,7 @@ def test_metrics_count_messages_ages_reconnects_and_recovery(tmp_path: Path) -> 
     cap('{"arg":{"channel":"candle1m","instId":', "c1", "wss://x/ws/v5/business", now)   # malformed
     cap('{"arg":{"channel":"candle1m","instId":"BTC-USDT-SWAP"},"data":[["1"]],"extra":{"new":1}}', "c1", "a", now)
     app.writer.tick()
-    app.recovery.sealed.append(S.RecoveredShard(tmp_path / "x.jsonl", 10, 1, 7))
+    app.recovery.sealed.append(RecoveredShard(tmp_path / "x.jsonl", 10, 1, 7))
     s = scrape(metrics)
     assert s.value("collector_messages_total", channel="candle1m") == 2
     assert s.value("collector_records_written_total", channel="candle1m") == 1
@@ -93,7 +95,7 @@ def test_metrics_count_messages_ages_reconnects_and_recovery(tmp_path: Path) -> 
 def test_write_latency_histogram_is_fed_by_the_writer(tmp_path: Path) -> None:
     metrics = Metrics(enabled=False)
     clock = [T0 / 1000]
-    w = S.ShardWriter(tmp_path, clock=lambda: clock[0], on_io=metrics.observe_io, seal_grace_s=0)
+    w = ShardWriter(tmp_path, clock=lambda: clock[0], on_io=metrics.observe_io, seal_grace_s=0)
     w.write_line("trades", T0, b'{"v":1}\n')
     w.flush()
     clock[0] += 3600

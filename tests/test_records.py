@@ -9,8 +9,7 @@ import pytest
 
 from feeder import records as R
 
-_LOCAL = Path(__file__).parent / "fixtures" / "okx-samples"
-SAMPLES = _LOCAL if (_LOCAL / "ws_candle1m.jsonl").exists() else Path("/work/shared/reference/okx-samples")
+SAMPLES = Path(__file__).parent / "fixtures" / "okx-samples"
 RECV = 1_700_000_000_123
 
 

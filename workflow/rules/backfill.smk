@@ -30,6 +30,6 @@ rule backfill:
     log:
         f"{LOGS}/backfill/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/rest.yaml"
     script:
         "../scripts/backfill.py"

@@ -26,6 +26,6 @@ rule clean:
     log:
         f"{LOGS}/clean/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/clean.py"

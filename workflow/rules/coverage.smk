@@ -14,6 +14,6 @@ rule coverage:
     log:
         f"{LOGS}/coverage.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/coverage.py"

@@ -28,7 +28,7 @@ rule funding_history:
     log:
         f"{LOGS}/funding_history/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/rest.yaml"
     script:
         "../scripts/funding_history.py"
 
@@ -49,7 +49,7 @@ rule clean_funding_oi:
     log:
         f"{LOGS}/clean_funding_oi/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/clean_funding_oi.py"
 
@@ -70,6 +70,6 @@ if TRADES_COLLECTED:
         log:
             f"{LOGS}/clean_trades/{{day}}.log",
         conda:
-            "../../envs/feeder.yaml"
+            "../../envs/transform.yaml"
         script:
             "../scripts/clean_trades.py"

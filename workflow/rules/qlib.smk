@@ -23,7 +23,7 @@ rule qlib:
     log:
         f"{LOGS}/qlib.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/qlib_export.py"
 
@@ -55,6 +55,6 @@ rule publish_qlib:
     log:
         f"{LOGS}/publish_qlib.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/publish_qlib.py"

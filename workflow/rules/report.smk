@@ -31,6 +31,6 @@ rule quality_report:
     log:
         f"{LOGS}/quality_report.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/report.yaml"
     script:
         "../scripts/report.py"

@@ -24,6 +24,6 @@ rule resample:
     log:
         f"{LOGS}/resample/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/resample.py"

@@ -28,7 +28,7 @@ rule daily_metrics:
     log:
         f"{LOGS}/daily_metrics/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/rest.yaml"
     script:
         "../scripts/daily_metrics.py"
 
@@ -48,6 +48,6 @@ checkpoint universe:
     log:
         f"{LOGS}/universe/{{day}}.log",
     conda:
-        "../../envs/feeder.yaml"
+        "../../envs/transform.yaml"
     script:
         "../scripts/universe.py"

@@ -1,24 +1,21 @@
 """Fetch the day's missing 1m bars from OKX REST -> a rest shard. Logic: feeder.backfill."""
 import datetime as dt
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
+from feeder.backfill import run_backfill
+from feeder.locks import hold_day_lock
+from feeder.logs import setup_logging
 
-from feeder.backfill import run_backfill  # noqa: E402
-from feeder.locks import hold_day_lock  # noqa: E402
-from feeder.logs import setup_logging  # noqa: E402
-
-setup_logging(snakemake.log[0])  # noqa: F821
+setup_logging(snakemake.log[0])
 # one job per rule and day at a time, across runs (feeder.locks); held until this process exits
-hold_day_lock(work_dir=snakemake.config["paths"]["work"], job=snakemake.rule, day=snakemake.wildcards.day)  # noqa: F821
+hold_day_lock(work_dir=snakemake.config["paths"]["work"], job=snakemake.rule, day=snakemake.wildcards.day)
 run_backfill(
-    exchange=snakemake.params.exchange,  # noqa: F821
-    day=dt.date.fromisoformat(snakemake.wildcards.day),  # noqa: F821
-    universe_path=Path(snakemake.input.universe),  # noqa: F821
-    stream_shards=[Path(p) for p in snakemake.input.stream],  # noqa: F821
-    out_path=Path(snakemake.output.shard),  # noqa: F821
-    summary_path=Path(snakemake.output.summary),  # noqa: F821
-    spike_factor=float(snakemake.params.spike_factor),  # noqa: F821
-    recheck_absent=bool(snakemake.params.recheck_absent),  # noqa: F821
+    exchange=snakemake.params.exchange,
+    day=dt.date.fromisoformat(snakemake.wildcards.day),
+    universe_path=Path(snakemake.input.universe),
+    stream_shards=[Path(p) for p in snakemake.input.stream],
+    out_path=Path(snakemake.output.shard),
+    summary_path=Path(snakemake.output.summary),
+    spike_factor=float(snakemake.params.spike_factor),
+    recheck_absent=bool(snakemake.params.recheck_absent),
 )

@@ -4,20 +4,18 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821  (repo root: import feeder)
-
-from feeder.logs import setup_logging  # noqa: E402
-from feeder.publish import (  # noqa: E402
+from feeder.logs import setup_logging
+from feeder.publish import (
     PublishRefusedError,
     check_summary_matches,
     publish_dataset,
     write_manifest,
 )
 
-setup_logging(snakemake.log[0])  # noqa: F821
-params = snakemake.params  # noqa: F821
+setup_logging(snakemake.log[0])
+params = snakemake.params
 qlib_dir = Path(params.qlib_dir)
-summary = json.loads(Path(snakemake.input.summary).read_text())  # noqa: F821
+summary = json.loads(Path(snakemake.input.summary).read_text())
 check_summary_matches(summary, days=params.days, freqs=params.freqs, market=params.market)
 try:
     # .snakemake_timestamp: Snakemake's marker in directory outputs, not part of the dataset
@@ -27,5 +25,5 @@ except PublishRefusedError as exc:  # a refusal is the user's to resolve: the me
     sys.exit(1)
 request = {"first_day": min(params.days), "last_day": max(params.days), "n_days": len(params.days),
            "freqs": list(params.freqs), "market": params.market, "fields": list(params.fields)}
-write_manifest(Path(snakemake.output[0]), qlib_dir=qlib_dir, version=version, summary=summary,  # noqa: F821
+write_manifest(Path(snakemake.output[0]), qlib_dir=qlib_dir, version=version, summary=summary,
                request=request)

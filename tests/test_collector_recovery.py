@@ -1,0 +1,163 @@
+"""collector.recovery: sealing the .jsonl.open shards a dead writer left (and a real SIGKILL)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.recovery import recover
+from collector.writer import ShardWriter
+from feeder import shards as S
+from feeder.records import encode_record
+
+T0 = 1_709_589_600_000  # 2024-03-04T22:00:00Z
+
+
+class FakeClock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+def rec(recv_ts: int, *, channel: str = "candle1m", inst: str = "BTC-USDT-SWAP", n: int = 0) -> dict:
+    return {"v": 1, "source": "ws", "channel": channel, "inst": inst, "ts": recv_ts - recv_ts % 60_000,
+            "recv_ts": recv_ts, "data": [str(recv_ts), str(n), "1", "1", "1", "1", "1", "1", "1"]}
+
+
+def digest(paths: list[Path]) -> dict[Path, tuple[str, int]]:
+    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in paths}
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _open_shard(root: Path, name: str, content: bytes, hour: str = "22") -> Path:
+    d = root / "ws" / "candle1m" / "2024-03-04" / hour
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    p.write_bytes(content)
+    return p
+
+
+def test_recover_cuts_partial_last_line_and_seals(tmp_path: Path) -> None:
+    good = encode_record(rec(T0 + 1)) + encode_record(rec(T0 + 2))
+    p = _open_shard(tmp_path, "100-1.jsonl.open", good + b'{"v":1,"source":"ws","chan')
+    report = recover(tmp_path)
+    final = p.with_name("100-1.jsonl")
+    assert not p.exists() and final.read_bytes() == good
+    [r] = report.sealed
+    assert (r.path, r.cut_lines, r.kept_bytes) == (final, 1, len(good))
+    assert report.cut_lines == 1 and report.cut_bytes == len(b'{"v":1,"source":"ws","chan')
+    assert "cut 1 partial line" in report.summary()
+
+
+def test_recover_cuts_complete_but_invalid_last_line(tmp_path: Path) -> None:
+    good = encode_record(rec(T0 + 1))
+    p = _open_shard(tmp_path, "100-1.jsonl.open", good + b"\x00\x00\x00\n")
+    report = recover(tmp_path)
+    assert p.with_name("100-1.jsonl").read_bytes() == good and report.cut_lines == 1
+
+
+def test_recover_keeps_clean_file_whole_and_removes_empty(tmp_path: Path) -> None:
+    good = encode_record(rec(T0 + 1))
+    clean = _open_shard(tmp_path, "100-1.jsonl.open", good)
+    empty = _open_shard(tmp_path, "100-2.jsonl.open", b"")
+    only_partial = _open_shard(tmp_path, "100-3.jsonl.open", b'{"v":1', hour="23")
+    report = recover(tmp_path)
+    assert clean.with_name("100-1.jsonl").read_bytes() == good
+    assert report.cut_lines == 1
+    assert set(report.removed_empty) == {empty, only_partial}
+    assert not list(tmp_path.rglob("*.open"))
+
+
+def test_recover_never_touches_sealed_files_or_live_writers(tmp_path: Path) -> None:
+    sealed = _open_shard(tmp_path, "100-1.jsonl", encode_record(rec(T0)) + b"garbage-without-newline")
+    conflict_open = _open_shard(tmp_path, "100-1.jsonl.open", encode_record(rec(T0 + 5)))
+    live = ShardWriter(tmp_path, clock=FakeClock(T0 + 10))
+    live.write(rec(T0 + 10))
+    live.flush()
+    before = digest([sealed])
+    report = recover(tmp_path)
+    assert digest([sealed]) == before
+    assert report.in_use == live.open_paths
+    assert report.conflicts == [conflict_open] and conflict_open.exists()
+    assert report.sealed == []
+    live.close()
+
+
+def test_recover_on_missing_root(tmp_path: Path) -> None:
+    assert recover(tmp_path / "nope").sealed == []
+
+
+# --------------------------------------------------------------------------- real SIGKILL
+
+_CHILD = textwrap.dedent("""
+    import os, sys, time
+    from feeder.records import encode_record
+    from collector.writer import ShardWriter
+    root, torn_at = sys.argv[1], int(sys.argv[2])
+    w = ShardWriter(root, flush_interval_s=0.005, buffer_size=1000)
+    i = 0
+    while True:
+        now = int(time.time() * 1000)
+        r = {"v": 1, "source": "ws", "channel": "trades", "inst": "BTC-USDT-SWAP", "ts": now,
+             "recv_ts": now, "data": {"seq": i, "pad": "x" * (i % 97)}}
+        if i == torn_at:   # a write the kill cuts in half (what a short write looks like on disk)
+            w.flush()
+            shard = next(iter(w._open.values()))
+            line = encode_record(r)
+            os.write(shard.fd, line[: len(line) // 2])
+            print("torn", flush=True)
+            time.sleep(60)
+        w.write(r)
+        i += 1
+        if i % 50 == 0:
+            w.flush()
+            print(i, flush=True)   # every record before i is in the OS now
+""")
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["kill-while-writing", "kill-after-torn-write"])
+def test_sigkill_mid_write_loses_at_most_the_unflushed_tail(tmp_path: Path, torn: bool) -> None:
+    target = 3000
+    args = [sys.executable, "-c", _CHILD, str(tmp_path), str(target if torn else -1)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    confirmed = 0
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().strip()
+            if not line or line == "torn":
+                break
+            confirmed = int(line)
+            if not torn and confirmed >= target:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert confirmed >= target, "child did not write fast enough"
+    assert list(tmp_path.rglob("*.jsonl.open"))
+    report = recover(tmp_path)
+    assert report.cut_lines == (1 if torn else report.cut_lines) and report.cut_lines <= 1
+    assert not list(tmp_path.rglob("*.open"))
+    got = [r["data"]["seq"] for r in S.read_records(S.sealed_shards(tmp_path, "ws", "trades"))]
+    assert got == list(range(len(got)))          # in order, no gaps, no duplicates
+    assert len(got) >= confirmed                 # every flushed record survived the kill
+    if torn:
+        assert len(got) == target
+    for path in S.sealed_shards(tmp_path, "ws", "trades"):
+        data = path.read_bytes()
+        assert data.endswith(b"\n")
+        for line in data.splitlines():
+            json.loads(line)
