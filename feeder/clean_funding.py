@@ -30,10 +30,9 @@ from feeder.raw import (
     cleaning_stats,
     deduplicate_by_key,
     raw_schema,
-    read_raw_records,
     reason_counts,
+    run_cleaning_job,
     typed_records,
-    write_cleaned,
 )
 from feeder.registry import DAY_MS, day_start_ms
 
@@ -223,15 +222,13 @@ def clean_funding_day(
     *, shard_paths: Sequence[Path], day: dt.date, out_path: Path, quality_path: Path
 ) -> dict[str, Any]:
     """Clean ``day``'s settled funding rates (REST history shard + WebSocket shards) → Parquet."""
-    paths = sorted(dict.fromkeys(Path(p) for p in shard_paths))
-    records, malformed = read_raw_records(paths, FUNDING_RAW_SCHEMA)
-    kept, stats = settled_funding(records, day)
-    quality = {"files": len(paths), "malformed_lines": malformed, **stats}
-    write_cleaned(kept, out_path=out_path, quality=quality, quality_path=quality_path)
+    stats = run_cleaning_job(shard_paths=shard_paths, schema=FUNDING_RAW_SCHEMA,
+                             clean=lambda records: settled_funding(records, day),
+                             out_path=out_path, quality_path=quality_path)
     log.info("funding %s: %d files, %d rows read, %d settlements kept (%s), %d duplicates, %d conflicts, rejected %s",
-             day, len(paths), stats["rows_read"], stats["kept"], stats.get("kept_by_source"), stats["duplicates"],
+             day, stats["files"], stats["rows_read"], stats["kept"], stats.get("kept_by_source"), stats["duplicates"],
              stats["conflicts"], {k: v for k, v in stats["rejected"].items() if v})  # fmt: skip
-    return quality
+    return stats
 
 
 def read_funding(path: Path | None) -> pl.DataFrame:

@@ -29,7 +29,13 @@ from typing import Any
 import polars as pl
 
 from feeder.okx import TRADE_REJECT_REASONS, parse_trades
-from feeder.raw import cleaning_stats, deduplicate_by_key, raw_schema, read_raw_records, reason_counts, write_cleaned
+from feeder.raw import (
+    cleaning_stats,
+    deduplicate_by_key,
+    raw_schema,
+    reason_counts,
+    run_cleaning_job,
+)
 from feeder.registry import DAY_MS, MINUTE_MS, day_start_ms
 
 log = logging.getLogger(__name__)
@@ -117,12 +123,11 @@ def clean_trades_day(
     *, shard_paths: Sequence[Path], day: dt.date, instruments_path: Path, out_path: Path, quality_path: Path
 ) -> dict[str, Any]:
     """Clean ``day``'s trade shards → work/trades/<day>.parquet (per-minute sums) + quality."""
-    paths = sorted(dict.fromkeys(Path(p) for p in shard_paths))
-    records, malformed = read_raw_records(paths, TRADE_RAW_SCHEMA)
-    minutes, stats = trade_minutes(records, day, pl.read_parquet(instruments_path))
-    quality = {"files": len(paths), "malformed_lines": malformed, **stats}
-    write_cleaned(minutes, out_path=out_path, quality=quality, quality_path=quality_path)
+    instruments = pl.read_parquet(instruments_path)
+    stats = run_cleaning_job(shard_paths=shard_paths, schema=TRADE_RAW_SCHEMA,
+                             clean=lambda records: trade_minutes(records, day, instruments),
+                             out_path=out_path, quality_path=quality_path)
     log.info("trades %s: %d files, %d rows read, %d trades kept in %d minutes, %d duplicates, rejected %s",
-             day, len(paths), stats["rows_read"], stats["kept"], stats["minutes"], stats["duplicates"],
+             day, stats["files"], stats["rows_read"], stats["kept"], stats["minutes"], stats["duplicates"],
              {k: v for k, v in stats["rejected"].items() if v})  # fmt: skip
-    return quality
+    return stats

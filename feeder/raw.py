@@ -11,7 +11,7 @@ exactly as cleaning does, are feeder.checks.)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "read_raw_records",
     "reason_counts",
     "typed_records",
+    "run_cleaning_job",
     "write_cleaned",
 ]
 
@@ -207,3 +208,24 @@ def write_cleaned(frame: pl.DataFrame, *, out_path: Path, quality: dict[str, Any
     """A cleaning job's two outputs: the cleaned Parquet and its quality JSON."""
     write_parquet(frame, Path(out_path))
     write_json(quality, Path(quality_path))
+
+
+def run_cleaning_job(
+    *,
+    shard_paths: Sequence[Path],
+    schema: dict[str, pl.DataType],
+    clean: Callable[[pl.DataFrame], tuple[pl.DataFrame, dict[str, Any]]],
+    out_path: Path,
+    quality_path: Path,
+) -> dict[str, Any]:
+    """The frame of every per-day cleaning job: read the shards once (each path once, in order),
+    ``clean`` the records, write the Parquet and the quality JSON; return the quality.
+
+    One function so that every channel counts files and malformed lines the same way.
+    """
+    paths = sorted(dict.fromkeys(Path(p) for p in shard_paths))
+    records, malformed = read_raw_records(paths, schema)
+    kept, stats = clean(records)
+    quality = {"files": len(paths), "malformed_lines": malformed, **stats}
+    write_cleaned(kept, out_path=out_path, quality=quality, quality_path=quality_path)
+    return quality

@@ -10,26 +10,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shard_records import T0, FakeClock, rec
 
 from collector import writer as W
 from feeder import shards as S
 from feeder.records import encode_record
 
 H = S.HOUR_MS
-T0 = 1_709_589_600_000  # 2024-03-04T22:00:00Z
-
-
-class FakeClock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> float:
-        return self.ms / 1000
-
-
-def rec(recv_ts: int, *, channel: str = "candle1m", inst: str = "BTC-USDT-SWAP", n: int = 0) -> dict:
-    return {"v": 1, "source": "ws", "channel": channel, "inst": inst, "ts": recv_ts - recv_ts % 60_000,
-            "recv_ts": recv_ts, "data": [str(recv_ts), str(n), "1", "1", "1", "1", "1", "1", "1"]}
 
 
 def all_files(root: Path) -> list[Path]:

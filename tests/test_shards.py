@@ -9,16 +9,11 @@ import errno
 from pathlib import Path
 
 import pytest
+from shard_records import T0, rec
 
 from feeder import shards as S
 
 H = S.HOUR_MS
-T0 = 1_709_589_600_000  # 2024-03-04T22:00:00Z
-
-
-def rec(recv_ts: int, *, channel: str = "candle1m", inst: str = "BTC-USDT-SWAP", n: int = 0) -> dict:
-    return {"v": 1, "source": "ws", "channel": channel, "inst": inst, "ts": recv_ts - recv_ts % 60_000,
-            "recv_ts": recv_ts, "data": [str(recv_ts), str(n), "1", "1", "1", "1", "1", "1", "1"]}
 
 
 # --------------------------------------------------------------------------- atomic shards
