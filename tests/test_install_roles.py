@@ -322,6 +322,11 @@ def test_a_venv_with_only_the_collector_extra_runs_the_collector_and_its_tests(t
         away.mkdir()
         helped = _run([python, "-m", "collector", "--help"], cwd=away)
         assert "--config" in helped.stdout
+        # the config check the collector runs at start-up works from the wheel alone (the schema ships inside it)
+        checked = _run([python, "-c", "import sys; from feeder.config import load_config; "
+                                      "print(load_config(sys.argv[1])['universe']['size'])", str(src / "config.yaml")],
+                       cwd=away)
+        assert checked.stdout.split() == ["50"], checked.stdout
         where = _run([python, "-c", "import collector, feeder; print(collector.__file__, feeder.__file__)"], cwd=away)
         assert all("site-packages" in p for p in where.stdout.split()), where.stdout
         listed = _run([python, "-c", "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] "
