@@ -32,18 +32,12 @@ from feeder.checks import DEFAULT_SPIKE_FACTOR, VALUE_COLUMNS, stream_suspects, 
 from feeder.identifiers import inst_path_stem, is_inst_id
 from feeder.raw import read_raw_records
 from feeder.records import records_from_rest
-from feeder.registry import DAY_MS, MINUTE_MS
+from feeder.registry import MINUTE_MS, day_bounds_ms
 from feeder.rest import (UNKNOWN_INSTRUMENT, OkxApiError, OkxEmptyAnswerError, OkxRestClient, OkxUnavailableError,
                          OkxUnreachableError)
 from feeder.shards import read_records, write_shard_atomically
 
 log = logging.getLogger(__name__)
-
-
-def day_bounds_ms(day: dt.date) -> tuple[int, int]:
-    """[start, end) of a UTC day in epoch milliseconds."""
-    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
-    return start, start + DAY_MS
 
 
 def streamed_minutes(

@@ -21,7 +21,7 @@ import datetime as dt
 import polars as pl
 
 from feeder.okx import CANDLE_REJECT_REASONS, parse_candles
-from feeder.registry import DAY_MS, MINUTE_MS, day_start_ms
+from feeder.registry import MINUTE_MS, day_bounds_ms
 
 __all__ = [
     "CANDLE_CHANNEL",
@@ -57,11 +57,6 @@ MIN_WINDOW_BARS = 5
 MIN_RANGE_FRACTION = 1e-3
 
 
-def _day_bounds_ms(day: dt.date) -> tuple[int, int]:
-    start = day_start_ms(day)
-    return start, start + DAY_MS
-
-
 def validate_candles(records: pl.DataFrame, *, day: dt.date) -> pl.DataFrame:
     """Type raw candle records of ``day``; one row per record, ``reject`` null for a usable bar.
 
@@ -72,7 +67,7 @@ def validate_candles(records: pl.DataFrame, *, day: dt.date) -> pl.DataFrame:
     A bar of another day is reported as ``outside_day`` even if it is also invalid, so day D's
     reasons describe day D's data only.
     """
-    start_ms, end_ms = _day_bounds_ms(day)
+    start_ms, end_ms = day_bounds_ms(day)
     parsed = parse_candles(records)
     ts_ms = pl.col("ts").cast(pl.Int64)
     has_ts = pl.col("ts").is_not_null()

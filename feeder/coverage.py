@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_atomically, write_parquet
-from feeder.registry import DAY_MS, MINUTE_MS
+from feeder.registry import DAY_MS, MINUTE_MS, day_start_ms
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ COVERAGE_SCHEMA = {
     "from_rest": pl.Int32, "missing": pl.Int32, "missing_exchange_none": pl.Int32,
     "missing_unknown_to_exchange": pl.Int32, "missing_fetch_failed": pl.Int32, "missing_not_attempted": pl.Int32,
 }
-
-
-def _day_start_ms(day: dt.date) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
 def coverage_day(
@@ -54,7 +50,7 @@ def coverage_day(
 ) -> pl.DataFrame:
     """Pure core: ``bars`` has (inst, ts Datetime[ms], source) of the day's cleaned 1m bars;
     ``unknown`` the instruments OKX no longer knows, ``failed`` those whose fetch failed."""
-    start = _day_start_ms(day)
+    start = day_start_ms(day)
     insts = sorted(set(members) | set(bars["inst"].unique().to_list()))
     if not insts:
         return pl.DataFrame(schema=COVERAGE_SCHEMA)

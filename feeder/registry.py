@@ -65,6 +65,12 @@ def day_start_ms(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days * DAY_MS
 
 
+def day_bounds_ms(day: dt.date) -> tuple[int, int]:
+    """[start, end) of a UTC day in epoch milliseconds."""
+    start = day_start_ms(day)
+    return start, start + DAY_MS
+
+
 # --------------------------------------------------------------------------------------------
 # Fields
 # --------------------------------------------------------------------------------------------

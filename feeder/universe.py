@@ -33,7 +33,7 @@ import polars as pl
 
 from feeder.atomic import write_parquet
 from feeder.identifiers import inst_path_stem, split_inst_ids
-from feeder.registry import DAY_MS
+from feeder.registry import DAY_MS, day_start_ms
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def listed_on(instruments: pl.DataFrame, day: dt.date) -> list[str]:
     announces in ``expTime`` days ahead. An instrument that vanished from our snapshots without
     an ``expTime`` is taken as delisted the day after it was last seen.
     """
-    start = _day_ms(day)
+    start = day_start_ms(day)
     end = start + DAY_MS
     list_ms = pl.col("listTime").cast(pl.Int64, strict=False)
     exp_ms = pl.col("expTime").cast(pl.Int64, strict=False)
@@ -321,8 +321,8 @@ def fetch_daily_metrics(
             if covered is None or covered < day:
                 lo = history_start if covered is None else covered + dt.timedelta(days=1)
                 try:
-                    new = ranking.daily_history(client, inst, start_ms=_day_ms(lo),
-                                                end_ms=_day_ms(newest_complete + dt.timedelta(days=1)))
+                    new = ranking.daily_history(client, inst, start_ms=day_start_ms(lo),
+                                                end_ms=day_start_ms(newest_complete + dt.timedelta(days=1)))
                 except OkxApiError as exc:
                     log.warning("daily metrics: skipping %s: %s", inst, exc)
                     continue
@@ -467,5 +467,3 @@ def read_memberships(paths: list[Path]) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def _day_ms(day: dt.date) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
