@@ -51,6 +51,7 @@ RATE_LIMITS: dict[str, tuple[int, float]] = {
     "/api/v5/public/funding-rate-history": (10, 2.0),
     "/api/v5/public/open-interest": (20, 2.0),
     "/api/v5/public/time": (10, 2.0),
+    "/api/v5/public/market-data-history": (5, 2.0),
 }
 _DEFAULT_LIMIT = (10, 2.0)
 
