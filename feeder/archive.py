@@ -249,8 +249,7 @@ def list_candle_files(client: OkxRestClient, *, inst_type: str, first: dt.date, 
     for lo, hi in _day_runs(daily_days):
         found += _list_range(client, inst_type=inst_type, aggregation=DAILY, lo=lo, hi=hi, names=wanted)
     cache = ListingCache(Path(cache_dir) / "listings", inst_type=inst_type)
-    for month in monthly:
-        found += _list_published_month(client, cache, inst_type=inst_type, month=month, names=wanted)
+    found += _list_published_months(client, cache, inst_type=inst_type, months=monthly, names=wanted)
     return _unique(found)
 
 
@@ -445,48 +444,62 @@ class ListingCache:
                        path)
 
 
-def _list_published_month(client: OkxRestClient, cache: ListingCache, *, inst_type: str, month: dt.date,
-                           names: list[str] | None) -> list[ArchiveFile]:
-    """The files of one fully published month: from the cache, else listed monthly (then cached)."""
-    cached = cache.load(month)
-    known: dict[str, list[ArchiveFile]] = cached["names"]
-    if names is None:
-        if not cached["any"]:
-            known = _discover_month(client, cache, inst_type=inst_type, month=month, known=known)
-        return [f for files in known.values() for f in files]
-    todo = [n for n in names if n not in known and not cached["any"]]
-    if todo:
-        listed = _list_range(client, inst_type=inst_type, aggregation=MONTHLY, lo=month, hi=month, names=todo)
-        fresh: dict[str, list[ArchiveFile]] = {n: [] for n in todo}
-        for file in listed:
-            fresh[_name_of(file)].append(file)
-        cache.merge(month, names=fresh, complete=False)
-        known = {**known, **fresh}
-    return [f for n in names for f in known.get(n, [])]
+def _list_published_months(client: OkxRestClient, cache: ListingCache, *, inst_type: str, months: list[dt.date],
+                            names: list[str] | None) -> list[ArchiveFile]:
+    """The files of fully published months: from the cache, else listed monthly (then cached).
 
-
-def _discover_month(client: OkxRestClient, cache: ListingCache, *, inst_type: str, month: dt.date,
-                    known: dict[str, list[ArchiveFile]]) -> dict[str, list[ArchiveFile]]:
-    """Every instrument's files of a published month, for ``names=None``.
-
-    ``ANY`` works with daily listings only: the month is listed daily to learn its names, then
-    monthly in batches of 10 for the names not cached yet. A name with daily files but no monthly
-    file keeps its daily files, which the daily listing has already given.
+    Uncached names are listed for up to 20 consecutive months per request. For ``names=None``
+    each month's names are first discovered with daily ``ANY`` listings (``ANY`` works with daily
+    listings only); a name with daily files but no monthly file keeps its daily files, which that
+    listing has already given.
     """
+    loaded = {m: cache.load(m) for m in months}
+    known = {m: dict(loaded[m]["names"]) for m in months}
+    daily: dict[dt.date, dict[str, list[ArchiveFile]]] = {}
+    if names is None:
+        for month in (m for m in months if not loaded[m]["any"]):
+            daily[month] = _discover_month(client, inst_type=inst_type, month=month)
+        todo = {m: [n for n in sorted(daily[m]) if n not in known[m]] for m in daily}
+    else:
+        todo = {m: [n for n in names if n not in known[m]] for m in months if not loaded[m]["any"]}
+    fresh: dict[dt.date, dict[str, list[ArchiveFile]]] = {m: {n: [] for n in todo[m]} for m in todo}
+    for chunk in _month_runs([m for m in months if todo.get(m)]):
+        union = sorted({n for m in chunk for n in todo[m]})
+        for file in _list_range(client, inst_type=inst_type, aggregation=MONTHLY, lo=chunk[0], hi=chunk[-1],
+                                names=union):
+            entry = fresh.get(dt.date.fromisoformat(file.period + "-01"), {})
+            if _name_of(file) in entry:
+                entry[_name_of(file)].append(file)
+    for month, entries in fresh.items():
+        for name, files in entries.items():
+            monthly_insts = {f.inst for f in files}
+            files += [f for f in daily.get(month, {}).get(name, []) if f.inst not in monthly_insts]
+        cache.merge(month, names=entries, complete=names is None)
+        known[month].update(entries)
+    if names is None:
+        return [f for m in months for files in known[m].values() for f in files]
+    return [f for m in months for n in names for f in known[m].get(n, [])]
+
+
+def _month_runs(months: Sequence[dt.date]) -> list[list[dt.date]]:
+    """Consecutive months grouped into runs of at most MAX_MONTHS_PER_REQUEST (the listing's limit)."""
+    runs: list[list[dt.date]] = []
+    for month in months:
+        if runs and month == _next_month(runs[-1][-1]) and len(runs[-1]) < MAX_MONTHS_PER_REQUEST:
+            runs[-1].append(month)
+        else:
+            runs.append([month])
+    return runs
+
+
+def _discover_month(client: OkxRestClient, *, inst_type: str, month: dt.date) -> dict[str, list[ArchiveFile]]:
+    """Every name with daily files in ``month`` (a daily ``ANY`` listing), with those files."""
     days = _days(month, _next_month(month) - dt.timedelta(days=1))
     daily: dict[str, list[ArchiveFile]] = {}
     for lo, hi in _day_runs(days):
         for file in _list_range(client, inst_type=inst_type, aggregation=DAILY, lo=lo, hi=hi, names=None):
             daily.setdefault(_name_of(file), []).append(file)
-    todo = [n for n in sorted(daily) if n not in known]
-    fresh: dict[str, list[ArchiveFile]] = {n: [] for n in todo}
-    for file in _list_range(client, inst_type=inst_type, aggregation=MONTHLY, lo=month, hi=month, names=todo) if todo else []:
-        fresh[_name_of(file)].append(file)
-    for name in todo:
-        monthly_insts = {f.inst for f in fresh[name]}
-        fresh[name] += [f for f in daily[name] if f.inst not in monthly_insts]
-    cache.merge(month, names=fresh, complete=True)
-    return {**known, **fresh}
+    return daily
 
 
 # --------------------------------------------------------------------------- downloads

@@ -8,7 +8,7 @@ against the local simulator over 127.0.0.1 (okxsim), with the faults the real ar
 from __future__ import annotations
 
 import datetime as dt
-import io
+import threading
 import logging
 import time
 import zipfile
@@ -16,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+import okxsim
 from feeder.archive import (ARCHIVE_LISTING, CANDLE_HEADER, DAILY, MONTHLY, ArchiveFile, ArchiveFormatError,
-                            archive_minutes, archive_path, parse_listing, period_span_ms, read_candle_file,
-                            size_plausible, utc8_dates_of_utc_day)
-from feeder.rest import RATE_LIMITS
+                            ArchiveUnavailableError, archive_minutes, archive_path, download_files,
+                            list_candle_files, parse_listing, period_span_ms, read_candle_file, size_plausible,
+                            utc8_dates_of_utc_day)
+from feeder.registry import day_bounds_ms
+from feeder.rest import RATE_LIMITS, OkxRestClient
 
 ETH = "ETH-USDT-SWAP"
 HEADER = ",".join(CANDLE_HEADER)
@@ -273,4 +276,236 @@ def test_rate_limit_of_the_listing_is_okxs():
     assert RATE_LIMITS[ARCHIVE_LISTING] == (5, 2.0)
 
 
-_ = io  # (kept for the simulator tests below)
+
+# --------------------------------------------------------------------------- against the simulator
+# The simulator's clock stands at 2024-03-25 08:00 UTC+8: February 2024 is fully published (monthly
+# files), March is published daily up to 2024-03-23 (T+2). Its history starts 2024-02-20, and a
+# dozen swaps keep the archive small. The listing's real rate limit (5 per 2 s) is on.
+
+SIM_CLOCK = "2024-03-25T00:00:00Z"
+FAMILIES = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT", "DOGE-USDT", "ADA-USDT", "AVAX-USDT", "LINK-USDT",
+            "DOT-USDT", "TRX-USDT", "MATIC-USDT", "LTC-USDT"]
+BTC = "BTC-USDT-SWAP"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with okxsim.Simulator(seed=7, clock_start=SIM_CLOCK, speed=1, history_start="2024-02-20", n_swaps=12) as s:
+        yield s
+
+
+@pytest.fixture()
+def make_client(sim):
+    made: list[OkxRestClient] = []
+
+    def make(**kwargs) -> OkxRestClient:
+        kwargs.setdefault("backoff_base_s", 0.01)
+        made.append(OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+    sim.clear_faults()
+
+
+def listing_requests(sim, since: int) -> list:
+    return sim.requests("market-data-history")[since:]
+
+
+def test_listing_monthly_for_published_months_daily_for_the_rest_chunked_batched_and_cached(sim, make_client, tmp_path):
+    """Feb 2024 is published: one monthly listing per 10 families; March daily in <= 20-day chunks up
+    to the last published day; a re-run lists only March (February comes from the cache)."""
+    before = len(sim.requests("market-data-history"))
+    args = dict(inst_type="SWAP", first=dt.date(2024, 2, 1), last=dt.date(2024, 3, 31), names=FAMILIES,
+                now_ms=sim.clock.now_ms(), cache_dir=tmp_path)
+    files = list_candle_files(make_client(), **args)
+    sent = listing_requests(sim, before)
+    assert all(r.status == 200 for r in sent), "a listing request hit the exchange's limit"
+    assert sim.max_requests_per_window("market-data-history", 2.0, status=None) <= 5
+    shapes = sorted((r.params["dateAggrType"], r.params["begin"], r.params["end"], len(r.params["instFamilyList"].split(",")))
+                    for r in sent)
+    mar = {d: str(period_span_ms(aggregation=DAILY, period=f"2024-03-{d:02d}")[0]) for d in (1, 20, 21, 23)}
+    feb = str(period_span_ms(aggregation=MONTHLY, period="2024-02")[0])
+    assert shapes == sorted([("monthly", feb, feb, 10), ("monthly", feb, feb, 2),
+                             ("daily", mar[1], mar[20], 10), ("daily", mar[1], mar[20], 2),
+                             ("daily", mar[21], mar[23], 10), ("daily", mar[21], mar[23], 2)])
+    btc = [(f.aggregation, f.period) for f in files if f.inst == BTC]
+    assert btc == [("monthly", "2024-02")] + [("daily", f"2024-03-{d:02d}") for d in range(1, 24)]
+    assert {f.inst_family for f in files} <= set(FAMILIES) and len({f.inst for f in files}) >= 10
+    # the re-run: February from the cache, only March is listed again
+    again = len(sim.requests("market-data-history"))
+    assert list_candle_files(make_client(), **args) == files
+    assert {r.params["dateAggrType"] for r in listing_requests(sim, again)} == {"daily"}
+    assert len(listing_requests(sim, again)) == 4
+
+
+def test_listing_every_instrument_discovers_names_daily_then_lists_months_in_batches(sim, make_client, tmp_path):
+    before = len(sim.requests("market-data-history"))
+    files = list_candle_files(make_client(), inst_type="SWAP", first=dt.date(2024, 2, 25), last=dt.date(2024, 3, 2),
+                              names=None, now_ms=sim.clock.now_ms(), cache_dir=tmp_path)
+    sent = listing_requests(sim, before)
+    anys = [r for r in sent if r.params.get("instFamilyList") == "ANY"]
+    assert {r.params["dateAggrType"] for r in anys} == {"daily"}, "ANY is only valid with daily listings"
+    assert len(anys) == 3  # February in two <= 20-day chunks, March 1-2
+    monthly = [r for r in sent if r.params["dateAggrType"] == "monthly"]
+    assert len(monthly) == 2 and all(len(r.params["instFamilyList"].split(",")) <= 10 for r in monthly)
+    asked = {name for r in monthly for name in r.params["instFamilyList"].split(",")}
+    assert BTC in {f.inst for f in files if f.aggregation == MONTHLY and f.period == "2024-02"}
+    assert {f.inst_family for f in files if f.aggregation == MONTHLY} == asked and len(asked) > 10
+    assert {(f.period) for f in files if f.inst == BTC and f.aggregation == DAILY} == {"2024-03-01", "2024-03-02"}
+    again = len(sim.requests("market-data-history"))
+    list_candle_files(make_client(), inst_type="SWAP", first=dt.date(2024, 2, 25), last=dt.date(2024, 3, 2),
+                      names=None, now_ms=sim.clock.now_ms(), cache_dir=tmp_path)
+    assert [r.params["dateAggrType"] for r in listing_requests(sim, again)] == ["daily"]
+
+
+def test_listing_retries_throttling_then_gives_up_saying_what_to_do(sim, make_client, tmp_path):
+    args = dict(inst_type="SWAP", first=dt.date(2024, 3, 4), last=dt.date(2024, 3, 4), names=["BTC-USDT"],
+                now_ms=sim.clock.now_ms(), cache_dir=tmp_path)
+    sim.fail_next("market-data-history", 2, status=429)
+    client = make_client()
+    assert [f.filename for f in list_candle_files(client, **args)] == ["BTC-USDT-SWAP-candlesticks-2024-03-04.zip"]
+    assert client.retries == 2
+    sim.fail_next("market-data-history", 10, status=500)
+    with pytest.raises(ArchiveUnavailableError, match=r"could not be obtained.*Run the same command again later.*"
+                                                      r"history\.source: rest"):
+        list_candle_files(make_client(max_retries=2), **args)
+
+
+def test_a_file_the_archive_lacks_is_not_listed(sim, make_client, tmp_path):
+    sim.archive_missing("ETH-USDT-SWAP", "2024-03-05")
+    files = list_candle_files(make_client(), inst_type="SWAP", first=dt.date(2024, 3, 4), last=dt.date(2024, 3, 6),
+                              names=["ETH-USDT"], now_ms=sim.clock.now_ms(), cache_dir=tmp_path)
+    assert [f.period for f in files] == ["2024-03-04", "2024-03-06"]
+
+
+@pytest.fixture(scope="module")
+def march_files(sim, tmp_path_factory):
+    """Daily files of BTC and ETH dated 2024-03-04 and -05 (they hold UTC day 2024-03-04), listed once."""
+    with OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file) as client:
+        files = list_candle_files(client, inst_type="SWAP", first=dt.date(2024, 3, 4), last=dt.date(2024, 3, 5),
+                                  names=["BTC-USDT", "ETH-USDT"], now_ms=sim.clock.now_ms(),
+                                  cache_dir=tmp_path_factory.mktemp("listings"))
+    assert len(files) == 4
+    return files
+
+
+def download(sim, files, cache_dir, **kwargs):
+    kwargs.setdefault("backoff_base_s", 0.01)
+    kwargs.setdefault("progress", None)
+    return download_files(files, cache_dir=cache_dir, ca_file=sim.ca_file, **kwargs)
+
+
+def one(files, inst=BTC, period="2024-03-04"):
+    return next(f for f in files if f.inst == inst and f.period == period)
+
+
+def test_downloads_give_the_exchanges_candles_and_a_second_call_downloads_nothing(sim, march_files, tmp_path):
+    lines: list[str] = []
+    result = download(sim, march_files, tmp_path, concurrency=2, progress=lines.append)
+    assert set(result.paths) == set(march_files) and not result.missing and not result.failed
+    assert result.requests == 4 and result.bytes == sum(p.stat().st_size for p in result.paths.values())
+    assert "4/4 files" in lines[-1] and "MB/s" in lines[-1]
+    assert not list(tmp_path.rglob("*.part"))
+    day = dt.date(2024, 3, 4)
+    records, covered, refused = archive_minutes(files=march_files, paths=result.paths, day=day, recv_ts=7)
+    for inst in (BTC, "ETH-USDT-SWAP"):
+        assert [r["data"] for r in records if r["inst"] == inst] == sim.market.candles_1m(inst, day.isoformat())
+        assert covered[inst] == [list(day_bounds_ms(day))]
+    assert refused == {} and {r["source"] for r in records} == {"archive"}
+    again = download(sim, march_files, tmp_path)
+    assert again.requests == 0 and again.paths == result.paths
+
+
+@pytest.mark.parametrize("status", [429, 403, 500])
+def test_throttling_and_server_errors_are_retried(sim, march_files, tmp_path, status):
+    file = one(march_files)
+    sim.archive_error(2, status, inst_id=BTC, period="2024-03-04")
+    result = download(sim, [file], tmp_path)
+    sim.clear_faults()
+    assert list(result.paths) == [file] and result.requests == 3
+
+
+def test_gives_up_after_its_retries_with_the_reason(sim, march_files, tmp_path):
+    file = one(march_files)
+    sim.archive_error(10, 500, inst_id=BTC, period="2024-03-04")
+    result = download(sim, [file], tmp_path, retries=2)
+    sim.clear_faults()
+    assert not result.paths and result.requests == 3
+    assert "HTTP 500 (gave up after 2 retries)" in result.failed[file]
+    assert not list(tmp_path.rglob("*.zip"))
+
+
+def test_a_404_is_asked_once_more_then_reported_missing(sim, march_files, tmp_path):
+    file = one(march_files)
+    sim.archive_error(1, 404, inst_id=BTC, period="2024-03-04")
+    assert list(download(sim, [file], tmp_path / "a").paths) == [file]
+    sim.archive_error(2, 404, inst_id=BTC, period="2024-03-04")
+    result = download(sim, [file], tmp_path / "b")
+    sim.clear_faults()
+    assert result.requests == 2 and "HTTP 404 twice" in result.missing[file] and not result.paths
+
+
+def test_a_truncated_download_is_deleted_and_downloaded_again(sim, march_files, tmp_path):
+    file = one(march_files)
+    sim.archive_truncated(1, inst_id=BTC, period="2024-03-04")
+    result = download(sim, [file], tmp_path)
+    sim.clear_faults()
+    path = result.paths[file]
+    assert result.requests == 2 and result.bytes > path.stat().st_size
+    assert zipfile.ZipFile(path).testzip() is None
+
+
+def test_a_cut_download_resumes_with_range(sim, march_files, tmp_path):
+    file = one(march_files)
+    whole = download(sim, [file], tmp_path / "a").paths[file].read_bytes()
+    target = archive_path(cache_dir=tmp_path / "b", file=file)
+    target.parent.mkdir(parents=True)
+    target.with_name(target.name + ".part").write_bytes(whole[:1000])
+    before = len(sim.requests("archive-file"))
+    result = download(sim, [file], tmp_path / "b")
+    assert result.requests == 1 and result.bytes == len(whole) - 1000
+    assert target.read_bytes() == whole
+    assert [r.status for r in sim.requests("archive-file")[before:]] == [206]
+
+
+def test_two_jobs_never_download_the_same_file_at_once(sim, march_files, tmp_path):
+    results = []
+    jobs = [threading.Thread(target=lambda: results.append(download(sim, march_files, tmp_path, concurrency=2)))
+            for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert sum(r.requests for r in results) == 4
+    assert all(set(r.paths) == set(march_files) for r in results)
+
+
+def test_a_file_of_another_format_is_refused_and_covers_nothing(sim, march_files, tmp_path):
+    day = dt.date(2024, 3, 4)
+    lo, hi = day_bounds_ms(day)
+    sim.archive_header("ETH-USDT-SWAP", "2024-03-05", "instrument_name,open,high,low,close,volume")
+    minute = lo + 600 * MINUTE
+    sim.archive_unconfirmed(BTC, "2024-03-04", minute)
+    result = download(sim, march_files, tmp_path)
+    sim.clear_faults()
+    records, covered, refused = archive_minutes(files=march_files, paths=result.paths, day=day, recv_ts=7)
+    assert list(refused) == ["ETH-USDT-SWAP-candlesticks-2024-03-05.zip"]
+    assert "line 1: expected the header" in refused["ETH-USDT-SWAP-candlesticks-2024-03-05.zip"]
+    eth_lo = period_span_ms(aggregation=DAILY, period="2024-03-05")[0]
+    assert covered["ETH-USDT-SWAP"] == [[lo, eth_lo]], "the refused file's 8 hours are left to REST"
+    assert covered[BTC] == [[lo, minute], [minute + MINUTE, hi]], "an unconfirmed bar is left to REST"
+    assert next(r for r in records if r["inst"] == BTC and r["ts"] == minute)["data"][8] == "0"
+
+
+def test_listing_ranges_respect_the_20_day_and_20_month_limits():
+    from feeder.archive import _day_runs, _month_runs
+
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(45)] + [dt.date(2024, 3, 1)]
+    assert [(a.isoformat(), b.isoformat()) for a, b in _day_runs(days)] == [
+        ("2024-01-01", "2024-01-20"), ("2024-01-21", "2024-02-09"), ("2024-02-10", "2024-02-14"),
+        ("2024-03-01", "2024-03-01")]
+    months = [dt.date(2022 + i // 12, i % 12 + 1, 1) for i in range(25)]
+    runs = _month_runs(months[:24] + months[25:])
+    assert [len(r) for r in runs] == [20, 4] and runs[1][-1] == dt.date(2023, 12, 1)
