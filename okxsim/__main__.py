@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-limit-scale", type=float, default=1.0,
                    help="multiply OKX's per-IP rate limits (<= 0 disables them)")
     p.add_argument("--history-limit-max", type=int, default=100, help="max limit of /market/history-candles")
+    p.add_argument("--archive-bandwidth-mbps", type=float, default=0.0,
+                   help="archive file downloads: megabytes (10^6 bytes) per second each (0 = unlimited)")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="close WebSockets without subscriptions after this many real seconds (code 4004)")
     p.add_argument("--log-level", default="WARNING")
@@ -42,7 +44,8 @@ async def _amain(args: argparse.Namespace) -> None:
     cfg = SimConfig(seed=args.seed, clock_start=args.clock_start, speed=args.speed,
                     history_start=args.history_start, host=args.host, port=args.port, cert_dir=args.cert_dir,
                     n_swaps=args.n_swaps, rate_limit_scale=args.rate_limit_scale,
-                    history_limit_max=args.history_limit_max, push=PushConfig(idle_timeout_s=args.idle_timeout))
+                    history_limit_max=args.history_limit_max,
+                    archive_bandwidth_bps=args.archive_bandwidth_mbps * 1_000_000, push=PushConfig(idle_timeout_s=args.idle_timeout))
     server = SimServer(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

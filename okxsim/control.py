@@ -91,6 +91,7 @@ DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "/api/v5/market/ticker": (20, 2.0),
     "/api/v5/public/open-interest": (20, 2.0),
     "/api/v5/public/time": (10, 2.0),
+    "/api/v5/public/market-data-history": (5, 2.0),
 }
 
 

@@ -375,6 +375,34 @@ class Market:
                                 (int(dd.o[i]), int(dd.h[i]), int(dd.l[i]), int(dd.c[i]),
                                  int(dd.vol[i]), int(dd.ccy[i]), int(dd.quote[i])), True) for i in idx]
 
+    def minute_columns(self, inst_id: str, lo_ms: int, hi_ms: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Open times and the 7 integer columns (o, h, l, c, vol, volCcy, volCcyQuote) of every
+        1m candle of ``inst_id`` with open time in [lo_ms, hi_ms), oldest first.
+
+        The archive formats whole months at once from these; ``format_row`` gives the same strings
+        one row at a time (``value_exps`` holds the decimal exponents both use).
+        """
+        spec = self.spec(inst_id)
+        ts_parts: list[np.ndarray] = []
+        cols: list[list[np.ndarray]] = [[] for _ in range(7)]
+        t = lo_ms - lo_ms % MINUTE_MS
+        while t < hi_ms:
+            dd = self.day_data(spec, day_index(t))
+            i0 = (t - dd.start) // MINUTE_MS
+            i1 = min(1440, (hi_ms - dd.start + MINUTE_MS - 1) // MINUTE_MS)
+            idx = np.flatnonzero(dd.present[i0:i1]) + i0
+            ts_parts.append(dd.start + idx.astype(np.int64) * MINUTE_MS)
+            for k, arr in enumerate((dd.o, dd.h, dd.l, dd.c, dd.vol, dd.ccy, dd.quote)):
+                cols[k].append(arr[idx])
+            t = dd.start + DAY_MS
+        empty = np.zeros(0, dtype=np.int64)
+        return (np.concatenate(ts_parts) if ts_parts else empty,
+                [np.concatenate(c).astype(np.int64) if c else empty for c in cols])
+
+    def value_exps(self, spec: InstrumentSpec) -> tuple[int, int, int, int]:
+        """Decimal exponents of (prices, vol, volCcy, volCcyQuote) as ``format_row`` applies them."""
+        return (spec.tick_exp, *self._exps(spec))
+
     def candles(self, inst_id: str, bar: str, now_ms: int, after: int | None = None,
                 before: int | None = None, limit: int = 100, recent_only: bool = False) -> list[list[str]]:
         """Rows as ``/market/(history-)candles`` returns them: newest first.

@@ -21,6 +21,9 @@ from .market import BARS, Market
 
 log = logging.getLogger("okxsim.rest")
 
+# Handlers that may take seconds (they run in a worker thread, not on the event loop).
+OFF_LOOP = frozenset({"/api/v5/public/market-data-history"})
+
 Handler = Callable[[dict[str, str], int], tuple[int, dict[str, Any]]]
 
 
@@ -75,8 +78,10 @@ class RestApi:
     """Route table plus the shared request path: faults → rate limit → handler → log."""
 
     def __init__(self, market: Market, clock: SimClock, log: RequestLog, limiter: RateLimiter,
-                 faults: FaultState, history_limit_max: int = 100, candles_limit_max: int = 300) -> None:
+                 faults: FaultState, history_limit_max: int = 100, candles_limit_max: int = 300,
+                 archive_listing: Handler | None = None) -> None:
         self.market = market
+        self.archive_listing = archive_listing
         self.clock = clock
         self.log = log
         self.limiter = limiter
@@ -96,6 +101,8 @@ class RestApi:
             "/api/v5/public/funding-rate-history": self.h_funding_history,
             "/api/v5/public/open-interest": self.h_open_interest,
         }
+        if self.archive_listing is not None:
+            table["/api/v5/public/market-data-history"] = self.archive_listing
         return [web.get(path, self._wrap(path, fn)) for path, fn in table.items()]
 
     def _wrap(self, path: str, fn: Handler) -> Callable[[web.Request], Any]:
@@ -117,7 +124,10 @@ class RestApi:
                 status, body = 200, {"code": fault.code, "msg": fault.msg, "data": []}
             else:
                 try:
-                    status, body = fn(params, sim)
+                    if path in OFF_LOOP:  # may build archive files: keep the event loop serving
+                        status, body = await asyncio.get_running_loop().run_in_executor(None, fn, params, sim)
+                    else:
+                        status, body = fn(params, sim)
                 except ApiError as e:
                     status, body = e.status, {"code": e.code, "msg": e.msg, "data": []}
                 except Exception:  # a simulator bug: answer like an OKX system error, keep serving

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .archive import Archive, Period
 from .common import day_index, iso_ms, parse_time_ms
 from .control import FaultState, RateLimiter, RequestLog, RequestRecord, SimClock
 from .market import Market
@@ -49,6 +50,7 @@ class SimConfig:
     rate_limit_scale: float = 1.0     # multiply OKX's limits; <= 0 disables them
     history_limit_max: int = 100      # max `limit` of /market/history-candles (OKX docs: 100)
     candles_limit_max: int = 300      # max `limit` of /market/candles
+    archive_bandwidth_bps: float = 0.0  # bytes/s per archive file download; <= 0 = unlimited
     push: PushConfig = field(default_factory=PushConfig)
 
 
@@ -64,8 +66,9 @@ class SimServer:
         self.limiter = RateLimiter(scale=config.rate_limit_scale)
         self.faults = FaultState()
         self.hub = Hub(self.market, self.clock, self.faults, config.push)
+        self.archive = Archive(self.market, self.clock, self.log, bandwidth_bps=config.archive_bandwidth_bps)
         self.rest = RestApi(self.market, self.clock, self.log, self.limiter, self.faults,
-                            config.history_limit_max, config.candles_limit_max)
+                            config.history_limit_max, config.candles_limit_max, self.archive.listing)
         self._runner: web.AppRunner | None = None
         self._pusher: asyncio.Task[None] | None = None
         self._tmp_cert_dir: str | None = None
@@ -91,6 +94,7 @@ class SimServer:
 
         app = web.Application()
         app.add_routes(self.rest.routes())
+        app.add_routes(self.archive.routes())
         app.add_routes([
             web.get("/ws/v5/public", lambda r: self.hub.handle(r, "public")),
             web.get("/ws/v5/business", lambda r: self.hub.handle(r, "business")),
@@ -106,6 +110,7 @@ class SimServer:
         self.clock.start()
         self._pusher = asyncio.ensure_future(self.hub.run())
         base = f"{cfg.host}:{port}"
+        self.archive.base_url = f"https://{base}"
         self.info = {"rest": f"https://{base}", "ws_public": f"wss://{base}/ws/v5/public",
                      "ws_business": f"wss://{base}/ws/v5/business", "ca_file": str(paths.ca_file),
                      "pid": os.getpid()}
@@ -126,6 +131,7 @@ class SimServer:
                 pass
         if self._runner is not None:
             await self._runner.cleanup()
+        self.archive.cache.close()
         if self._tmp_cert_dir:
             shutil.rmtree(self._tmp_cert_dir, ignore_errors=True)
 
@@ -138,6 +144,7 @@ class SimServer:
             "ws_connections": len(self.hub.conns), "ws_subscriptions": sum(len(c.subs) for c in self.hub.conns),
             "requests": len(self.log.records()), "pusher": dict(self.hub.stats),
             "faults": self.faults.snapshot(), "ws_faults": self.hub.ws_faults.snapshot(),
+            "archive_faults": self.archive.faults.snapshot(), "archive_cache": self.archive.cache.stats(),
             "lifecycle": self.market.lifecycle(),
             "market_args": {"seed": self.config.seed, "history_start": self.market.history_start_ms,
                             "clock_start": self.clock_start_ms, "n_swaps": self.config.n_swaps},
@@ -160,6 +167,13 @@ class SimServer:
         * ``ws_malformed``: send one invalid-JSON text frame to every connection
         * ``ws_burst``: ``rate`` extra candle frames/s per connection for ``seconds``
         * ``ws_upgrade_notice``, ``ws_refuse_inst``: see ``Hub.apply_ws_fault``
+        * ``archive_error``: ``count``, ``status`` (403|404|429|500), optional ``inst_id`` / ``period``
+          (``"2024-03-05"`` daily, ``"2024-03"`` monthly): the next matching file requests get that status
+        * ``archive_missing``: ``inst_id``, ``period``: persistently absent from the listing, 404 at the CDN
+        * ``archive_truncated``: ``count``, optional ``inst_id`` / ``period``: the next matching downloads
+          send only the first half of the bytes (Content-Length says that half)
+        * ``archive_header``: ``inst_id``, ``period``, ``header``: that file's CSV header line is replaced
+        * ``archive_unconfirmed``: ``inst_id``, ``period``, ``minute`` (open time, ms): that row has confirm "0"
         * ``clear``: remove every pending fault
         """
         kind = spec.get("kind")
@@ -185,9 +199,22 @@ class SimServer:
             return {"sent": self.hub.send_malformed()}
         elif kind == "ws_burst":
             self.faults.burst(float(spec.get("rate", 100.0)), float(spec.get("seconds", 5.0)))
+        elif kind == "archive_error":
+            self.archive.faults.add_error(int(spec.get("count", 1)), int(spec.get("status", 500)),
+                                          spec.get("inst_id") or "", spec.get("period") or "")
+        elif kind == "archive_missing":
+            self.archive.faults.add_missing(spec.get("inst_id"), spec.get("period"))
+        elif kind == "archive_truncated":
+            self.archive.faults.add_truncated(int(spec.get("count", 1)), spec.get("inst_id") or "",
+                                              spec.get("period") or "")
+        elif kind == "archive_header":
+            self.archive.faults.add_header(spec.get("inst_id"), spec.get("period"), str(spec.get("header", "")))
+        elif kind == "archive_unconfirmed":
+            self.archive.faults.add_unconfirmed(spec.get("inst_id"), spec.get("period"), int(spec.get("minute")))
         elif kind == "clear":
             self.faults.clear()
             self.hub.ws_faults.clear()
+            self.archive.faults.clear()
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
         return {"ok": True}
@@ -207,7 +234,8 @@ class SimServer:
             results = [await self.apply_fault(s) for s in specs]
         except (ValueError, TypeError, AttributeError) as e:
             return web.json_response({"ok": False, "error": str(e)}, status=400)
-        return web.json_response({"ok": True, "results": results, "faults": self.faults.snapshot()})
+        return web.json_response({"ok": True, "results": results, "faults": self.faults.snapshot(),
+                                  "archive_faults": self.archive.faults.snapshot()})
 
 
 class Simulator:
@@ -220,10 +248,11 @@ class Simulator:
     def __init__(self, seed: int = 7, clock_start: str | int = "2024-03-04T22:00:00Z", speed: float = 300.0,
                  history_start: str | int = "2024-02-01", *, host: str = "127.0.0.1", port: int = 0,
                  cert_dir: str | None = None, n_swaps: int = 80, rate_limit_scale: float = 1.0,
-                 history_limit_max: int = 100, candles_limit_max: int = 300,
+                 history_limit_max: int = 100, candles_limit_max: int = 300, archive_bandwidth_bps: float = 0.0,
                  push: PushConfig | None = None) -> None:
         self.config = SimConfig(seed, clock_start, speed, history_start, host, port, cert_dir, n_swaps,
-                                rate_limit_scale, history_limit_max, candles_limit_max, push or PushConfig())
+                                rate_limit_scale, history_limit_max, candles_limit_max, archive_bandwidth_bps,
+                                push or PushConfig())
         self.server = SimServer(self.config)
         self.market = self.server.market
         self.clock = self.server.clock
@@ -359,6 +388,33 @@ class Simulator:
     def ws_events(self, event: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """The hub's WebSocket event log (``Hub.ws_log``), oldest first (a copy: safe from any thread)."""
         return self.server.hub.ws_events(event, kind)
+
+    # ------------------------------------------------------------------ archive faults
+    def archive_error(self, count: int, status: int, inst_id: str | None = None, period: str | None = None) -> None:
+        """The next ``count`` archive file requests (of that instId / period, if given) get HTTP ``status``."""
+        self.apply_fault({"kind": "archive_error", "count": count, "status": status, "inst_id": inst_id,
+                          "period": period})
+
+    def archive_missing(self, inst_id: str, period: str) -> None:
+        """That file (period "2024-03-05" or "2024-03") is absent from the listing and 404 at the CDN."""
+        self.apply_fault({"kind": "archive_missing", "inst_id": inst_id, "period": period})
+
+    def archive_truncated(self, count: int, inst_id: str | None = None, period: str | None = None) -> None:
+        """The next ``count`` matching downloads send only the first half of the zip."""
+        self.apply_fault({"kind": "archive_truncated", "count": count, "inst_id": inst_id, "period": period})
+
+    def archive_header(self, inst_id: str, period: str, header: str) -> None:
+        """That file's CSV header line becomes ``header``."""
+        self.apply_fault({"kind": "archive_header", "inst_id": inst_id, "period": period, "header": header})
+
+    def archive_unconfirmed(self, inst_id: str, period: str, minute_ms: int) -> None:
+        """The row of ``minute_ms`` in that file carries confirm "0"."""
+        self.apply_fault({"kind": "archive_unconfirmed", "inst_id": inst_id, "period": period,
+                          "minute": int(minute_ms)})
+
+    def archive_url(self, inst_id: str, period: str) -> str:
+        """The CDN URL of a file (the product takes it from the listing; this is for tests)."""
+        return self.rest + Period.parse(period).url_path(inst_id)
 
     def clear_faults(self) -> None:
         self.apply_fault({"kind": "clear"})

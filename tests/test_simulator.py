@@ -687,3 +687,292 @@ def test_okxsim_never_imports_the_product() -> None:
                           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('feeder', 'collector')))"],
                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# --------------------------------------------------------------------------- historical-data archive
+
+LISTING = "/api/v5/public/market-data-history"
+ARCHIVE_HEADER = "instrument_name,open,high,low,close,vol,vol_ccy,vol_quote,open_time,confirm"
+UTC8_MS = 8 * HOUR_MS
+
+
+def utc8_midnight(day: str) -> int:
+    """UTC+8 midnight of ``day`` in UTC epoch ms (OKX's archive dates are UTC+8)."""
+    return parse_time_ms(day) - UTC8_MS
+
+
+@pytest.fixture(scope="module")
+def archive_sim():
+    """A frozen-clock simulator without rate limits for the archive (limits: own test)."""
+    with okxsim.Simulator(seed=SEED, clock_start=CLOCK_START, speed=0, history_start=HISTORY_START,
+                          rate_limit_scale=0) as s:
+        yield s
+
+
+def listing(sim: okxsim.Simulator, **params: Any) -> list[dict[str, Any]]:
+    """The ``details`` of one listing answer (module 2), [] when nothing matched."""
+    data = ok_data(sim, LISTING, **{"module": "2", **params})
+    assert len(data) <= 1
+    return data[0]["details"] if data else []
+
+
+def fetch_zip(sim: okxsim.Simulator, url: str, **headers: str) -> requests.Response:
+    return requests.get(url, verify=sim.ca_file, timeout=10, headers=headers)
+
+
+def zip_rows(content: bytes) -> tuple[str, list[str], list[list[str]]]:
+    """(member name, header, rows) of an archive zip read with zipfile/csv, checking its CRC."""
+    import csv
+    import io
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(content)) as zf:
+        assert zf.testzip() is None
+        [name] = zf.namelist()
+        text = zf.read(name).decode("utf-8")
+    assert "\r" not in text and text.endswith("\n")
+    rows = list(csv.reader(io.StringIO(text)))
+    return name, rows[0], rows[1:]
+
+
+def rest_rows_as_csv(sim: okxsim.Simulator, inst: str, lo: int, hi: int) -> list[list[str]]:
+    """REST history-candles rows with open time in [lo, hi), oldest first, in the archive's column order."""
+    rows: list[list[str]] = []
+    after = hi
+    while True:
+        page = ok_data(sim, "/api/v5/market/history-candles", instId=inst, after=after, before=lo - 1, limit=100)
+        if not page:
+            break
+        rows += page
+        after = int(page[-1][0])
+    return [[inst, *r[1:8], r[0], r[8]] for r in reversed(rows)]
+
+
+def test_archive_listing_shape_and_t_plus_2(archive_sim: okxsim.Simulator) -> None:
+    sim = archive_sim
+    # the clock reads 2024-03-05 06:00 UTC+8: T+2 means the newest daily file is 2024-03-03
+    details = listing(sim, instType="SWAP", dateAggrType="daily", begin=parse_time_ms("2024-02-25"),
+                      end=parse_time_ms("2024-03-05T12:00:00Z"), instFamilyList="BTC-USDT,ETH-USDT")
+    assert [d["instId"] for d in details] == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
+    days = [f"2024-03-0{i}" for i in (3, 2, 1)] + [f"2024-02-{i}" for i in (29, 28, 27, 26, 25)]
+    for d in details:
+        assert set(d) == {"instId", "instFamily", "instType", "dateRangeStart", "dateRangeEnd", "groupSizeMB",
+                          "groupDetails"}
+        assert d["instFamily"] == d["instId"][: -len("-SWAP")] and d["instType"] == "SWAP"
+        files = d["groupDetails"]
+        assert [f["filename"] for f in files] == [f"{d['instId']}-candlesticks-{day}.zip" for day in days]
+        assert [f["dateTs"] for f in files] == [str(utc8_midnight(day)) for day in days]  # newest first
+        assert d["dateRangeEnd"] == files[0]["dateTs"] and d["dateRangeStart"] == files[-1]["dateTs"]
+        for f, day in zip(files, days):
+            assert set(f) == {"filename", "dateTs", "sizeMB", "url"} and re.fullmatch(r"\d+\.\d{4}", f["sizeMB"])
+            assert f["url"] == (f"{sim.rest}/cdn/okex/traderecords/candlesticks/daily/{day.replace('-', '')}/"
+                                f"{f['filename']}")
+        assert abs(float(d["groupSizeMB"]) - sum(float(f["sizeMB"]) for f in files)) < 0.001
+        got = fetch_zip(sim, files[0]["url"])
+        assert got.status_code == 200 and got.headers["Content-Type"] == "application/zip"
+        assert int(got.headers["Content-Length"]) == len(got.content)
+        assert f"{len(got.content) / 1_048_576:.4f}" == files[0]["sizeMB"]
+    # 2024-03-04 has candles (REST serves them) but is not published before 2024-03-06 00:00 UTC+8
+    assert ok_data(sim, "/api/v5/market/history-candles", instId="BTC-USDT-SWAP", after=parse_time_ms("2024-03-04"))
+    assert fetch_zip(sim, sim.archive_url("BTC-USDT-SWAP", "2024-03-04")).status_code == 404
+    # monthly: February (UTC+8) is out two days after it ended; March is not; January had no candles
+    monthly = listing(sim, instType="SWAP", dateAggrType="monthly", begin=parse_time_ms("2023-11-01"),
+                      end=parse_time_ms("2024-03-04"), instFamilyList="BTC-USDT")
+    assert [f["filename"] for f in monthly[0]["groupDetails"]] == ["BTC-USDT-SWAP-candlesticks-2024-02.zip"]
+    assert monthly[0]["groupDetails"][0]["dateTs"] == str(utc8_midnight("2024-02-01"))
+    assert "/monthly/202402/" in monthly[0]["groupDetails"][0]["url"]
+
+
+def test_archive_daily_file_is_the_utc8_day_of_rest_rows(archive_sim: okxsim.Simulator) -> None:
+    sim = archive_sim
+    resp = fetch_zip(sim, sim.archive_url("ETH-USDT-SWAP", "2024-03-03"))
+    name, header, rows = zip_rows(resp.content)
+    assert name == "ETH-USDT-SWAP-candlesticks-2024-03-03.csv" and header == ARCHIVE_HEADER.split(",")
+    lo, hi = parse_time_ms("2024-03-02T16:00:00Z"), parse_time_ms("2024-03-03T16:00:00Z")
+    assert rows[0][8] == str(lo) and int(rows[-1][8]) < hi  # the UTC+8 day, oldest first
+    assert rows == rest_rows_as_csv(sim, "ETH-USDT-SWAP", lo, hi)  # the same strings as REST, gaps omitted alike
+    assert 1400 < len(rows) <= 1440
+    assert fetch_zip(sim, resp.url).content == resp.content  # byte-identical every time
+
+
+def test_archive_rows_equal_market_rows_for_every_kind(oracle: Market) -> None:
+    """The archive's column-wise formatter gives Market.format_row's strings (linear, inverse, spot, tiny prices)."""
+    from okxsim.archive import csv_rows
+    lo = utc8_midnight("2024-02-20")
+    for inst in ("BTC-USDT-SWAP", "PEPE-USDT-SWAP", "BTC-USD-SWAP", "BTC-USDT", "USDC-USDT", "XAU-USDT-SWAP"):
+        want = [r for day in ("2024-02-19", "2024-02-20") for r in oracle.candles_1m(inst, day)
+                if lo <= int(r[0]) < lo + DAY_MS]
+        lines = csv_rows(oracle, inst, lo, lo + DAY_MS).decode().splitlines()
+        assert lines == [",".join([inst, *r[1:8], r[0], "1"]) for r in want], inst
+
+
+def test_archive_monthly_file_is_the_days_concatenated(archive_sim: okxsim.Simulator) -> None:
+    sim = archive_sim
+    inst = "SOL-USDT-SWAP"
+    name, header, rows = zip_rows(fetch_zip(sim, sim.archive_url(inst, "2024-02")).content)
+    assert name == f"{inst}-candlesticks-2024-02.csv" and header == ARCHIVE_HEADER.split(",")
+    days: list[list[str]] = []
+    for i in range(1, 30):
+        days += zip_rows(fetch_zip(sim, sim.archive_url(inst, f"2024-02-{i:02d}")).content)[2]
+    assert rows == days and int(rows[-1][8]) < utc8_midnight("2024-03-01")
+    # history starts 2024-02-01 00:00Z (08:00 UTC+8): the month's first row is the first REST candle
+    assert rows[0][8] == str(parse_time_ms("2024-02-01"))
+
+
+def test_archive_20_period_rule_keeps_the_end(archive_sim: okxsim.Simulator) -> None:
+    from okxsim.archive import periods_for
+    details = listing(archive_sim, instType="SWAP", dateAggrType="daily", begin=parse_time_ms("2024-01-01"),
+                      end=parse_time_ms("2024-03-02T17:00:00Z"), instFamilyList="BTC-USDT")  # UTC+8: 2024-03-03
+    names = [f["filename"][-14:-4] for f in details[0]["groupDetails"]]
+    assert len(names) == 20 and names[0] == "2024-03-03" and names[-1] == "2024-02-13"  # no error, closest to end
+    months = periods_for("monthly", parse_time_ms("2020-01-01"), parse_time_ms("2024-03-01"))
+    assert len(months) == 20 and months[0].label == "2024-03" and months[-1].label == "2022-08"
+
+
+def test_archive_listing_rate_limit_and_rest_faults(strict_sim: okxsim.Simulator) -> None:
+    sim = strict_sim
+    q = {"module": "2", "instType": "SWAP", "dateAggrType": "daily", "begin": str(parse_time_ms("2024-03-01")),
+         "end": str(parse_time_ms("2024-03-02")), "instFamilyList": "DOGE-USDT"}
+    s = requests.Session()
+    replies = [s.get(sim.rest + LISTING, params=q, verify=sim.ca_file, timeout=10) for _ in range(7)]
+    assert [r.status_code for r in replies] == [200] * 5 + [429] * 2  # 5 requests / 2 s per IP
+    assert replies[-1].json() == {"code": "50011", "msg": "Too Many Requests", "data": []}
+    assert [r.status for r in sim.requests("market-data-history")] == [200] * 5 + [429] * 2
+    r = requests.post(sim.rest + "/sim/faults", json={"kind": "rest_error", "endpoint": "market-data-history",
+                                                       "count": 1, "status": 500}, verify=sim.ca_file, timeout=10)
+    assert r.json()["ok"]
+    assert s.get(sim.rest + LISTING, params=q, verify=sim.ca_file, timeout=10).status_code == 500
+    assert [r.fault for r in sim.requests("market-data-history")][-1] == "500"
+
+
+def test_archive_bandwidth_throttle() -> None:
+    from okxsim.__main__ import parse_args
+    assert parse_args(["--archive-bandwidth-mbps", "2.5"]).archive_bandwidth_mbps == 2.5
+    with okxsim.Simulator(seed=SEED, clock_start=CLOCK_START, speed=0, history_start=HISTORY_START, n_swaps=10,
+                          archive_bandwidth_bps=100_000) as sim:
+        url = sim.archive_url("BTC-USDT-SWAP", "2024-02-20")
+        fetch_zip(sim, url, Range="bytes=0-0")  # builds the file
+        t0 = time.monotonic()
+        size = len(fetch_zip(sim, url).content)
+        elapsed = time.monotonic() - t0
+    assert size > 30_000 and size / 100_000 * 0.9 <= elapsed < size / 100_000 + 2.0
+
+
+def test_archive_range_requests_404_and_request_log(archive_sim: okxsim.Simulator) -> None:
+    sim = archive_sim
+    url = sim.archive_url("BTC-USDT-SWAP", "2024-02-20")
+    full = fetch_zip(sim, url).content
+    part = fetch_zip(sim, url, Range="bytes=1000-")
+    assert part.status_code == 206 and part.content == full[1000:]
+    assert part.headers["Content-Range"] == f"bytes 1000-{len(full) - 1}/{len(full)}"
+    assert int(part.headers["Content-Length"]) == len(full) - 1000
+    assert fetch_zip(sim, url, Range=f"bytes={len(full)}-").status_code == 416
+    for missing in (sim.archive_url("BTC-USDT-SWAP", "2024-01-20"),   # before the history: no candles
+                    sim.archive_url("NOPE-USDT-SWAP", "2024-02-20"),  # no such instrument
+                    url.replace("/daily/20240220/", "/daily/20240221/")):  # directory and name disagree
+        assert fetch_zip(sim, missing).status_code == 404
+    logged = [r for r in sim.requests("archive-file") if r.params["path"].endswith("BTC-USDT-SWAP-candlesticks-2024-02-20.zip")]
+    assert [(r.status, r.params["range"], r.params["bytes"]) for r in logged[:3]] == [
+        (200, "", str(len(full))), (206, "bytes=1000-", str(len(full) - 1000)), (416, f"bytes={len(full)}-", "0")]
+
+
+def test_archive_faults(archive_sim: okxsim.Simulator) -> None:
+    import zipfile
+    sim = archive_sim
+    inst, day = "ADA-USDT-SWAP", "2024-02-27"
+    url = sim.archive_url(inst, day)
+    other = sim.archive_url("ETH-USDT-SWAP", day)
+    good = fetch_zip(sim, url).content
+    _, header, rows = zip_rows(good)
+
+    def post(spec: dict[str, Any]) -> None:
+        r = requests.post(sim.rest + "/sim/faults", json=spec, verify=sim.ca_file, timeout=10)
+        assert r.status_code == 200 and r.json()["ok"], r.text
+
+    def files_listed() -> list[str]:
+        d = listing(sim, instType="SWAP", dateAggrType="daily", begin=parse_time_ms("2024-02-26"),
+                    end=parse_time_ms("2024-02-28"), instFamilyList="ADA-USDT")
+        return [f["filename"] for f in d[0]["groupDetails"]]
+
+    try:
+        post({"kind": "archive_error", "count": 2, "status": 429, "inst_id": inst, "period": day})
+        assert fetch_zip(sim, other).status_code == 200  # another instrument: unaffected
+        assert [fetch_zip(sim, url).status_code for _ in range(3)] == [429, 429, 200]
+        sim.archive_error(1, 403)
+        assert fetch_zip(sim, other).status_code == 403 and fetch_zip(sim, other).status_code == 200
+        sim.archive_error(1, 500, inst_id=inst, period="2024-02")  # a monthly file only
+        assert fetch_zip(sim, url).status_code == 200
+        assert fetch_zip(sim, sim.archive_url(inst, "2024-02")).status_code == 500
+
+        sim.archive_truncated(1, inst_id=inst)
+        cut = fetch_zip(sim, url)
+        assert cut.status_code == 200 and cut.content == good[: len(good) // 2]
+        assert int(cut.headers["Content-Length"]) == len(good) // 2
+        with pytest.raises(zipfile.BadZipFile):
+            zip_rows(cut.content)
+        post({"kind": "archive_truncated", "count": 1, "period": day})
+        assert len(fetch_zip(sim, other).content) < len(fetch_zip(sim, other).content)
+
+        assert f"{inst}-candlesticks-{day}.zip" in files_listed()
+        post({"kind": "archive_missing", "inst_id": inst, "period": day})
+        assert f"{inst}-candlesticks-{day}.zip" not in files_listed() and fetch_zip(sim, url).status_code == 404
+        sim.archive_missing(inst, "2024-02-26")
+        assert files_listed() == [f"{inst}-candlesticks-2024-02-28.zip"]
+        sim.clear_faults()
+        assert len(files_listed()) == 3 and fetch_zip(sim, url).content == good
+
+        sim.archive_header(inst, day, "ts,o,h,l,c")
+        _, h2, rows2 = zip_rows(fetch_zip(sim, url).content)
+        assert h2 == ["ts", "o", "h", "l", "c"] and rows2 == rows
+        post({"kind": "archive_header", "inst_id": inst, "period": day, "header": "a,b,c"})
+        assert zip_rows(fetch_zip(sim, url).content)[1] == ["a", "b", "c"]
+
+        minute = int(rows[100][8])
+        post({"kind": "archive_unconfirmed", "inst_id": inst, "period": day, "minute": minute})
+        sim.archive_unconfirmed(inst, day, int(rows[200][8]))
+        _, _, rows3 = zip_rows(fetch_zip(sim, url).content)
+        assert [i for i, r in enumerate(rows3) if r[9] == "0"] == [100, 200]
+        assert [r[:9] for r in rows3] == [r[:9] for r in rows]
+        bad = requests.post(sim.rest + "/sim/faults", json={"kind": "archive_missing", "inst_id": inst},
+                            verify=sim.ca_file, timeout=10)
+        assert bad.status_code == 400 and "period" in bad.json()["error"]
+        faults = {r.fault for r in sim.requests("archive-file") if r.params["path"].endswith(f"{inst}-candlesticks-{day}.zip")}
+        assert faults == {"", "archive_error", "archive_truncated"}
+    finally:
+        sim.clear_faults()
+    assert fetch_zip(sim, url).content == good  # cleared: the original bytes again
+    assert sim.state()["archive_faults"] == {"errors": [], "truncations": [], "missing": [], "headers": {},
+                                             "unconfirmed": {}}
+
+
+def test_archive_spot_listing_errors_and_delisted_instrument(archive_sim: okxsim.Simulator, oracle: Market) -> None:
+    sim = archive_sim
+    q = {"dateAggrType": "daily", "begin": parse_time_ms("2024-03-01"), "end": parse_time_ms("2024-03-02")}
+    spot = listing(sim, instType="SPOT", instIdList="BTC-USDT,ETH-USDT", **q)
+    assert [(d["instId"], d["instFamily"], d["instType"]) for d in spot] == [("BTC-USDT", "", "SPOT"),
+                                                                           ("ETH-USDT", "", "SPOT")]
+    assert [f["filename"] for f in spot[0]["groupDetails"]] == ["BTC-USDT-candlesticks-2024-03-02.zip",
+                                                               "BTC-USDT-candlesticks-2024-03-01.zip"]
+    assert zip_rows(fetch_zip(sim, spot[0]["groupDetails"][0]["url"]).content)[2][0][0] == "BTC-USDT"
+    base = {"module": "2", "instType": "SWAP", "dateAggrType": "daily", "begin": q["begin"], "end": q["end"],
+            "instFamilyList": "BTC-USDT"}
+    for change, code in [({"begin": None}, "50014"), ({"instFamilyList": None}, "50014"),
+                         ({"module": "9"}, "51000"), ({"instType": "MARGIN"}, "51000"),
+                         ({"dateAggrType": "weekly"}, "51000"),
+                         ({"instFamilyList": ",".join(f"X{i}-USDT" for i in range(11))}, "51000"),
+                         ({"instFamilyList": "ANY", "dateAggrType": "monthly"}, "51000"),
+                         ({"instType": "SPOT", "instFamilyList": "BTC-USDT"}, "51000"),
+                         ({"instIdList": "BTC-USDT-SWAP"}, "51000")]:
+        params = {k: v for k, v in {**base, **change}.items() if v is not None}
+        status, body = get(sim, LISTING, **params)
+        assert (status, body["code"], body["data"]) == (400, code, []), change
+    assert len(listing(sim, instType="SWAP", instFamilyList="ANY", **q)) > 80
+    # the delisted swap: gone from /public/instruments, yet its archive lists the days it traded
+    gone = next(s for s in oracle.specs if s.delist_ms is not None)
+    assert gone.inst_id not in {i["instId"] for i in ok_data(sim, "/api/v5/public/instruments", instType="SWAP")}
+    last_day = time.strftime("%Y-%m-%d", time.gmtime((gone.delist_ms - 1 + UTC8_MS) / 1000))
+    [d] = listing(sim, instType="SWAP", dateAggrType="daily", begin=gone.delist_ms - 5 * DAY_MS,
+                  end=gone.delist_ms + 5 * DAY_MS, instFamilyList=gone.inst_id[: -len("-SWAP")])
+    names = [f["filename"] for f in d["groupDetails"]]
+    assert d["instId"] == gone.inst_id and names[0] == f"{gone.inst_id}-candlesticks-{last_day}.zip" and len(names) == 6
+    rows = zip_rows(fetch_zip(sim, d["groupDetails"][0]["url"]).content)[2]
+    assert rows and int(rows[-1][8]) < gone.delist_ms
