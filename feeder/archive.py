@@ -325,7 +325,8 @@ def _get_listing(client: OkxRestClient, params: dict[str, str]) -> list[Any]:
     try:
         return client.get(ARCHIVE_LISTING, params)
     except OkxUnavailableError as exc:
-        raise ArchiveUnavailableError(f"OKX's historical-data archive listing could not be obtained: {exc} {what}") from exc
+        raise ArchiveUnavailableError(
+            f"OKX's historical-data archive listing could not be obtained: {exc} {what}") from exc
     except OkxApiError as exc:
         raise ArchiveUnavailableError(
             f"OKX's historical-data archive refused the listing request {params} with code {exc.code}: "
@@ -857,7 +858,8 @@ def _raise_first(frame: pl.DataFrame, ok: pl.Expr, *, name: str, expected: str, 
     if bad.height:
         row = bad.row(0, named=True)
         shown = {k: v for k, v in row.items() if not k.startswith("_")}
-        found = repr(row[column]) if column else ",".join("" if shown[c] is None else str(shown[c]) for c in CANDLE_HEADER)
+        found = repr(row[column]) if column else ",".join(
+            "" if shown[c] is None else str(shown[c]) for c in CANDLE_HEADER)
         raise ArchiveFormatError(name, line=int(row["_row"]) + 2, expected=expected, found=found[:300])
 
 

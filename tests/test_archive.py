@@ -50,7 +50,8 @@ def csv_zip(tmp_path: Path, text: str | bytes, name: str = "ETH-USDT-SWAP-candle
 
 
 def row(minute: int, *, inst: str = ETH, close: str = "3838.16", confirm: str = "1") -> str:
-    return f"{inst},3839.44,3843.58,3836.71,{close},23503.2,2350.32,9024127.30277,{FIRST_BAR + minute * MINUTE},{confirm}"
+    ts = FIRST_BAR + minute * MINUTE
+    return f"{inst},3839.44,3843.58,3836.71,{close},23503.2,2350.32,9024127.30277,{ts},{confirm}"
 
 
 # --------------------------------------------------------------------------- reading one file
@@ -294,13 +295,19 @@ def sim():
         yield s
 
 
+@pytest.fixture(scope="module")
+def rate_state_dir(tmp_path_factory):
+    """One request window for every client of the module, as Snakemake jobs share one (exchange.rate_state_dir)."""
+    return tmp_path_factory.mktemp("rate-state")
+
+
 @pytest.fixture()
-def make_client(sim):
+def make_client(sim, rate_state_dir):
     made: list[OkxRestClient] = []
 
     def make(**kwargs) -> OkxRestClient:
         kwargs.setdefault("backoff_base_s", 0.01)
-        made.append(OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file, **kwargs))
+        made.append(OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file, rate_state_dir=rate_state_dir, **kwargs))
         return made[-1]
 
     yield make
@@ -322,9 +329,8 @@ def test_listing_monthly_for_published_months_daily_for_the_rest_chunked_batched
     files = list_candle_files(make_client(), **args)
     sent = listing_requests(sim, before)
     assert all(r.status == 200 for r in sent), "a listing request hit the exchange's limit"
-    assert sim.max_requests_per_window("market-data-history", 2.0, status=None) <= 5
-    shapes = sorted((r.params["dateAggrType"], r.params["begin"], r.params["end"], len(r.params["instFamilyList"].split(",")))
-                    for r in sent)
+    shapes = sorted((r.params["dateAggrType"], r.params["begin"], r.params["end"],
+                     len(r.params["instFamilyList"].split(","))) for r in sent)
     mar = {d: str(period_span_ms(aggregation=DAILY, period=f"2024-03-{d:02d}")[0]) for d in (1, 20, 21, 23)}
     feb = str(period_span_ms(aggregation=MONTHLY, period="2024-02")[0])
     assert shapes == sorted([("monthly", feb, feb, 10), ("monthly", feb, feb, 2),
@@ -338,6 +344,8 @@ def test_listing_monthly_for_published_months_daily_for_the_rest_chunked_batched
     assert list_candle_files(make_client(), **args) == files
     assert {r.params["dateAggrType"] for r in listing_requests(sim, again)} == {"daily"}
     assert len(listing_requests(sim, again)) == 4
+    assert all(r.status == 200 for r in listing_requests(sim, before))
+    assert sim.max_requests_per_window("market-data-history", 2.0, status=None) <= 5
 
 
 def test_listing_every_instrument_discovers_names_daily_then_lists_months_in_batches(sim, make_client, tmp_path):
@@ -381,9 +389,9 @@ def test_a_file_the_archive_lacks_is_not_listed(sim, make_client, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def march_files(sim, tmp_path_factory):
+def march_files(sim, tmp_path_factory, rate_state_dir):
     """Daily files of BTC and ETH dated 2024-03-04 and -05 (they hold UTC day 2024-03-04), listed once."""
-    with OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file) as client:
+    with OkxRestClient(base_url=sim.rest, ca_file=sim.ca_file, rate_state_dir=rate_state_dir) as client:
         files = list_candle_files(client, inst_type="SWAP", first=dt.date(2024, 3, 4), last=dt.date(2024, 3, 5),
                                   names=["BTC-USDT", "ETH-USDT"], now_ms=sim.clock.now_ms(),
                                   cache_dir=tmp_path_factory.mktemp("listings"))
@@ -509,3 +517,32 @@ def test_listing_ranges_respect_the_20_day_and_20_month_limits():
     months = [dt.date(2022 + i // 12, i % 12 + 1, 1) for i in range(25)]
     runs = _month_runs(months[:24] + months[25:])
     assert [len(r) for r in runs] == [20, 4] and runs[1][-1] == dt.date(2023, 12, 1)
+
+
+def test_progress_is_reported_every_few_seconds_with_rate_and_eta(tmp_path):
+    """A slow CDN (100 kB/s per download): interim lines with files done, MB, MB/s and an ETA."""
+    with okxsim.Simulator(seed=7, clock_start=SIM_CLOCK, speed=1, history_start="2024-02-20", n_swaps=12,
+                          archive_bandwidth_bps=100_000) as slow:
+        with OkxRestClient(base_url=slow.rest, ca_file=slow.ca_file) as client:
+            files = list_candle_files(client, inst_type="SWAP", first=dt.date(2024, 3, 4), last=dt.date(2024, 3, 5),
+                                      names=["BTC-USDT"], now_ms=slow.clock.now_ms(), cache_dir=tmp_path)
+        lines: list[str] = []
+        result = download(slow, files, tmp_path, concurrency=1, progress=lines.append, progress_every_s=0.2)
+    assert len(result.paths) == 2 and result.seconds > 0.8
+    interim = lines[:-1]
+    assert len(interim) >= 2 and all("MB/s, ETA " in line for line in interim)
+    assert any(line.startswith("archive downloads: 1/2 files") for line in interim)
+    assert lines[-1].startswith("archive downloads: 2/2 files") and lines[-1].endswith("done")
+
+
+def test_spot_is_listed_by_instid_and_its_files_hold_the_rest_candles(sim, make_client, tmp_path):
+    before = len(sim.requests("market-data-history"))
+    files = list_candle_files(make_client(), inst_type="SPOT", first=dt.date(2024, 3, 4), last=dt.date(2024, 3, 5),
+                              names=["BTC-USDT"], now_ms=sim.clock.now_ms(), cache_dir=tmp_path)
+    (sent,) = listing_requests(sim, before)
+    assert sent.params["instIdList"] == "BTC-USDT" and "instFamilyList" not in sent.params
+    assert [(f.inst, f.inst_family, f.period) for f in files] == [("BTC-USDT", "", "2024-03-04"),
+                                                                  ("BTC-USDT", "", "2024-03-05")]
+    result = download(sim, files, tmp_path)
+    records, covered, _ = archive_minutes(files=files, paths=result.paths, day=dt.date(2024, 3, 4), recv_ts=1)
+    assert [r["data"] for r in records] == sim.market.candles_1m("BTC-USDT", "2024-03-04")
