@@ -11,6 +11,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/universe.smk"
+include: "workflow/rules/archive.smk"
 include: "workflow/rules/backfill.smk"
 include: "workflow/rules/clean.smk"
 include: "workflow/rules/funding.smk"

@@ -928,3 +928,143 @@ def _minus_minutes(ranges: list[list[int]], minutes: Sequence[int]) -> list[list
                 break
     return out
 
+
+
+# --------------------------------------------------------------------------- the archive stage
+
+
+class ArchiveIncomplete(RuntimeError):
+    """Some archive files could not be downloaded (throttled, server errors, truncated after every
+    retry). Nothing is written for the day; files already downloaded stay in the cache."""
+
+
+def listing_names(instruments: Sequence[str], *, inst_type: str) -> list[str]:
+    """What the listing takes for ``instruments``: instIds for SPOT, instrument families otherwise
+    (``BTC-USDT-SWAP`` -> ``BTC-USDT``; a FUTURES ``BTC-USD-240329`` -> ``BTC-USD``)."""
+    if inst_type == "SPOT":
+        return list(dict.fromkeys(instruments))
+    return list(dict.fromkeys(inst.rsplit("-", 1)[0] for inst in instruments))
+
+
+def day_files(client: OkxRestClient, *, exchange: dict[str, Any], inst_type: str, day: dt.date,
+              instruments: Sequence[str], cache_dir: Path, concurrency: int, now_ms: int,
+              retries: int = 5, backoff_base_s: float = 0.5) -> tuple[list[ArchiveFile], DownloadResult]:
+    """The archive files covering UTC ``day`` for ``instruments`` (the UTC+8 dates D and D+1:
+    their daily files, or their months' files), downloaded and verified in ``cache_dir``.
+
+    Raises :class:`ArchiveIncomplete` when a file could not be downloaded after its retries: a
+    re-run downloads only what is still missing. A file the archive lists but the CDN does not
+    have (404) is only reported: the minutes it would cover are asked of REST.
+    """
+    first, last = utc8_dates_of_utc_day(day)
+    wanted = set(instruments)
+    listed = list_candle_files(client, inst_type=inst_type, first=first, last=last,
+                               names=listing_names(instruments, inst_type=inst_type), now_ms=now_ms,
+                               cache_dir=cache_dir)
+    files = [f for f in listed if f.inst in wanted and f.start_ms < day_bounds_ms(day)[1]
+             and f.end_ms > day_bounds_ms(day)[0]]
+    result = download_files(files, cache_dir=cache_dir, concurrency=concurrency, ca_file=exchange.get("ca_file"),
+                            timeout_s=float(exchange.get("timeout_s", 30)) * 3, retries=retries,
+                            backoff_base_s=backoff_base_s)
+    for file, why in sorted(result.missing.items(), key=lambda item: item[0].filename):
+        log.warning("archive %s: %s is listed but not served (%s): its minutes are asked of REST",
+                    day, file.filename, why)
+    if result.failed:
+        lines = [f"  {file.filename}: {why}" for file, why in sorted(result.failed.items(),
+                                                                     key=lambda item: item[0].filename)]
+        raise ArchiveIncomplete(
+            f"archive {day}: {len(result.failed)} file(s) could not be downloaded, so the day's archive shard is "
+            "not written:\n" + "\n".join(lines) + f"\nThe {len(result.paths)} files downloaded are kept in "
+            f"{cache_dir}. Run the same command again later: only what is missing is downloaded (or set "
+            "history.source: rest in config.yaml to fetch these days from REST only).")
+    return files, result
+
+
+def day_bars(client: OkxRestClient, *, exchange: dict[str, Any], inst_type: str, day: dt.date,
+             instruments: Sequence[str], cache_dir: Path, concurrency: int) -> pl.DataFrame:
+    """The confirmed archive bars of UTC ``day`` for ``instruments``: (inst, ts, vol_quote as the
+    file's string). What the universe needs to rank an instrument OKX no longer lists."""
+    files, result = day_files(client, exchange=exchange, inst_type=inst_type, day=day, instruments=instruments,
+                              cache_dir=cache_dir, concurrency=concurrency, now_ms=client.server_time_ms())
+    records, _, _ = archive_minutes(files=files, paths=result.paths, day=day, recv_ts=0)
+    return pl.DataFrame(
+        [(r["inst"], r["ts"], r["data"][7]) for r in records if r["data"][8] == "1"],
+        schema={"inst": pl.Utf8, "ts": pl.Int64, "vol_quote": pl.Utf8}, orient="row")
+
+
+def listed_instruments(client: OkxRestClient, *, inst_type: str, first: dt.date, last: dt.date,
+                       cache_dir: Path) -> dict[str, str]:
+    """Every instrument the archive has a daily file for on UTC+8 dates ``first..last``: instId ->
+    instrument family ("" for SPOT). Delisted instruments included: what the universe needs to
+    see instruments OKX's instrument list no longer holds.
+
+    One ``ANY`` daily listing per call (a day's file names are all one request needs); dates
+    already published are cached under ``cache_dir/listings/<instType>/days/`` (a published
+    day's files do not change). Dates not published yet (T+2) have no files to list.
+    """
+    root = Path(cache_dir) / "listings" / inst_type / "days"
+    found: dict[str, str] = {}
+    todo: list[dt.date] = []
+    newest = last_published_day(now_ms=client.server_time_ms())
+    for day in _days(first, min(last, newest)):
+        path = root / f"{day.isoformat()}.json"
+        if path.exists():
+            found.update(json.loads(path.read_text()))
+        else:
+            todo.append(day)
+    for lo, hi in _day_runs(todo):
+        files = _list_range(client, inst_type=inst_type, aggregation=DAILY, lo=lo, hi=hi, names=None)
+        for day in _days(lo, hi):
+            on_day = {f.inst: f.inst_family for f in files if f.period == day.isoformat()}
+            write_json(on_day, root / f"{day.isoformat()}.json")
+            found.update(on_day)
+    return dict(sorted(found.items()))
+
+
+def run_archive(*, exchange: dict[str, Any], day: dt.date, universe_path: Path, inst_type: str, cache_dir: Path,
+                concurrency: int, out_path: Path, summary_path: Path, retries: int = 5,
+                backoff_base_s: float = 0.5) -> dict[str, Any]:
+    """Workflow entry point: the archive's bars of ``day`` for the day's universe members -> a raw
+    shard (source ``"archive"``) and a summary.
+
+    The summary says per member which ranges of the day the archive settled (``covered``: the
+    spans of the files read, minus minutes whose bar is unconfirmed) and how many bars it gave;
+    and which files were missing at the CDN or refused as of an unknown layout (their minutes are
+    asked of REST by the backfill, never taken half on trust). Raises :class:`ArchiveIncomplete`
+    (nothing written) when downloads kept failing, :class:`ArchiveUnavailableError` when the
+    listing could not be obtained.
+    """
+    from feeder.shards import write_shard_atomically
+    from feeder.universe import members
+
+    instruments = members(pl.read_parquet(universe_path))
+    started = time.monotonic()
+    with OkxRestClient.from_exchange(exchange) as client:
+        now_ms = client.server_time_ms()
+        files, result = day_files(client, exchange=exchange, inst_type=inst_type, day=day, instruments=instruments,
+                                  cache_dir=cache_dir, concurrency=concurrency, now_ms=now_ms, retries=retries,
+                                  backoff_base_s=backoff_base_s)
+        listing_requests = client.requests_sent
+    records, covered, refused = archive_minutes(files=files, paths=result.paths, day=day, recv_ts=now_ms)
+    bars: dict[str, int] = {}
+    for record in records:
+        bars[record["inst"]] = bars.get(record["inst"], 0) + 1
+    write_shard_atomically(out_path, records)
+    summary = {
+        "day": day.isoformat(),
+        "instruments": {inst: {"covered": covered.get(inst, []), "bars": bars.get(inst, 0),
+                               "files": sorted(f.filename for f in files if f.inst == inst)}
+                        for inst in instruments},
+        "missing_at_cdn": sorted(f.filename for f in result.missing),
+        "refused": refused,
+        "listing_requests": listing_requests,
+        "download_requests": result.requests,
+        "bytes_downloaded": result.bytes,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    write_json(summary, summary_path)
+    settled = sum(hi - lo for ranges in covered.values() for lo, hi in ranges) // MINUTE_MS
+    log.info("archive %s: %d bars for %d members from %d files (%d minutes settled, %d files missing, %d refused); "
+             "%d listing requests, %d downloads, %.1f MB", day, len(records), len(instruments), len(files), settled,
+             len(result.missing), len(refused), listing_requests, result.requests, result.bytes / 1e6)
+    return summary

@@ -1,8 +1,11 @@
-"""Backfill and gap repair: one mechanism.
+"""Backfill and gap repair: one mechanism, three sources.
 
-For a UTC day and the instruments that need it, find the 1-minute bars the live stream does not
-have (all of them, for days before the collector ran) and fetch exactly those from OKX's
-``history-candles``. What is fetched is written as a raw shard with ``source: "rest"``, in the
+For a UTC day and the instruments that need it, find the 1-minute bars that neither OKX's data
+archive (feeder.archive: the minutes of every archive file read for the day) nor the live stream
+has (all of them, for days before the collector ran and the archive published) and fetch exactly
+those from OKX's ``history-candles``. A minute an archive file leaves out is a minute without
+trades (OKX omits those in files and REST alike): it is not asked again; what the archive has
+not published (the newest days, a missing or unreadable file) is. What is fetched is written as a raw shard with ``source: "rest"``, in the
 collector's record format, so cleaning treats both sources alike.
 
 Why fetch only the missing minutes: a day the collector recorded fully costs no request, and a
@@ -19,6 +22,7 @@ is 51001 for an instrument OKX no longer lists: it is delisted, recorded as
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -66,6 +70,31 @@ def streamed_minutes(
         .select("inst", pl.col("ts").dt.epoch("ms").alias("ts"))
         .sort("inst", "ts")
     )
+
+
+def archive_minutes_to_keep(
+    archive_shards: Sequence[Path], day: dt.date, covered: dict[str, list[list[int]]]
+) -> tuple[pl.DataFrame, dict[str, list[tuple[int, int]]]]:
+    """What the archive settles for ``day``: its valid minutes, and per instrument the ranges not to ask REST for.
+
+    ``covered`` (the archive stage's summary) holds per instrument the ranges of the day spanned
+    by archive files that were read: a minute there is settled by the archive, with a bar or
+    without (no trade). Except a minute whose archive row cleaning rejects (e.g. ``confirm`` "0"):
+    the exchange's copy is unusable, so REST is asked for that minute. Returns (inst, ts) of the
+    valid archive minutes (they count like streamed ones) and the settled ranges.
+    """
+    records, _ = read_raw_records([Path(p) for p in archive_shards])
+    judged = validate_candles(records, day=day).filter(pl.col("source") == "archive")
+    valid = (judged.filter(pl.col("reject").is_null())
+             .select("inst", pl.col("ts").dt.epoch("ms").alias("ts")).unique().sort("inst", "ts"))
+    rejected: dict[str, list[tuple[int, int]]] = {}
+    for inst, ts in (judged.filter(pl.col("reject").is_not_null() & pl.col("ts").is_not_null())
+                     .select("inst", pl.col("ts").dt.epoch("ms")).join(valid, on=["inst", "ts"], how="anti")
+                     .unique().iter_rows()):
+        rejected.setdefault(inst, []).append((ts, ts + MINUTE_MS))
+    settled = {inst: subtract_ranges([(int(lo), int(hi)) for lo, hi in ranges], rejected.get(inst, []))
+               for inst, ranges in covered.items()}
+    return valid, settled
 
 
 def missing_ranges(have_ts: Iterable[int], *, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -148,9 +177,14 @@ def backfill_day(
     out_path: Path,
     spike_factor: float = DEFAULT_SPIKE_FACTOR,
     recheck_absent: bool = False,
+    archive_shards: Sequence[Path] = (),
+    archive_covered: dict[str, list[list[int]]] | None = None,
 ) -> dict[str, Any]:
-    """Fetch the 1m bars of ``instruments`` on ``day`` that neither the stream nor an earlier
-    fetch has; write every fetched bar of these instruments as one rest shard at ``out_path``.
+    """Fetch the 1m bars of ``instruments`` on ``day`` that neither the archive, the stream nor an
+    earlier fetch has; write every fetched bar of these instruments as one rest shard at ``out_path``.
+
+    ``archive_shards`` / ``archive_covered``: the day's archive shard and, per instrument, the
+    ranges its files spanned (see :func:`archive_minutes_to_keep`); empty with ``history.source: rest``.
 
     Returns a summary per instrument (bars streamed, fetched now, ranges attempted), and the
     instruments OKX no longer knows (``unknown_to_exchange``: 51001 for an instrument it does not
@@ -162,8 +196,12 @@ def backfill_day(
     ranges an earlier run recorded as "the exchange has none".
     """
     start, end = day_bounds_ms(day)
-    have = streamed_minutes(stream_shards, day, spike_factor=spike_factor)  # what cleaning will keep as streamed
+    streamed = streamed_minutes(stream_shards, day, spike_factor=spike_factor)  # what cleaning will keep as streamed
+    archived, settled = archive_minutes_to_keep(archive_shards, day, archive_covered or {})
+    have = pl.concat([streamed, archived]).unique()
     have_by_inst = {inst: set(group["ts"].to_list()) for (inst,), group in have.group_by("inst")} if have.height else {}
+    streamed_by_inst = dict(streamed.group_by("inst").len().iter_rows()) if streamed.height else {}
+    archived_by_inst = dict(archived.group_by("inst").len().iter_rows()) if archived.height else {}
     fetched_dir.mkdir(parents=True, exist_ok=True)
     earlier = fetch_log(fetched_dir)
     summary: dict[str, Any] = {"day": day.isoformat(), "instruments": {}, "errors": {}, "unavailable": {},
@@ -178,7 +216,7 @@ def backfill_day(
             continue
         pieces = earlier.get(inst, [])
         recheck = [path for _, _, path in pieces if recheck_absent and path.stat().st_size == 0]
-        done = [(lo, hi) for lo, hi, path in pieces if path not in recheck]
+        done = [(lo, hi) for lo, hi, path in pieces if path not in recheck] + settled.get(inst, [])
         todo = subtract_ranges(missing_ranges(have_by_inst.get(inst, ()), start_ms=start, end_ms=end), done)
         inst_now = 0
         written: set[Path] = set()
@@ -208,7 +246,8 @@ def backfill_day(
             log.error("backfill %s %s: %s", day, inst, exc)
         fetched_now += inst_now
         summary["instruments"][inst] = {
-            "streamed": len(have_by_inst.get(inst, ())),
+            "streamed": streamed_by_inst.get(inst, 0),
+            "from_archive": archived_by_inst.get(inst, 0),
             "fetched_now": inst_now,
             "ranges_fetched_now": len(todo),
         }
@@ -220,6 +259,9 @@ def backfill_day(
     wanted = set(instruments)
     summary["attempted"] = {inst: sorted([lo, hi] for lo, hi, _ in items) for inst, items in pieces.items()
                             if inst in wanted}
+    # ranges the archive settled: a minute there without a bar is one without trades (coverage says so)
+    summary["archive_settled"] = {inst: sorted([lo, hi] for lo, hi in ranges)
+                                  for inst, ranges in sorted(settled.items()) if inst in wanted and ranges}
     summary["requests"] = client.requests_sent - requests_before
     summary["bars_fetched_now"] = fetched_now
     if summary["errors"] or summary["unavailable"] or summary["not_attempted"]:
@@ -276,8 +318,13 @@ def run_backfill(
     summary_path: Path,
     spike_factor: float = DEFAULT_SPIKE_FACTOR,
     recheck_absent: bool = False,
+    archive_shard: Path | None = None,
+    archive_summary_path: Path | None = None,
 ) -> dict[str, Any]:
     """Workflow entry point: backfill the members of ``day``'s universe.
+
+    ``archive_shard`` / ``archive_summary_path``: the archive stage's output for the day
+    (``history.source: archive+rest``); None with ``history.source: rest``.
 
     ``spike_factor`` (config ``clean.spike_factor``) decides which streamed bars are implausible
     enough to be cross-checked with REST; it must be the value cleaning uses.
@@ -292,9 +339,19 @@ def run_backfill(
     with OkxRestClient.from_exchange(exchange) as client:
         summary = backfill_day(client=client, day=day, instruments=instruments, stream_shards=stream_shards,
                                fetched_dir=fetched_dir, out_path=out_path, spike_factor=spike_factor,
-                               recheck_absent=recheck_absent)
+                               recheck_absent=recheck_absent,
+                               archive_shards=[archive_shard] if archive_shard is not None else [],
+                               archive_covered=_archive_covered(archive_summary_path))
     write_json(summary, summary_path)
     log.info("backfill %s done: %d bars fetched with %d requests for %d instruments (%d unknown to OKX)",
              day, summary["bars_fetched_now"], summary["requests"], len(instruments),
              len(summary["unknown_to_exchange"]))
     return summary
+
+
+def _archive_covered(summary_path: Path | None) -> dict[str, list[list[int]]]:
+    """Per instrument, the ranges of the day the archive's files spanned (the archive stage's summary)."""
+    if summary_path is None:
+        return {}
+    summary = json.loads(Path(summary_path).read_text())
+    return {inst: entry.get("covered", []) for inst, entry in summary.get("instruments", {}).items()}

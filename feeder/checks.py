@@ -21,7 +21,7 @@ import datetime as dt
 import polars as pl
 
 from feeder.okx import CANDLE_REJECT_REASONS, parse_candles
-from feeder.registry import MINUTE_MS, day_bounds_ms
+from feeder.registry import EXCHANGE_COPIES, MINUTE_MS, day_bounds_ms
 
 __all__ = [
     "CANDLE_CHANNEL",
@@ -101,7 +101,7 @@ def deduplicate(bars: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
     """Keep one row per (inst, ts); return (kept rows sorted by inst, ts, duplicates, conflicts).
 
     ``bars`` holds valid typed bars: inst, ts, VALUE_COLUMNS, source, and optionally recv_ts.
-    Preference: source rest > ws (REST history is the exchange's archived value), then latest
+    Preference: the exchange's copies (registry.EXCHANGE_COPIES: REST, archive) > ws, then latest
     recv_ts (the latest state the exchange published), then values (a deterministic tie-break,
     so the result never depends on input order). ``conflicts`` counts keys whose copies
     disagree. Idempotent: deduplicating the output again changes nothing.
@@ -109,7 +109,7 @@ def deduplicate(bars: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
     key = ["inst", "ts"]
     recv = ["recv_ts"] if "recv_ts" in bars.columns else []
     ordered = bars.sort(
-        [*key, (pl.col("source") == "rest").cast(pl.Int8), *recv, *VALUE_COLUMNS],
+        [*key, pl.col("source").is_in(EXCHANGE_COPIES).cast(pl.Int8), *recv, *VALUE_COLUMNS],
         descending=[False, False, True, *([True] * len(recv)), *([False] * len(VALUE_COLUMNS))],
         nulls_last=True,
         maintain_order=True,

@@ -57,6 +57,7 @@ from feeder.checks import (
 )
 from feeder.identifiers import inst_path_stem
 from feeder.raw import RAW_SCHEMA, read_raw_records, reason_counts
+from feeder.registry import EXCHANGE_COPIES
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ CLEAN_REJECT_REASONS: tuple[str, ...] = RECORD_REJECT_REASONS
 
 
 FLAG_CHECKS: tuple[str, ...] = ("conflict", "spike", "not_listed")
-FLAG_RESOLUTIONS: tuple[str, ...] = ("rest", "unresolved", "confirmed", "corrected", "unverified")
+FLAG_RESOLUTIONS: tuple[str, ...] = ("exchange", "unresolved", "confirmed", "corrected", "unverified")
 MAX_FLAG_LOG_LINES = 50  # WARNING lines per day; the quality JSON lists every flag
 
 _FLAG_SCHEMA: dict[str, pl.DataType] = {
@@ -126,7 +127,7 @@ def _stream_against_rest(valid: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFram
     """
     ws = stream_view(valid).select("inst", "ts", *[pl.col(c).alias(f"_ws_{c}") for c in VALUE_COLUMNS],
                                    _ws=pl.lit(True))
-    rest = deduplicate(valid.filter(pl.col("source") == "rest"))[0].select(
+    rest = deduplicate(valid.filter(pl.col("source").is_in(EXCHANGE_COPIES)))[0].select(
         "inst", "ts", *[pl.col(c).alias(f"_rest_{c}") for c in VALUE_COLUMNS], _rest=pl.lit(True))
     same = ~pl.any_horizontal([pl.col(f"_ws_{c}").ne_missing(pl.col(f"_rest_{c}")) for c in VALUE_COLUMNS])
     resolution = (
@@ -175,8 +176,8 @@ def flag_bars(
     ``valid``: all usable copies (inst, ts, VALUE_COLUMNS, source, recv_ts); ``kept``: the
     deduplicated bars. Checks (FLAG_CHECKS):
 
-    * ``conflict``: valid copies of one bar disagree. Resolution ``rest`` when the exchange's
-      REST copy decided (the backfill fetches such minutes), ``unresolved`` when there is none
+    * ``conflict``: valid copies of one bar disagree. Resolution ``exchange`` when the exchange's
+      own copy decided (from the archive, or from REST: the backfill fetches such minutes), ``unresolved`` when there is none
       (the last copy received is kept, as before). A bar flagged below whose stream copies agree
       and which REST corrected is not listed again as a conflict (its resolution says it).
     * ``spike``: the stream's bar is implausible (feeder.checks.stream_suspects, the same rule
@@ -206,10 +207,10 @@ def flag_bars(
     corrected_only = others.select("inst", "ts").join(
         suspects.filter(pl.col("check") == "conflict"), on=["inst", "ts"], how="anti")
     conflicts = disagreeing_keys(valid).join(corrected_only, on=["inst", "ts"], how="anti")
-    rest_keys = valid.filter(pl.col("source") == "rest").select("inst", "ts").unique().with_columns(_r=pl.lit(True))
+    rest_keys = valid.filter(pl.col("source").is_in(EXCHANGE_COPIES)).select("inst", "ts").unique().with_columns(_r=pl.lit(True))
     conflict_rows = conflicts.join(rest_keys, on=["inst", "ts"], how="left").select(
         pl.lit("conflict").alias("check"), "inst", "ts",
-        pl.when(pl.col("_r")).then(pl.lit("rest")).otherwise(pl.lit("unresolved")).alias("resolution"),
+        pl.when(pl.col("_r")).then(pl.lit("exchange")).otherwise(pl.lit("unresolved")).alias("resolution"),
         pl.lit(None, pl.Utf8).alias("detail"),
     )
     flags = pl.concat([f.select(list(_FLAG_SCHEMA)).cast(_FLAG_SCHEMA)  # type: ignore[arg-type]
@@ -335,7 +336,7 @@ def _write_instrument_files(bars: pl.DataFrame, out_dir: Path) -> None:
 
 
 _RESOLUTION_TEXT = {
-    "rest": "kept the exchange's REST copy",
+    "exchange": "kept the exchange's copy (REST or archive)",
     "unresolved": "no REST copy: kept the copy received last; if the backfill failed for this day run the "
                   "workflow again (only members are fetched, and the exchange may have no candle there)",
     "confirmed": "REST has the same bar: kept (a real move)",

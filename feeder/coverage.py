@@ -4,9 +4,10 @@ A missing bar is never filled with an invented value; it is explained. For each 
 a day (universe members, plus anything the stream recorded):
 
 * ``expected``: minutes the instrument was listed that day (from ``listTime``/``expTime``);
-* ``from_ws`` / ``from_rest``: bars in the cleaned data, by source;
+* ``from_ws`` / ``from_rest`` / ``from_archive``: bars in the cleaned data, by source;
 * ``missing_exchange_none``: minutes we asked OKX for and it confirmed it has no candle (no
-  trade, halt, before the listing): an empty page alone is not taken as that answer;
+  trade, halt, before the listing): an empty page alone is not taken as that answer; or minutes
+  inside an archive file that leaves them out (OKX omits minutes without trades);
 * ``missing_unknown_to_exchange``: minutes of an instrument OKX no longer knows (51001 for an
   instrument it does not list any more: delisted, its candles are gone from the API);
 * ``missing_fetch_failed``: minutes whose fetch failed. A failed fetch now fails the day's
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 COVERAGE_SCHEMA = {
     "day": pl.Date, "inst": pl.Utf8, "member": pl.Boolean, "expected": pl.Int32, "from_ws": pl.Int32,
-    "from_rest": pl.Int32, "missing": pl.Int32, "missing_exchange_none": pl.Int32,
+    "from_rest": pl.Int32, "from_archive": pl.Int32, "missing": pl.Int32, "missing_exchange_none": pl.Int32,
     "missing_unknown_to_exchange": pl.Int32, "missing_fetch_failed": pl.Int32, "missing_not_attempted": pl.Int32,
 }
 
@@ -93,7 +94,8 @@ def coverage_day(
         )
     )
     counts = have.group_by("inst").agg(from_ws=(pl.col("source") == "ws").sum(),
-                                       from_rest=(pl.col("source") == "rest").sum())
+                                       from_rest=(pl.col("source") == "rest").sum(),
+                                       from_archive=(pl.col("source") == "archive").sum())
     expected = minutes.group_by("inst").agg(expected=pl.len())
     return (
         pl.DataFrame({"inst": insts})
@@ -120,8 +122,12 @@ def build_coverage_day(*, day: dt.date, clean_dir: Path, universe_path: Path, in
     members = ranking.filter(pl.col("member"))["inst"].to_list()
     summary: dict[str, Any] = json.loads(backfill_summary_path.read_text())
     failed = set(summary.get("errors", {})) | set(summary.get("unavailable", {}))
+    # asked of REST, or settled by an archive file: either way the exchange's answer is in
+    asked = {inst: [*ranges] for inst, ranges in summary.get("attempted", {}).items()}
+    for inst, ranges in summary.get("archive_settled", {}).items():
+        asked.setdefault(inst, []).extend(ranges)
     frame = coverage_day(day=day, bars=bars, members=members, instruments=pl.read_parquet(instruments_path),
-                         attempted=summary.get("attempted", {}), failed=failed,
+                         attempted=asked, failed=failed,
                          unknown=set(summary.get("unknown_to_exchange", {})))
     gaps = frame.filter(pl.col("member") & (pl.col("missing") > 0))
     log.info("coverage %s: %d instruments, %d members with gaps, %d bars missing (%d exchange has none, "
@@ -137,7 +143,7 @@ def merge_coverage(*, day_paths: list[Path], out_parquet: Path, out_gaps_csv: Pa
     frame = (
         pl.concat([pl.DataFrame(schema=COVERAGE_SCHEMA), *(pl.read_parquet(p) for p in day_paths)],
                   how="diagonal_relaxed")
-        .with_columns(pl.col(c).fill_null(0) for c in COVERAGE_SCHEMA if c.startswith("missing_"))
+        .with_columns(pl.col(c).fill_null(0) for c in COVERAGE_SCHEMA if c.startswith(("missing_", "from_")))
         .select(list(COVERAGE_SCHEMA))
     )
     write_parquet(frame, out_parquet)
@@ -146,5 +152,6 @@ def merge_coverage(*, day_paths: list[Path], out_parquet: Path, out_gaps_csv: Pa
     member = frame.filter(pl.col("member"))
     log.info("coverage: %d symbol-days, %d member-days, %.4f%% of expected member bars present",
              frame.height, member.height,
-             100.0 * (member["from_ws"].sum() + member["from_rest"].sum()) / max(1, member["expected"].sum()))
+             100.0 * (member["from_ws"].sum() + member["from_rest"].sum() + member["from_archive"].sum())
+             / max(1, member["expected"].sum()))
     return frame

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from feeder.registry import SOURCES
+
 __all__ = [
     "CANDLE_REJECT_REASONS",
     "FUNDING_REJECT_REASONS",
@@ -217,7 +219,7 @@ def parse_candles(records: pl.DataFrame) -> pl.DataFrame:
     outside = (pl.col("open") < lo) | (pl.col("open") > hi) | (pl.col("close") < lo) | (pl.col("close") > hi)
     reject = _first_reason(
         [
-            (pl.col("inst").is_null() | ~pl.col("source").is_in(["ws", "rest"]).fill_null(False), "bad_record"),
+            (pl.col("inst").is_null() | ~pl.col("source").is_in(list(SOURCES)).fill_null(False), "bad_record"),
             (~pl.col("n_elements").is_in([7, 9]), "wrong_element_count"),
             (pl.col("inst_type").is_null(), "unknown_inst_type"),
             (any_null | bad_nine, "unparsable_number"),
@@ -434,7 +436,7 @@ def parse_settled_funding(rows: pl.DataFrame) -> pl.DataFrame:
     )
     reject = _first_reason(
         [
-            (pl.col("inst").is_null() | ~pl.col("source").is_in(["ws", "rest"]).fill_null(False), "bad_record"),
+            (pl.col("inst").is_null() | ~pl.col("source").is_in(list(SOURCES)).fill_null(False), "bad_record"),
             (is_ws & (pl.col("sett_state") != "settled").fill_null(True), "not_settled"),
             (pl.col("_ft_raw").is_null(), "missing_funding_time"),
             (pl.col("_rate_raw").is_null(), "missing_funding_rate"),

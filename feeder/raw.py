@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from feeder.atomic import write_json, write_parquet
+from feeder.registry import EXCHANGE_COPIES
 
 __all__ = [
     "RAW_SCHEMA",
@@ -163,12 +164,12 @@ def reason_counts(frame: pl.DataFrame, *, reasons: Sequence[str]) -> dict[str, i
 def deduplicate_by_key(
     frame: pl.DataFrame, *, key: list[str], values: list[str]
 ) -> tuple[pl.DataFrame, int, int]:
-    """Keep one row per ``key``: REST over WebSocket, then the copy received last, then values.
+    """Keep one row per ``key``: the exchange's copies (REST, archive) over WebSocket, then the copy received last, then values.
 
     Returns (kept sorted by key, duplicates dropped, keys whose copies disagree on ``values``).
     """
     ordered = frame.sort(
-        [*key, (pl.col("source") == "rest").cast(pl.Int8), "recv_ts", *values],
+        [*key, pl.col("source").is_in(EXCHANGE_COPIES).cast(pl.Int8), "recv_ts", *values],
         descending=[*([False] * len(key)), True, True, *([False] * len(values))],
         nulls_last=True,
         maintain_order=True,

@@ -72,6 +72,19 @@ def day_bounds_ms(day: dt.date) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------
+# Sources of a raw record
+# --------------------------------------------------------------------------------------------
+
+#: Where a raw record came from: the collector's WebSocket stream, REST (backfill and repair), or
+#: OKX's official data archive (daily/monthly zip files).
+SOURCES: tuple[str, ...] = ("ws", "rest", "archive")
+#: The exchange's own copies of history: they decide over a streamed copy of the same bar (the
+#: stream may have been caught mid-reconnect). REST is fetched only where the archive has no
+#: usable copy, so the two rarely meet; when they do, the one received last wins.
+EXCHANGE_COPIES: tuple[str, ...] = ("rest", "archive")
+
+
+# --------------------------------------------------------------------------------------------
 # Fields
 # --------------------------------------------------------------------------------------------
 

@@ -15,8 +15,13 @@ the workflow fetches per instrument and the live snapshot the collector ranks by
 workflow has written a universe file. Adding a ranking is one entry there (plus its metric
 function and test) and its name in the schema's ``rank_by`` enum.
 
-Limit no code can lift: OKX's instrument list holds only live instruments. Instruments delisted
-before we first recorded a snapshot are unknown to us, so their days cannot be ranked.
+Survivorship: OKX's instrument list holds only live instruments. Every run records it (the
+union of all snapshots keeps instruments delisted later), and with ``history.source:
+archive+rest`` the archive's listing names every instrument that traded on a day, delisted ones
+included: an instrument the snapshots never held is added from it (:func:`archive_instruments_frame`)
+and ranked by the USDT turnover of its archive candles (:func:`archive_turnover`), the same
+quantity OKX's ``1Dutc`` candles give for live ones. With ``history.source: rest``, an instrument
+delisted before the first snapshot stays unknown and cannot be ranked.
 """
 
 from __future__ import annotations
@@ -110,6 +115,56 @@ def daily_metric_frame(rows_by_inst: dict[str, list[list[str]]]) -> pl.DataFrame
         .drop_nulls("metric")
         .unique(["inst", "day"], keep="last")
         .sort("inst", "day")
+    )
+
+
+def archive_instruments_frame(found: dict[str, str], *, seen_through: dt.date) -> pl.DataFrame:
+    """Instruments known only from the archive's listing, as rows of the instrument frame.
+
+    ``found`` maps instId to instType, as the archive listing gives them (validated ids). The
+    listing says nothing else, so the fields eligibility needs are read from the id, by OKX's
+    naming: ``BASE-QUOTE-SWAP`` (or a FUTURES ``BASE-QUOTE-YYMMDD``) settles in QUOTE as a linear
+    contract when QUOTE is a stablecoin (USDT, USDC) and in BASE as an inverse one when QUOTE is
+    USD; a spot pair ``BASE-QUOTE`` has neither. ``instCategory`` stays null (not stated: treated as
+    crypto, like older payloads). Not live now (``live_now`` false) and last seen on
+    ``seen_through``: :func:`listed_on` then counts it as listed up to the day after.
+    """
+    rows = []
+    for inst, inst_type in sorted(found.items()):
+        parts = inst.split("-")
+        base, quote = parts[0], parts[1] if len(parts) > 1 else None
+        derivative = inst_type in ("SWAP", "FUTURES")
+        linear = quote in ("USDT", "USDC")
+        rows.append({
+            "instId": inst, "instType": inst_type,
+            "settleCcy": (quote if linear else base) if derivative else None,
+            "ctType": ("linear" if linear else "inverse") if derivative else None,
+            "baseCcy": None if derivative else base, "quoteCcy": None if derivative else quote,
+        })
+    frame = pl.DataFrame(rows, schema={col: pl.Utf8 for col in INSTRUMENT_COLUMNS}, orient="row") if rows else \
+        pl.DataFrame(schema={col: pl.Utf8 for col in INSTRUMENT_COLUMNS})
+    return frame.with_columns(
+        base=pl.col("instId").str.split("-").list.first(),
+        first_seen=pl.lit(None, pl.Date), last_seen=pl.lit(seen_through, pl.Date), live_now=pl.lit(False),
+    )
+
+
+def archive_turnover(bars: pl.DataFrame, *, day: dt.date) -> pl.DataFrame:
+    """Daily USDT turnover from archive 1m candles: (inst, day, metric = sum of ``vol_quote``).
+
+    ``bars``: (inst, ts epoch ms, vol_quote as the file's string). Why the sum: OKX's ``1Dutc``
+    candle (what live instruments are ranked by) is the day's 1m candles aggregated, and its
+    ``volCcyQuote`` their quote volume. An instrument with no bar that day has no metric.
+    """
+    start = day_start_ms(day)
+    return (
+        bars.filter((pl.col("ts") >= start) & (pl.col("ts") < start + DAY_MS))
+        .group_by("inst")
+        # summed in time order: the same bars always give the same bits (see rank_day)
+        .agg(metric=pl.col("vol_quote").cast(pl.Float64, strict=False).sort_by(pl.col("ts")).cum_sum().last())
+        .drop_nulls("metric")
+        .select("inst", day=pl.lit(day, pl.Date), metric="metric")
+        .sort("inst")
     )
 
 
@@ -291,11 +346,16 @@ def fetch_daily_metrics(
     cache_dir: Path,
     out_path: Path,
     instruments_out: Path,
+    archive_cache: Path | None = None,
+    download_concurrency: int = 4,
 ) -> pl.DataFrame:
     """The ranking metric of every eligible instrument on ``day`` → ``out_path``.
 
     Also archives today's instrument list and writes the union of every snapshot so far to
-    ``instruments_out`` (the listing facts the universe of the next day uses).
+    ``instruments_out`` (the listing facts the universe of the next day uses). With
+    ``archive_cache`` (``history.source: archive+rest``), instruments the archive lists for the
+    day but no snapshot holds (delisted before the first one) are added, with their turnover from
+    archive candles (:func:`archive_only_instruments`).
 
     The metric is ``universe.rank_by``'s entry of :data:`RANKINGS` (an unknown value is refused
     before anything is fetched; the config check refuses it earlier still).
@@ -308,13 +368,21 @@ def fetch_daily_metrics(
     frames: list[pl.DataFrame] = []
     with OkxRestClient.from_exchange(exchange) as client:
         union = record_instruments(client, inst_type=universe_cfg.get("inst_type", "SWAP"), snapshot_dir=snapshot_dir)
+        from_archive = pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+        if archive_cache is not None:
+            only_archive, from_archive = archive_only_instruments(
+                client, exchange=exchange, universe_cfg=universe_cfg, day=day, known=set(union["instId"].to_list()),
+                cache_dir=archive_cache, concurrency=download_concurrency)
+            union = pl.concat([union, only_archive], how="diagonal_relaxed")
+            frames.append(from_archive)
         write_parquet(union, instruments_out)
         now_ms = client.server_time_ms()
         newest_complete = (dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc) - dt.timedelta(days=1)).date()
         if day > newest_complete:
             raise ValueError(f"daily metrics for {day}: the day is not over at the exchange yet (its time is "
                              f"{dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc):%Y-%m-%d %H:%M} UTC).")
-        candidates = eligible(union, universe_cfg)["instId"].to_list()
+        candidates = [inst for inst in eligible(union, universe_cfg)["instId"].to_list()
+                      if inst not in set(from_archive["inst"].to_list())]
         fetched = 0
         for i, inst in enumerate(candidates, 1):
             covered, history = cache.load(inst)
@@ -336,6 +404,50 @@ def fetch_daily_metrics(
     daily = pl.concat(frames) if frames else pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
     write_parquet(daily, out_path)
     return daily
+
+
+def archive_only_instruments(
+    client: Any,
+    *,
+    exchange: dict[str, Any],
+    universe_cfg: dict[str, Any],
+    day: dt.date,
+    known: set[str],
+    cache_dir: Path,
+    concurrency: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Instruments OKX's archive lists for ``day`` that no instrument snapshot holds, and their metric.
+
+    Why: OKX's instrument list holds only live instruments, so a coin delisted before the project
+    first recorded it would be missing from every universe of its time (survivorship bias). The
+    archive lists every instrument that traded on a day. Returns (their instrument rows, see
+    :func:`archive_instruments_frame`; their daily metric for ``day`` from archive candles, for the
+    eligible ones). Only ``quote_volume`` can be computed from candles: another ``rank_by`` leaves
+    them unranked, with a warning.
+    """
+    from feeder import archive
+
+    inst_type = universe_cfg.get("inst_type", "SWAP")
+    first, last = archive.utc8_dates_of_utc_day(day)
+    listed = archive.listed_instruments(client, inst_type=inst_type, first=first, last=last, cache_dir=cache_dir)
+    frame = archive_instruments_frame({inst: inst_type for inst in listed if inst not in known}, seen_through=last)
+    wanted = eligible(frame, universe_cfg)["instId"].to_list()
+    empty = pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+    if not wanted:
+        return frame, empty
+    rank_by = universe_cfg.get("rank_by", DEFAULT_RANK_BY)
+    if rank_by != "quote_volume":
+        log.warning("daily metrics %s: %d instruments known only from OKX's archive (%s) are not ranked: "
+                    "rank_by %s cannot be computed from archive candles", day, len(wanted), ", ".join(wanted[:5]),
+                    rank_by)
+        return frame, empty
+    bars = archive.day_bars(client, exchange=exchange, inst_type=inst_type, day=day, instruments=wanted,
+                            cache_dir=cache_dir, concurrency=concurrency)
+    daily = archive_turnover(bars, day=day)
+    log.info("daily metrics %s: %d instruments known only from OKX's archive (delisted before the first "
+             "instrument snapshot), %d with turnover that day: %s", day, len(wanted), daily.height,
+             ", ".join(wanted[:5]))
+    return frame, daily
 
 
 def funding_metric_frame(inst: str, rows: list[dict[str, Any]]) -> pl.DataFrame:

@@ -546,3 +546,69 @@ def test_spot_is_listed_by_instid_and_its_files_hold_the_rest_candles(sim, make_
     result = download(sim, files, tmp_path)
     records, covered, _ = archive_minutes(files=files, paths=result.paths, day=dt.date(2024, 3, 4), recv_ts=1)
     assert [r["data"] for r in records] == sim.market.candles_1m("BTC-USDT", "2024-03-04")
+
+
+# --------------------------------------------------------------------------- the archive stage (rule `archive`)
+
+
+def _stage(sim, tmp_path, rate_state_dir, *, members=(BTC, "ETH-USDT-SWAP"), day=dt.date(2024, 3, 4), **kwargs):
+    import polars as pl
+
+    from feeder.archive import run_archive
+
+    universe = tmp_path / "universe.parquet"
+    pl.DataFrame({"day": [day] * len(members), "inst": list(members), "rank": list(range(1, len(members) + 1)),
+                  "member": [True] * len(members)}).write_parquet(universe)
+    out, summary = tmp_path / "raw" / "archive" / f"{day}.jsonl", tmp_path / "work" / "archive" / f"{day}.json"
+    exchange = {"rest_url": sim.rest, "ca_file": sim.ca_file, "rate_state_dir": str(rate_state_dir)}
+    result = run_archive(exchange=exchange, day=day, universe_path=universe, inst_type="SWAP",
+                         cache_dir=tmp_path / "cache", concurrency=2, out_path=out, summary_path=summary,
+                         **{"retries": 2, "backoff_base_s": 0.01, **kwargs})
+    return result, out
+
+
+def test_the_archive_stage_writes_the_members_bars_of_the_utc_day(sim, rate_state_dir, tmp_path):
+    """Two UTC+8 daily files make one UTC day: the shard holds every candle the exchange has for the
+    members that day (the same strings REST serves), and the summary says the whole day is settled."""
+    from feeder.shards import read_records
+
+    summary, out = _stage(sim, tmp_path, rate_state_dir)
+    lo, hi = day_bounds_ms(dt.date(2024, 3, 4))
+    got = {(r["inst"], r["ts"]): r["data"] for r in read_records([out])}
+    want = {(inst, int(row[0])): row for inst in (BTC, "ETH-USDT-SWAP")
+            for row in sim.market.candles_1m(inst, "2024-03-04")}
+    assert got == want and {r["source"] for r in read_records([out])} == {"archive"}
+    assert summary["instruments"][BTC]["covered"] == [[lo, hi]]
+    assert summary["instruments"][BTC]["files"] == ["BTC-USDT-SWAP-candlesticks-2024-03-04.zip",
+                                                    "BTC-USDT-SWAP-candlesticks-2024-03-05.zip"]
+
+
+def test_a_throttled_cdn_fails_the_day_and_a_rerun_downloads_only_the_rest(sim, rate_state_dir, tmp_path):
+    """A CDN that keeps answering 403 for one file: the other files are kept, the day fails with the
+    file, what the CDN said and what to do, no shard is written; the re-run downloads one file."""
+    from feeder.archive import ArchiveIncomplete
+
+    sim.archive_error(50, 403, inst_id="ETH-USDT-SWAP", period="2024-03-05")
+    before = len(sim.requests("archive-file"))
+    with pytest.raises(ArchiveIncomplete, match=r"ETH-USDT-SWAP-candlesticks-2024-03-05\.zip.*403(.|\n)*again"):
+        _stage(sim, tmp_path, rate_state_dir)
+    assert not (tmp_path / "raw" / "archive" / "2024-03-04.jsonl").exists()
+    sim.clear_faults()
+    middle = len(sim.requests("archive-file"))
+    assert middle - before >= 3 + 3, "the 403 was not retried"
+    summary, out = _stage(sim, tmp_path, rate_state_dir)
+    (again,) = sim.requests("archive-file")[middle:]
+    assert again.params["path"].endswith("/ETH-USDT-SWAP-candlesticks-2024-03-05.zip")
+    assert out.exists() and summary["instruments"]["ETH-USDT-SWAP"]["bars"] > 0
+
+
+def test_listing_throttled_by_429_is_retried_and_a_file_missing_at_the_cdn_is_left_to_rest(sim, rate_state_dir,
+                                                                                         tmp_path):
+    sim.fail_next("market-data-history", 2, status=429)
+    sim.archive_error(2, 404, inst_id=BTC, period="2024-03-05")
+    summary, _ = _stage(sim, tmp_path, rate_state_dir, members=(BTC,))
+    lo, hi = day_bounds_ms(dt.date(2024, 3, 4))
+    sixteen = period_span_ms(aggregation=DAILY, period="2024-03-05")[0]
+    assert summary["missing_at_cdn"] == ["BTC-USDT-SWAP-candlesticks-2024-03-05.zip"]
+    assert summary["instruments"][BTC]["covered"] == [[lo, sixteen]], "REST is asked for 16:00-24:00"
+    assert [r.status for r in sim.requests("market-data-history")[-3:]][:2] == [429, 429]

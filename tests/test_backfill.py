@@ -314,3 +314,41 @@ def test_the_workflow_entry_point_takes_its_knobs_from_the_config_blocks(sim, tm
     run(recheck_absent=True)
     assert _got(tmp_path) == _truth(sim, [BTC, ETH])
     assert json.loads(summary_path.read_text())["bars_fetched_now"] == len(_truth(sim, [BTC, ETH]))
+
+
+# --------------------------------------------------------------------------- the archive as first source
+
+
+def _archive_shard(sim, tmp_path, inst, *, until_ms, unconfirmed=()):
+    """An archive shard holding ``inst``'s candles of DAY before ``until_ms`` (as the archive stage
+    writes it: source "archive", the file's strings in REST candle order); ``unconfirmed`` minutes
+    carry confirm "0", like a row the archive published unfinished."""
+    rows = [[*r[:8], "0" if int(r[0]) in unconfirmed else "1"]
+            for r in sim.market.candles_1m(inst, DAY.isoformat()) if int(r[0]) < until_ms]
+    shard = tmp_path / "archive.jsonl"
+    shard.write_text("".join(json.dumps({"v": 1, "source": "archive", "channel": "candle1m", "inst": inst,
+                                         "ts": int(r[0]), "recv_ts": END + 2 * 86_400_000, "data": r}) + "\n"
+                             for r in rows))
+    return shard, {(inst, int(r[0])) for r in rows if r[8] == "1"}
+
+
+def test_minutes_the_archive_settled_are_not_asked_of_rest(sim, make_client, tmp_path):
+    """The archive's file for 00:00-16:00 UTC (the UTC+8 day) was read: its minutes, with a bar or
+    without one (no trade), are settled; REST is asked only for 16:00-24:00 (the file not yet
+    published) and for the one minute whose archive row is unconfirmed."""
+    sixteen = START + 16 * 60 * MINUTE_MS
+    rows = sim.market.candles_1m(BTC, DAY.isoformat())
+    bad_minute = int(rows[100][0])
+    shard, archived = _archive_shard(sim, tmp_path, BTC, until_ms=sixteen, unconfirmed={bad_minute})
+    before = len(sim.requests("history-candles"))
+    summary = _backfill(make_client(), [BTC], tmp_path, archive_shards=[shard],
+                        archive_covered={BTC: [[START, sixteen]]})
+    asked = [int(r.params["after"]) for r in sim.requests("history-candles")[before:]]
+    # pages are asked newest first, anchored at the end of each missing range
+    assert asked and min(asked) > bad_minute
+    assert all(a <= END for a in asked)
+    got = _got(tmp_path)
+    assert got == _truth(sim, [BTC], streamed=archived)
+    assert (BTC, bad_minute) in got and not any(START <= ts < sixteen and ts != bad_minute for _, ts in got)
+    assert summary["instruments"][BTC]["from_archive"] == len(archived)
+    assert summary["archive_settled"][BTC] == [[START, bad_minute], [bad_minute + MINUTE_MS, sixteen]]

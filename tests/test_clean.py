@@ -183,6 +183,18 @@ def test_conflict_keeps_rest_value() -> None:
     assert kept["close"].to_list() == [66895.0]
 
 
+def test_the_archive_copy_decides_like_rest() -> None:
+    """The archive's bar is the exchange's own copy: it beats a conflicting streamed one, and the
+    conflict is flagged as decided by the exchange."""
+    archived = list(LINE8)
+    archived[4] = "66895.0"  # a different close
+    late_ws = line8_record("ws", LINE8, recv_ts=1774964400999)  # received after the archive copy
+    kept, stats = clean_candles(frame([late_ws, line8_record("archive", archived)]), LINE8_DAY)
+    assert kept["close"].to_list() == [66895.0] and kept["source"].to_list() == ["archive"]
+    assert stats["kept_by_source"] == {"archive": 1}
+    assert [(f["check"], f["resolution"]) for f in stats["flags"]] == [("conflict", "exchange")]
+
+
 def test_latest_ws_copy_wins_within_source() -> None:
     later = list(LINE8)
     later[4] = "66895.0"
@@ -428,11 +440,11 @@ def test_conflicting_stream_copies_are_decided_by_the_exchange(
     flags = [f for f in quality["flags"] if f["check"] == "conflict"]
     assert len(flags) == 1 and quality["conflicts"] == 1
     flag = flags[0]
-    assert (flag["inst"], flag["minute"], flag["resolution"]) == (E2E_INST, minute_text(good), "rest")
+    assert (flag["inst"], flag["minute"], flag["resolution"]) == (E2E_INST, minute_text(good), "exchange")
     copies = {(c["source"], c["close"], c["copies"]) for c in flag["values"]}
     assert copies == {("ws", float(good[4]), 1), ("ws", float(wrong[4]), 1), ("rest", float(good[4]), 1)}
     assert flag["kept"]["source"] == "rest" and flag["kept"]["close"] == float(good[4])
-    assert quality["flag_counts"] == {"conflict": {"rest": 1}}
+    assert quality["flag_counts"] == {"conflict": {"exchange": 1}}
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("conflict" in m and E2E_INST in m and minute_text(good) in m and wrong[4][:6] in m for m in warned)
 
@@ -580,7 +592,7 @@ def test_every_conflict_is_flagged_with_its_resolution(records: list[dict[str, A
         sources = {c["source"] for c in flag["values"]}
         assert len({tuple(c[k] for k in ("open", "high", "low", "close", "volume", "amount"))
                     for c in flag["values"]}) > 1
-        assert flag["resolution"] == ("rest" if "rest" in sources else "unresolved")
+        assert flag["resolution"] == ("exchange" if "rest" in sources else "unresolved")
         assert flag["kept"]["source"] == ("rest" if "rest" in sources else "ws")
     json.dumps(stats)  # the quality report is JSON
 

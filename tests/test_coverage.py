@@ -46,7 +46,7 @@ def test_each_missing_minute_gets_exactly_one_reason():
     assert (d["expected"], d["missing_exchange_none"]) == (720, 720)
     assert (e["missing"], e["missing_unknown_to_exchange"], e["missing_fetch_failed"]) == (1440, 1440, 0)
     for r in rows.values():
-        assert r["from_ws"] + r["from_rest"] + r["missing"] == r["expected"]
+        assert r["from_ws"] + r["from_rest"] + r["from_archive"] + r["missing"] == r["expected"]
         assert r["missing"] == (r["missing_exchange_none"] + r["missing_unknown_to_exchange"]
                                 + r["missing_fetch_failed"] + r["missing_not_attempted"])
 
@@ -70,3 +70,28 @@ def test_merge_reads_day_tables_written_before_a_reason_column_existed(tmp_path)
                             out_parquet=tmp_path / "coverage.parquet", out_gaps_csv=tmp_path / "gaps.csv")
     assert merged.schema == pl.Schema(COVERAGE_SCHEMA)
     assert merged.sort("day")["missing_unknown_to_exchange"].to_list() == [40, 0]
+
+
+def test_archive_bars_and_minutes_an_archive_file_leaves_out(tmp_path):
+    """Bars from the archive count as `from_archive`; a minute inside the span of an archive file
+    that was read, with no bar, is one without trades (`missing_exchange_none`), as the backfill's
+    summary records (`archive_settled`); minutes after it, REST was asked for."""
+    import json
+
+    from feeder.coverage import build_coverage_day
+
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    pl.concat([bars("A", range(0, 950), "archive").filter(pl.col("ts") != START + 5 * M),
+               bars("A", range(960, 1440), "rest")]).drop("inst").write_parquet(clean_dir / "A.parquet")
+    pl.DataFrame({"day": [DAY], "inst": ["A"], "rank": [1], "member": [True]}).write_parquet(tmp_path / "u.parquet")
+    instruments(A=(None, None)).write_parquet(tmp_path / "i.parquet")
+    (tmp_path / "b.json").write_text(json.dumps({
+        "attempted": {"A": [[START + 960 * M, START + 1440 * M]]},
+        "archive_settled": {"A": [[START, START + 960 * M]]}}))
+    frame = build_coverage_day(day=DAY, clean_dir=clean_dir, universe_path=tmp_path / "u.parquet",
+                               instruments_path=tmp_path / "i.parquet", backfill_summary_path=tmp_path / "b.json",
+                               out_path=tmp_path / "c.parquet")
+    row = frame.row(0, named=True)
+    assert (row["from_archive"], row["from_rest"], row["from_ws"]) == (949, 480, 0)
+    assert (row["missing"], row["missing_exchange_none"]) == (11, 11)

@@ -159,3 +159,34 @@ def test_live_ranking_by_abs_funding_rate_uses_the_last_settled_rate(okx_samples
     cfg = UNIVERSE_CFG | {"rank_by": "abs_funding_rate", "size": 3}
     assert rank_live(snapshot, instruments, cfg) == ["A-USDT-SWAP", "B-USDT-SWAP", "BTC-USDT-SWAP"]
     assert RANKINGS["abs_funding_rate"].live_params("SWAP") == {"instId": "ANY"}
+
+
+def test_instruments_known_only_from_the_archive_are_eligible_by_their_id():
+    """The archive listing gives only instId and type: settlement and contract type are read from
+    the id, so a delisted USDT perpetual passes the default filters and an inverse one does not,
+    and the instrument counts as listed up to the last day the archive has it."""
+    from feeder.universe import archive_instruments_frame, eligible, listed_on
+
+    seen = dt.date(2024, 2, 20)
+    frame = archive_instruments_frame({"GONE-USDT-SWAP": "SWAP", "GONE-USD-SWAP": "SWAP", "USDC-USDT-SWAP": "SWAP"},
+                                      seen_through=seen)
+    cfg = {"inst_type": "SWAP", "settle_ccy": "USDT", "ct_type": "linear", "inst_category": ["1"],
+           "exclude_bases": ["USDC"]}
+    assert eligible(frame, cfg)["instId"].to_list() == ["GONE-USDT-SWAP"]
+    assert "GONE-USDT-SWAP" in listed_on(frame, seen)
+    assert "GONE-USDT-SWAP" not in listed_on(frame, seen + dt.timedelta(days=1))
+    spot = archive_instruments_frame({"GONE-USDT": "SPOT"}, seen_through=seen)
+    assert eligible(spot, {"inst_type": "SPOT", "settle_ccy": None, "ct_type": None})["instId"].to_list() == \
+        ["GONE-USDT"]
+
+
+def test_archive_turnover_is_the_quote_volume_of_the_utc_day():
+    from feeder.universe import archive_turnover
+
+    day = dt.date(2024, 2, 19)
+    start = int(dt.datetime(2024, 2, 19, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    bars = pl.DataFrame({"inst": ["A", "A", "A", "B"],
+                         "ts": [start - 60_000, start, start + 86_340_000, start + 60_000],
+                         "vol_quote": ["1000.5", "10.25", "20.25", "7"]})
+    got = archive_turnover(bars, day=day)
+    assert got.rows() == [("A", day, 30.5), ("B", day, 7.0)]

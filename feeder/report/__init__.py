@@ -15,7 +15,7 @@ mailed or archived; the numbers behind the coverage heatmap are embedded too, as
   (the exchange has no candle for a minute without trades, a failed fetch, not fetched),
 * conflicts and flagged bars: every bar cleaning flagged (``flags`` in the quality JSON,
   feeder.clean.flag_bars): copies that disagree, implausible price jumps, instruments not
-  listed; with each copy's values, the bar kept and the resolution (``rest``/``unresolved``,
+  listed; with each copy's values, the bar kept and the resolution (``exchange``/``unresolved``,
   ``confirmed``/``corrected``/``unverified``),
 * universe membership over time (heatmap, ranked instruments × day) and churn (entries and exits
   per day versus the previous built day),

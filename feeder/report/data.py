@@ -99,7 +99,8 @@ def load_universe(paths: Sequence[Path]) -> pl.DataFrame:
 
 COVERAGE_COLUMNS: dict[str, pl.DataType] = {
     "day": pl.Date(), "inst": pl.Utf8(), "member": pl.Boolean(), "rank": pl.Int32(), "expected": pl.Int64(),
-    "bars": pl.Int64(), "from_ws": pl.Int64(), "from_rest": pl.Int64(), "missing": pl.Int64(),
+    "bars": pl.Int64(), "from_ws": pl.Int64(), "from_rest": pl.Int64(), "from_archive": pl.Int64(),
+    "missing": pl.Int64(),
     "missing_exchange_none": pl.Int64(), "missing_unknown_to_exchange": pl.Int64(),
     "missing_fetch_failed": pl.Int64(), "missing_not_attempted": pl.Int64(),
     "coverage": pl.Float64(),
@@ -136,7 +137,8 @@ def load_coverage(paths: Sequence[Path], universe: pl.DataFrame) -> pl.DataFrame
     ranks = universe.filter(pl.col("member")).select("day", "inst", "rank")
     frame = (
         frame.join(ranks, on=["day", "inst"], how="left")
-        .with_columns((pl.col("from_ws").fill_null(0) + pl.col("from_rest").fill_null(0)).alias("bars"))
+        .with_columns(pl.sum_horizontal(pl.col(c).fill_null(0) for c in ("from_ws", "from_rest", "from_archive")
+                                        if c in frame.columns).alias("bars"))
     )
     return _finish_coverage(frame)
 
@@ -156,7 +158,7 @@ def gap_table(coverage: pl.DataFrame) -> pl.DataFrame:
     """Member symbol-days with fewer 1-minute bars than expected, with the reasons when known."""
     return (
         coverage.filter(pl.col("member") & (pl.col("missing") > 0))
-        .select("day", "inst", "rank", "expected", "bars", "from_ws", "from_rest", "missing", *_REASONS, "coverage")
+        .select("day", "inst", "rank", "expected", "bars", "from_ws", "from_rest", "from_archive", "missing", *_REASONS, "coverage")
         .sort("day", "inst")
     )
 

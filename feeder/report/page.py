@@ -93,8 +93,8 @@ def render_page(data: ReportData, figures: dict[str, str], summary: dict[str, An
                                                              fmt={"coverage": ".4f"})))
     flag_note = (
         '<p class="note">Bars cleaning did not take on trust, one row per check: <b>conflict</b>, copies of '
-        "one bar disagree (resolution <i>rest</i>: the exchange's REST copy decided; <i>unresolved</i>: no REST "
-        "copy, the copy received last is kept); <b>spike</b>, the stream's bar jumps further from its neighbours "
+        "one bar disagree (resolution <i>exchange</i>: the exchange's copy, from REST or the archive, "
+        "decided; <i>unresolved</i>: no such copy, the copy received last is kept); <b>spike</b>, the stream's bar jumps further from its neighbours "
         "than the configured factor (clean.spike_factor); <b>not_listed</b>, a bar of an instrument absent from "
         "the instrument list or outside its listing. Spikes and unlisted bars are checked against REST: "
         "<i>confirmed</i> (the exchange has the same bar: kept, a real move), <i>corrected</i> (the exchange "

@@ -1,5 +1,6 @@
-# Backfill and gap repair (one mechanism): fetch from OKX REST exactly the 1m bars that the
-# WebSocket shards lack for the day's universe members. Fetched ranges are also kept as
+# Backfill and gap repair (one mechanism, three sources): fetch from OKX REST exactly the 1m
+# bars of the day's universe members that neither the archive shard (archive.smk: minutes of
+# archive files read; a minute such a file leaves out had no trades) nor the WebSocket shards have. Fetched ranges are also kept as
 # immutable pieces in raw/rest/candle1m/<day>.fetched/ (the fetch log), so an interrupted or
 # repeated backfill never asks OKX for the same range twice. A streamed candle counts only if
 # cleaning would keep it as streamed (feeder.checks): rejected, conflicting or implausible ones
@@ -11,6 +12,7 @@
 
 rule backfill:
     input:
+        unpack(archive_of_day),
         universe=universe_of_day,
         stream=ws_candle_shards,
     output:

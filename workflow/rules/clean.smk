@@ -1,6 +1,6 @@
-# Cleaning: one job per UTC day reads the day's sealed shards once (stream + REST) and writes
+# Cleaning: one job per UTC day reads the day's sealed shards once (archive + stream + REST) and writes
 # one deduplicated, typed Parquet per symbol-day, a quality report, and the day's coverage:
-# per symbol, bars expected (listed minutes), from the stream, repaired from REST, and missing
+# per symbol, bars expected (listed minutes), from the archive, the stream, repaired from REST, and missing
 # with the reason (exchange has none / fetch failed / not attempted). Nothing is filled in.
 # (Coverage is accounted here, not in a job of its own: a job's start-up costs more than it.)
 # Conflicting copies, implausible bars (clean.spike_factor, the value the backfill used to fetch
@@ -9,6 +9,7 @@
 
 rule clean:
     input:
+        unpack(archive_of_day),
         stream=ws_candle_shards,
         rest=rules.backfill.output.shard,
         universe=f"{WORK}/universe/{{day}}.parquet",

@@ -31,6 +31,8 @@ DAYS = [d.isoformat() for d in build_days(config)]
 FREQS = config["frequencies"]
 MARKET = market_name(config)
 LOGS = f"{WORK}/logs"
+FROM_ARCHIVE = config["history"]["source"] == "archive+rest"
+ARCHIVE_CACHE = config["paths"]["archive"] or f"{RAW}/archive-files"
 
 
 wildcard_constraints:
@@ -140,3 +142,11 @@ def window_daily_metrics(wildcards) -> list[str]:
     rank_by = config["universe"]["rank_by"]
     return [f"{WORK}/reference/daily_{rank_by}/{day - dt.timedelta(days=k)}.parquet"
             for k in range(config["universe"]["window_days"], 0, -1)]
+
+
+def archive_of_day(wildcards) -> dict[str, str]:
+    """The day's archive shard and summary (history.source archive+rest); none with history.source rest."""
+    if not FROM_ARCHIVE:
+        return {}
+    return {"archive": f"{RAW}/archive/candle1m/{wildcards.day}.jsonl",
+            "archive_summary": f"{WORK}/archive/{wildcards.day}.json"}

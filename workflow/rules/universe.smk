@@ -18,6 +18,9 @@ rule daily_metrics:
         ).isoformat(),
         snapshot_dir=f"{RAW}/rest/instruments",
         cache_dir=f"{WORK}/.daily-metric-cache",
+        # instruments known only from OKX's archive listing (delisted before the first snapshot)
+        archive_cache=ARCHIVE_CACHE if FROM_ARCHIVE else None,
+        download_concurrency=config["history"]["download_concurrency"],
     resources:
         okx_rest=1,
         mem_mb=scaled(512),

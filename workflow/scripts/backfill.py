@@ -18,4 +18,7 @@ run_backfill(
     summary_path=Path(snakemake.output.summary),
     spike_factor=float(snakemake.params.spike_factor),
     recheck_absent=bool(snakemake.params.recheck_absent),
+    archive_shard=Path(snakemake.input.archive) if "archive" in snakemake.input.keys() else None,
+    archive_summary_path=(Path(snakemake.input.archive_summary)
+                          if "archive_summary" in snakemake.input.keys() else None),
 )

@@ -9,8 +9,9 @@ from feeder.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 day = dt.date.fromisoformat(snakemake.wildcards.day)
+archive = [snakemake.input.archive] if "archive" in snakemake.input.keys() else []  # history.source archive+rest
 clean_day(
-    shard_paths=[Path(p) for p in [*snakemake.input.stream, snakemake.input.rest]],
+    shard_paths=[Path(p) for p in [*archive, *snakemake.input.stream, snakemake.input.rest]],
     day=day,
     out_dir=Path(snakemake.output.bars),
     quality_path=Path(snakemake.output.quality),

@@ -18,4 +18,6 @@ fetch_daily_metrics(
     cache_dir=Path(snakemake.params.cache_dir),
     out_path=Path(snakemake.output.daily),
     instruments_out=Path(snakemake.output.instruments),
+    archive_cache=Path(snakemake.params.archive_cache) if snakemake.params.archive_cache else None,
+    download_concurrency=int(snakemake.params.download_concurrency),
 )
