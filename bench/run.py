@@ -38,6 +38,9 @@ finds nothing missing. Also printed: the peak RSS of the D-day rebuild, the N-da
 the one-day add, to judge whether memory grows with history length.
 
 Scenario "dag": `snakemake -n` DAG build time for 365 days x 300 instruments.
+
+History acquisition (archive+rest versus REST only, at OKX's rate limits) is its own benchmark:
+`python -m bench.history_sources [--instruments 50] [--days 365] [--rest-days 2]`, see there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The benchmark's own logic: baselines, the slot-by-slot check, Snakemake job-count parsing."""
+"""The benchmark's own logic: baselines, the slot-by-slot check, Snakemake job-count parsing, and the
+history-sources benchmark's arithmetic (window, T+2 days, extrapolation, table)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from bench.baselines import _volume_amount, pandas_dump_bin, pandas_per_symbol_day, polars_limit
 from bench.check import compare_dirs, implied_calendar
+from bench.history_sources import (TABLE_HEADERS, Figures, days_needing_rest, extrapolate, figure_row, format_table,
+                                   human_seconds, pages_per_full_day, ratio, window)
 from bench.run import job_stats
 
 DAY = dt.date(2024, 2, 1)
@@ -118,3 +121,44 @@ Select jobs to execute...
 """
     assert job_stats(text) == {"clean": 1, "resample": 2, "all": 1, "total": 4}
     assert job_stats("Nothing to be done.") == {}
+
+
+# --------------------------------------------------------------------------- bench.history_sources
+
+
+def test_history_window_and_the_days_rest_must_fetch() -> None:
+    first, last, clock = window(days=365, history_start=dt.date(2024, 1, 1))
+    assert (first, last, clock) == (dt.date(2024, 1, 6), dt.date(2025, 1, 4), "2025-01-05T12:00:00Z")
+    # clock 2025-01-05 20:00 UTC+8: files up to the UTC+8 date 2025-01-03 are published (T+2);
+    # UTC day D needs the files dated D and D+1, so 01-03 (its last 8 h) and 01-04 are REST's
+    published = dt.date(2025, 1, 3)
+    assert days_needing_rest(first=first, last=last, published=published) == [dt.date(2025, 1, 3), dt.date(2025, 1, 4)]
+    assert days_needing_rest(first=first, last=dt.date(2025, 1, 2), published=published) == []
+
+
+def test_history_extrapolation_is_linear_per_instrument_day() -> None:
+    assert pages_per_full_day() == 5  # ceil(1440 / 300): the fifth page reaches past the day's start
+    assert pages_per_full_day(page_rows=100) == 15
+    sample = Figures(rest_pages=500, other=2, rest_bytes=14_000_000, seconds=55.0)  # 50 instruments x 2 days
+    full = extrapolate(sample, sample_units=100, full_units=50 * 365)
+    assert full.rest_pages == 91_250 and full.other == 365 and full.rest_bytes == 2_555_000_000
+    assert full.seconds == pytest.approx(10_037.5) and full.requests == 91_615
+    archive = Figures(listing=10, downloads=750, rest_pages=350, other=1, seconds=80.0)
+    assert ratio(full.requests, archive.requests) == pytest.approx(91_615 / 1_111)
+    assert ratio(1.0, 0.0) == float("inf")
+    with pytest.raises(ValueError):
+        extrapolate(sample, sample_units=0, full_units=10)
+
+
+def test_history_table_is_aligned_and_labelled() -> None:
+    rows = [figure_row("(a) archive+rest, 50 x 365 days",
+                       Figures(listing=10, downloads=750, rest_pages=350, other=1, file_bytes=850e6, rest_bytes=9e6,
+                               seconds=75.2), how="measured"),
+            figure_row("(b) rest only, 50 x 365 days", Figures(rest_pages=91_250, rest_bytes=2.5e9, seconds=10_037),
+                       how="extrapolated")]
+    lines = format_table(TABLE_HEADERS, rows).splitlines()
+    assert len(lines) == 4 and len({len(line) for line in lines}) == 1  # every line as wide as the header
+    assert lines[0].startswith("approach") and set(lines[1]) == {"-", " "}
+    assert "1,111" in lines[2] and "850.0" in lines[2] and "75.2 s" in lines[2] and lines[2].endswith("measured")
+    assert "91,250" in lines[3] and "2.79 h" in lines[3] and lines[3].endswith("extrapolated")
+    assert (human_seconds(59), human_seconds(600), human_seconds(10_037)) == ("59.0 s", "10.0 min", "2.79 h")
