@@ -258,7 +258,8 @@ def run_archive_rest(*, rest: str, ca_file: str, instruments: list[str], first: 
     try:
         now_ms = client.server_time_ms()
         wanted = set(instruments)
-        say(f"(a) listing the archive: {len(instruments)} instruments, UTC+8 dates {first}..{last + dt.timedelta(days=1)}")
+        say(f"(a) listing the archive: {len(instruments)} instruments, UTC+8 dates "
+            f"{first}..{last + dt.timedelta(days=1)}")
         files = [f for f in list_candle_files(client, inst_type="SWAP", first=first, last=last + dt.timedelta(days=1),
                                               names=listing_names(instruments, inst_type="SWAP"), now_ms=now_ms,
                                               cache_dir=workdir / "archive")
@@ -349,7 +350,8 @@ def prepare_workdir(workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("feeder.backfill").setLevel(logging.INFO)
     first, last, clock_start = window(days=args.days)
     rest_sample = [first + dt.timedelta(days=i) for i in range(min(args.rest_days, args.days))]
@@ -391,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
                           f"built in {after['build_seconds']:.1f} s of build time")
         elif after["builds"] > before["builds"]:
             build_note += (f"; {after['builds'] - before['builds']} more built during (a) "
-                           f"({after['build_seconds'] - before['build_seconds']:.1f} s, evicted from the simulator's cache)")
+                           f"({after['build_seconds'] - before['build_seconds']:.1f} s: evicted from the "
+                           "simulator's cache)")
         probe_bytes, probe_s = probe_one_file(files=a.listed, ca_file=sim.ca_file, workdir=workdir)
         time.sleep(2.5)
         say(f"(b) REST only: {len(instruments)} instruments x {len(rest_sample)} days "
@@ -438,7 +441,8 @@ def report(*, args: argparse.Namespace, instruments: list[str], first: dt.date, 
         f"(a) {a.files} files ({a.monthly} monthly, {a.daily} daily): listing {a.listing_s:.1f} s, downloads "
         f"{a.download_s:.1f} s ({a.figures.file_bytes / 1e6 / a.download_s if a.download_s else 0:.1f} MB/s "
         f"aggregate, {a.figures.file_bytes / 1e6 / a.files if a.files else 0:.2f} MB per file), REST for "
-        f"{', '.join(map(str, a.rest_days)) or 'no day'} (not yet published, T+2) {a.rest_s:.1f} s.",
+        f"{', '.join(map(str, a.rest_days)) or 'no day'} (not yet published, T+2) {a.rest_s:.1f} s. That REST "
+        "tail is the same for any window length, so the ratios grow with --days.",
         f"one file downloaded alone: {probe_bytes / 1e6:.2f} MB in {probe_s:.2f} s = "
         f"{probe_bytes / 1e6 / probe_s if probe_s else 0:.1f} MB/s (cap {bandwidth_bps / 1e6:g} MB/s); with "
         f"{args.concurrency} at once, the mean per file was "
