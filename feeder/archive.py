@@ -55,7 +55,7 @@ from typing import Any
 import polars as pl
 import requests
 
-from feeder.atomic import write_json
+from feeder.atomic import write_json, write_parquet
 from feeder.identifiers import is_inst_id
 from feeder.registry import DAY_MS, MINUTE_MS, day_bounds_ms
 from feeder.rest import OkxApiError, OkxRestClient, OkxUnavailableError
@@ -890,12 +890,11 @@ def archive_minutes(*, files: Sequence[ArchiveFile], paths: dict[ArchiveFile, Pa
         if lo >= hi or file not in paths:
             continue
         try:
-            frame = read_candle_frame(paths[file], file=file)
+            frame = checked_frame_between(paths[file], file=file, lo=lo, hi=hi)
         except ArchiveFormatError as exc:
             log.warning("%s", exc)
             refused[file.filename] = str(exc)
             continue
-        frame = frame.filter(pl.col("_ts").is_between(lo, hi, closed="left"))
         spans.setdefault(file.inst, []).append((lo, hi))
         holes.setdefault(file.inst, []).extend(frame.filter(pl.col("confirm") != "1")["_ts"].to_list())
         for record in _records(frame, inst=file.inst, recv_ts=recv_ts):
@@ -906,6 +905,21 @@ def archive_minutes(*, files: Sequence[ArchiveFile], paths: dict[ArchiveFile, Pa
     records.sort(key=lambda r: (r["inst"], r["ts"]))
     covered = {inst: _minus_minutes(_merge(ranges), holes.get(inst, [])) for inst, ranges in sorted(spans.items())}
     return records, {inst: ranges for inst, ranges in covered.items() if ranges}, refused
+
+
+def checked_frame_between(path: Path, *, file: ArchiveFile, lo: int, hi: int) -> pl.DataFrame:
+    """The rows of ``file`` with ``lo <= open_time < hi``, checked (:func:`read_candle_frame`).
+
+    Why a cache: a monthly file serves ~30 UTC days, each built by its own job; parsing and
+    checking its ~44,000 rows every time cost ~0.1 s per file and day (5 s per day for 50
+    members). The checked frame is kept once as ``<file>.zip.parquet`` beside the zip (written
+    atomically, only after every check passed), and later days read just their rows from it. A
+    refused file has no such copy: it is checked (and refused) again each time.
+    """
+    checked = path.with_name(path.name + ".parquet")
+    if not checked.exists():
+        write_parquet(read_candle_frame(path, file=file), checked)
+    return pl.scan_parquet(checked).filter(pl.col("_ts").is_between(lo, hi, closed="left")).collect()
 
 
 def _merge(ranges: Sequence[tuple[int, int]]) -> list[list[int]]:

@@ -220,6 +220,23 @@ def test_archive_minutes_reads_a_monthly_file_for_one_of_its_days(tmp_path):
     assert covered == {ETH: [[lo, lo + 86_400_000]]}
 
 
+def test_a_monthly_file_is_checked_once_and_its_other_days_read_from_the_checked_copy(tmp_path):
+    """Each day's job reads only its rows of a monthly file: from the checked copy written beside
+    the zip the first time (never for a refused file)."""
+    month = eth_file("2025-10", MONTHLY)
+    path = make_zip(tmp_path / month.filename, {"m.csv": f"{HEADER}\n{REAL_ROW}\n{row(60 * 24 * 2)}\n"})
+    first, _, _ = archive_minutes(files=[month], paths={month: path}, day=dt.date(2025, 10, 24), recv_ts=5)
+    checked = tmp_path / (month.filename + ".parquet")
+    assert checked.exists()
+    path.write_bytes(b"")  # the zip is not read again
+    again, _, refused = archive_minutes(files=[month], paths={month: path}, day=dt.date(2025, 10, 24), recv_ts=5)
+    assert again == first and not refused
+    bad = eth_file("2025-11", MONTHLY)
+    bad_path = make_zip(tmp_path / bad.filename, {"m.csv": "instrument_name,open\n"})
+    _, _, refused = archive_minutes(files=[bad], paths={bad: bad_path}, day=dt.date(2025, 11, 2), recv_ts=5)
+    assert list(refused) == [bad.filename] and not (tmp_path / (bad.filename + ".parquet")).exists()
+
+
 # --------------------------------------------------------------------------- listing answers and paths
 
 
