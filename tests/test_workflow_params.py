@@ -75,3 +75,25 @@ def test_changing_universe_size_or_the_websocket_urls_refetches_nothing(tmp_path
         prefix = "Input files updated by another job: "
         assert reason.startswith(prefix), (rule, jobs)
         assert set(reason[len(prefix):].split(", ")) <= day_outputs, (rule, jobs)
+
+
+def test_every_rule_declares_threads_and_polars_uses_them():
+    """Parallel jobs must not oversubscribe the cores: every rule says how many threads it uses,
+    and a job's polars pool is that size (Snakemake passes threads as OMP_NUM_THREADS; the
+    feeder package hands it to polars, which has its own variable)."""
+    rules = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        current = None
+        for line in path.read_text().splitlines():
+            head = re.match(r"^\s*(?:rule|checkpoint) (\w+):", line)
+            if head:
+                current = head.group(1)
+                rules[current] = None
+            elif current and re.match(r"^\s+threads:\s*\S", line):
+                rules[current] = line.split(":", 1)[1].strip()
+    assert rules and not [name for name, threads in rules.items() if threads is None], rules
+    probe = "import feeder, polars; print(polars.thread_pool_size())"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "POLARS_MAX_THREADS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                         env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, check=True)
+    assert out.stdout.strip() == "1"

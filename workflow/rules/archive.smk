@@ -21,6 +21,7 @@ rule archive:
         inst_type=config["universe"]["inst_type"],
         cache_dir=ARCHIVE_CACHE,
         concurrency=config["history"]["download_concurrency"],
+    threads: 1
     resources:
         okx_rest=1,
         mem_mb=scaled(1024),

@@ -22,6 +22,7 @@ rule backfill:
         exchange=rest_params(),
         spike_factor=config["clean"]["spike_factor"],
         recheck_absent=config.get("backfill", {}).get("recheck_absent", False),
+    threads: 1
     resources:
         okx_rest=1,
         mem_mb=scaled(1024),

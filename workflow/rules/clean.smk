@@ -21,6 +21,7 @@ rule clean:
         coverage=f"{WORK}/coverage/{{day}}.parquet",
     params:
         spike_factor=config["clean"]["spike_factor"],
+    threads: 1
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(15),

@@ -8,6 +8,7 @@ rule coverage:
     output:
         table=f"{WORK}/coverage.parquet",
         gaps=f"{WORK}/gaps.csv",
+    threads: 2
     resources:
         mem_mb=scaled(1024),
         runtime=scaled(10),

@@ -18,6 +18,7 @@ rule funding_history:
     params:
         exchange=rest_params(),
         cache_dir=f"{WORK}/.funding-history",
+    threads: 1
     resources:
         okx_rest=1,
         mem_mb=scaled(512),
@@ -43,6 +44,7 @@ rule clean_funding_oi:
         open_interest=f"{WORK}/open_interest/{{day}}.parquet",
         funding_quality=f"{WORK}/quality/funding/{{day}}.json",
         open_interest_quality=f"{WORK}/quality/open-interest/{{day}}.json",
+    threads: 1
     resources:
         mem_mb=scaled(512),
         runtime=scaled(5),
@@ -64,6 +66,7 @@ if TRADES_COLLECTED:
         output:
             trades=f"{WORK}/trades/{{day}}.parquet",
             quality=f"{WORK}/quality/trades/{{day}}.json",
+        threads: 1
         resources:
             mem_mb=scaled(2048),
             runtime=scaled(15),

@@ -17,6 +17,7 @@ rule qlib:
         fields=QLIB_FIELDS,
         # deleted first: a failed build must not leave the previous publish's record standing
         manifest=QLIB_MANIFEST,
+    threads: 4
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(60),
@@ -51,6 +52,7 @@ rule publish_qlib:
         freqs=FREQS,
         market=MARKET,
         fields=QLIB_FIELDS,
+    threads: 1
     localrule: True
     log:
         f"{LOGS}/publish_qlib.log",

@@ -25,6 +25,7 @@ rule quality_report:
         days=DAYS,
         market=MARKET,
         bars_freq=REPORT_FREQ,
+    threads: 2
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(15),

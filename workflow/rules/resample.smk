@@ -18,6 +18,7 @@ rule resample:
     params:
         freqs=FREQS,
         fields=QLIB_FIELDS,
+    threads: 1
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(15),

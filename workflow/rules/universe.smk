@@ -21,6 +21,7 @@ rule daily_metrics:
         # instruments known only from OKX's archive listing (delisted before the first snapshot)
         archive_cache=ARCHIVE_CACHE if FROM_ARCHIVE else None,
         download_concurrency=config["history"]["download_concurrency"],
+    threads: 1
     resources:
         okx_rest=1,
         mem_mb=scaled(512),
@@ -45,6 +46,7 @@ checkpoint universe:
     params:
         size=config["universe"]["size"],
         window_days=config["universe"]["window_days"],
+    threads: 1
     resources:
         mem_mb=scaled(512),
         runtime=scaled(5),
