@@ -131,6 +131,21 @@ def read_coverage(*, work_dir: Path) -> pl.DataFrame | None:
     ).sort("day", "inst")
 
 
+def coverage_from_dataset(*, insts: Sequence[str], first: dt.date, last: dt.date) -> pl.DataFrame:
+    """day, inst, share from the dataset's daily ``$coverage`` field (the share of a day's minutes
+    with a bar), through Qlib, which must be initialised on the dataset: the coverage when there
+    is no work directory. Days without a bar have no row."""
+    from qlib.data import D
+
+    frame = D.features(list(insts), ["$coverage"], start_time=str(first), end_time=str(last), freq="day")
+    return (
+        pl.from_pandas(frame.reset_index())
+        .select(day=pl.col("datetime").dt.date(), inst=pl.col("instrument"), share=pl.col("$coverage").cast(pl.Float64))
+        .drop_nulls("share").filter(pl.col("share").is_not_nan())
+        .sort("day", "inst")
+    )
+
+
 def coverage_matrix(coverage: pl.DataFrame, *, insts: Sequence[str], days: Sequence[dt.date]) -> list[list[float]]:
     """Rows = ``insts``, columns = ``days``: the share of expected minutes with a bar, NaN where
     the table has no row (the instrument was not built that day)."""

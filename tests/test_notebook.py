@@ -240,6 +240,18 @@ def test_notebook_runs_on_a_dataset_and_renders_plots(dataset: dict, tmp_path: P
     assert "Explore the dataset" in html and f"lowest {1 - GAP_MISSING / 1440:.4f}" in html
     print(f"notebook executed and rendered in {time.perf_counter() - t0:.1f}s")
 
+    # without a work directory, the heatmap's coverage is the dataset's $coverage: the same shares
+    import qlib
+
+    qlib.init(provider_uri=str(dataset["qlib"]), region="us", kernels=1)
+    from_dataset = nb.coverage_from_dataset(insts=members["inst"].unique().to_list(), first=FIRST, last=LAST)
+    work = (nb.read_coverage(work_dir=dataset["work"]).filter(pl.col("inst").is_in(members["inst"].unique()))
+            .select("day", "inst", "share"))
+    assert from_dataset.height == work.height > 0
+    joined = from_dataset.join(work, on=["day", "inst"], suffix="_work")
+    assert joined.height == work.height
+    assert ((joined["share"] - joined["share_work"]).abs() <= 1 / 1440 + 1e-6).sum() == joined.height - 1  # not the gap
+
 
 def test_a_wrong_path_says_which_and_what_to_do(tmp_path: Path):
     """The notebook's first data cell reads the calendar: a wrong QLIB_DIR names the file and the fix."""
