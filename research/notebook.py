@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import pickle
 import sys
 import tempfile
@@ -104,10 +105,29 @@ def membership_matrix(members: pl.DataFrame, *, insts: Sequence[str], days: Sequ
     return [[int((inst, day) in pairs) for day in days] for inst in insts]
 
 
-def top_coins(members: pl.DataFrame, *, n: int) -> list[str]:
-    """The ``n`` instruments that were members on the most days (ties: by name)."""
-    counts = members.group_by("inst").agg(days=pl.len()).sort(["days", "inst"], descending=[True, False])
-    return counts["inst"].head(n).to_list()
+def top_coins(members: pl.DataFrame, *, n: int, turnover: pl.DataFrame | None = None) -> list[str]:
+    """The ``n`` instruments that were members on the most days; ties (on a short dataset every
+    member may have every day) go to the higher mean of ``turnover`` (inst, metric: e.g. daily
+    USDT turnover), then to the name."""
+    counts = members.group_by("inst").agg(days=pl.len())
+    if turnover is not None:
+        means = turnover.group_by("inst").agg(metric=pl.col("metric").mean())
+        counts = counts.join(means, on="inst", how="left").with_columns(pl.col("metric").fill_null(float("-inf")))
+    else:
+        counts = counts.with_columns(metric=pl.lit(0.0))
+    return counts.sort(["days", "metric", "inst"], descending=[True, True, False])["inst"].head(n).to_list()
+
+
+def daily_turnover(*, insts: Sequence[str], first: dt.date, last: dt.date) -> pl.DataFrame:
+    """day, inst, metric = the day's USDT turnover (``$amount``), through Qlib (initialised on the dataset)."""
+    from qlib.data import D
+
+    frame = D.features(list(insts), ["$amount"], start_time=str(first), end_time=str(last), freq="day")
+    return (
+        pl.from_pandas(frame.reset_index())
+        .select(day=pl.col("datetime").dt.date(), inst=pl.col("instrument"), metric=pl.col("$amount").cast(pl.Float64))
+        .drop_nulls("metric").filter(pl.col("metric").is_not_nan())
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, required=True, help="where explore.ipynb and explore.html go")
     args = parser.parse_args(argv)
     params = {
-        "QLIB_DIR": str(args.qlib_dir.resolve()),
+        "QLIB_DIR": os.path.abspath(args.qlib_dir),  # as given: the notebook shows which version it is
         "WORK_DIR": str(args.work_dir.resolve()) if args.work_dir else "",
         "MARKET": args.market or "",
         "FREQ": args.freq,

@@ -50,6 +50,12 @@ def test_membership_days_expands_the_market_spans(tmp_path: Path):
     assert members.rows() == [(d1, "BTC-USDT-SWAP"), (d1, "SOL-USDT-SWAP"), (d2, "BTC-USDT-SWAP"),
                               (d2, "ETH-USDT-SWAP"), (d3, "BTC-USDT-SWAP"), (d3, "ETH-USDT-SWAP")]
     assert nb.top_coins(members, n=2) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
+    # ties on member-days go to the higher mean turnover, then to the name
+    turnover = pl.DataFrame({"inst": ["ETH-USDT-SWAP", "SOL-USDT-SWAP", "SOL-USDT-SWAP"], "metric": [5.0, 1.0, 99.0]})
+    tied = members.filter((pl.col("day") == d1) | ((pl.col("day") == d2) & (pl.col("inst") == "ETH-USDT-SWAP")))
+    # BTC: no turnover known, so last
+    assert nb.top_coins(tied, n=3, turnover=turnover) == ["SOL-USDT-SWAP", "ETH-USDT-SWAP", "BTC-USDT-SWAP"]
+    assert nb.top_coins(tied, n=3) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "SOL-USDT-SWAP"]
     assert nb.membership_matrix(members, insts=["ETH-USDT-SWAP", "SOL-USDT-SWAP"], days=[d1, d2, d3]) == [
         [0, 1, 1], [1, 0, 0]]
     assert nb.markets(qlib_dir=tmp_path) == ["top2", "top10"]  # by N, not by name
@@ -211,8 +217,12 @@ def test_notebook_runs_on_a_dataset_and_renders_plots(dataset: dict, tmp_path: P
 
     members = nb.membership_days(qlib_dir=dataset["qlib"], market=f"top{SIZE}")
     assert f"market top{SIZE}: {members['inst'].n_unique()} coins were members; {members.height} member-days" in text
-    top = nb.top_coins(members, n=4)
-    assert f"top 4 by member-days: {', '.join(top)}" in text
+    import qlib
+
+    qlib.init(provider_uri=str(dataset["qlib"]), region="us", kernels=1)
+    insts = members["inst"].unique().to_list()
+    top = nb.top_coins(members, n=4, turnover=nb.daily_turnover(insts=insts, first=FIRST, last=LAST))
+    assert f"top 4 by member-days, then USDT turnover: {', '.join(top)}" in text
     # the work directory's coverage, with the gap written into it, is what the heatmap shows
     assert f"coverage ({dataset['work']}/coverage.parquet)" in text
     assert f"lowest {1 - GAP_MISSING / 1440:.4f} ({GAP_INST} on {GAP_DAY})" in text
@@ -241,9 +251,6 @@ def test_notebook_runs_on_a_dataset_and_renders_plots(dataset: dict, tmp_path: P
     print(f"notebook executed and rendered in {time.perf_counter() - t0:.1f}s")
 
     # without a work directory, the heatmap's coverage is the dataset's $coverage: the same shares
-    import qlib
-
-    qlib.init(provider_uri=str(dataset["qlib"]), region="us", kernels=1)
     from_dataset = nb.coverage_from_dataset(insts=members["inst"].unique().to_list(), first=FIRST, last=LAST)
     work = (nb.read_coverage(work_dir=dataset["work"]).filter(pl.col("inst").is_in(members["inst"].unique()))
             .select("day", "inst", "share"))
