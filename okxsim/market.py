@@ -7,8 +7,9 @@ use a second ``Market`` with the same arguments as an independent oracle.
 
 Model (all randomness from stable hashes of ``(seed, name, day)``):
 
-* Each asset (BTC, ETH, ...) has a daily log-price anchor following a mean-reverting
-  AR(1) around its reference price. A day's minute closes are a Brownian bridge from
+* Each asset (BTC, ETH, ...) has a daily log-price anchor: a driftless random walk in price
+  (log steps ``sigma * Z - sigma**2 / 2``, so no volatility earns a premium) through its
+  reference price on the ``history_start`` day; pegged stablecoins revert to their peg. A day's minute closes are a Brownian bridge from
   the day's anchor to the next day's, so days are generated independently yet join up.
   Spot, linear and inverse instruments on one base share the same path.
 * Daily quote turnover per instrument = a heavy-tailed scale x a slowly drifting AR(1)
@@ -45,6 +46,10 @@ BARS: dict[str, tuple[int, int]] = {
     "1D": (DAY_MS, _UTC8), "6Hutc": (6 * HOUR_MS, 0), "12Hutc": (12 * HOUR_MS, 0), "1Dutc": (DAY_MS, 0),
 }
 FUNDING_HISTORY_MS = 92 * DAY_MS  # funding-rate-history serves about three months
+
+# Assets whose anchor reverts faster than this (daily AR(1) coefficient) are pegged (stablecoins);
+# the others are driftless random walks in price (see Market._anchor).
+PEGGED_MEAN_REVERT = 0.95
 
 # One aggregated candle as integers: (open, high, low, close, vol, volCcy, volCcyQuote)
 Agg = tuple[int, int, int, int, int, int, int]
@@ -131,18 +136,32 @@ class Market:
 
     # ------------------------------------------------------------------ model series
     def _anchor(self, spec: InstrumentSpec) -> np.ndarray:
-        """Daily log-price anchors of the spec's asset (index = day index from EPOCH)."""
+        """Daily log-price anchors of the spec's asset (index = day index from EPOCH).
+
+        Pegged assets (``mean_revert`` below ``PEGGED_MEAN_REVERT``: stablecoins) follow an AR(1)
+        around their reference price. Every other asset is a driftless random walk in *price*:
+        each day's log step is ``sigma * Z - sigma**2 / 2``, so ``E[P[d+1] / P[d]] = 1`` at every
+        volatility (a zero-mean log step would give ``exp(sigma**2 / 2) - 1``, +0.4 % a day at
+        sigma 9 %, a premium for holding volatile coins). A stationary (mean-reverting) log price
+        cannot have that property, so these assets do not revert; the walk passes through the
+        reference price on the day of ``history_start``, where the served history begins.
+        """
         name = spec.asset.name
         arr = self._anchors.get(name)
         if arr is None:
             rng = rng_for(self.seed, "anchor", name)
-            z = rng.standard_normal(N_DAYS + 2) * spec.asset.sigma_daily
+            sigma = spec.asset.sigma_daily
+            z = rng.standard_normal(N_DAYS + 2) * sigma
             phi = spec.asset.mean_revert
-            x = np.empty_like(z)
-            acc = 0.0
-            for i, zi in enumerate(z.tolist()):
-                acc = phi * acc + zi
-                x[i] = acc
+            if phi < PEGGED_MEAN_REVERT:
+                x = np.empty_like(z)
+                acc = 0.0
+                for i, zi in enumerate(z.tolist()):
+                    acc = phi * acc + zi
+                    x[i] = acc
+            else:
+                x = np.concatenate(([0.0], np.cumsum(z[1:] - 0.5 * sigma * sigma)))
+                x -= x[min(max(day_index(self.history_start_ms), 0), x.size - 1)]
             arr = math.log(spec.asset.ref_price) + x
             self._anchors[name] = arr
         return arr

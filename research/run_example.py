@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,12 +35,63 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESEARCH = Path(__file__).resolve().parent
-CONFIGS = {
-    "day": RESEARCH / "workflow_config_lightgbm_Alpha158_day.yaml",
-    "60min": RESEARCH / "workflow_config_lightgbm_Alpha158_60min.yaml",
-}
+CONFIGS = {freq: RESEARCH / f"workflow_config_lightgbm_Alpha158_{freq}.yaml" for freq in ("1min", "5min", "60min", "day")}
+VERSIONS_MARKER = ".feeder-qlib-versions"  # feeder.publish.VERSIONS_MARKER: a directory of published versions
 ALPHA158_WINDOWS = (5, 10, 20, 30, 60)
 log = logging.getLogger("research")
+
+
+class DatasetTooShort(ValueError):
+    """The dataset cannot hold the chosen windows plus train, valid and test segments."""
+
+
+class MlflowDirRefused(ValueError):
+    """--mlflow-dir points inside the versioned dataset tree."""
+
+
+# --------------------------------------------------------------------------------------------
+# MLflow location: never inside the versioned dataset tree
+# --------------------------------------------------------------------------------------------
+
+
+def _versions_roots(provider_uri: Path) -> list[Path]:
+    """The directories holding published dataset versions that ``provider_uri`` belongs to.
+
+    ``paths.qlib`` is a symbolic link into ``<paths.qlib>.versions/<id>``; the publisher prunes
+    that directory, keeping a fixed number of entries, so anything else written there costs a
+    dataset version (or is deleted with one)."""
+    given = Path(os.path.abspath(provider_uri))
+    roots = [given.with_name(given.name + ".versions")]
+    for p in (given, *given.parents, Path(provider_uri).resolve(), *Path(provider_uri).resolve().parents):
+        if p.name.endswith(".versions") or (p / VERSIONS_MARKER).exists():
+            roots.append(p)
+    roots.append(Path(provider_uri).resolve())  # the dataset itself
+    return list(dict.fromkeys(r.resolve() if r.exists() else r for r in roots))
+
+
+def default_mlflow_dir(*, provider_uri: Path) -> Path:
+    """``research-runs`` beside the provider directory *as given* (``data/qlib`` → ``data/research-runs``),
+    not resolved through the link; beside the versions directory if a version was given directly."""
+    given = Path(os.path.abspath(provider_uri))
+    for p in (given, *given.parents):
+        if p.name.endswith(".versions") or (p / VERSIONS_MARKER).exists():
+            return p.parent / "research-runs"
+    return given.parent / "research-runs"
+
+
+def check_mlflow_dir(*, mlflow_dir: Path, provider_uri: Path) -> Path:
+    """The absolute MLflow directory, or ``MlflowDirRefused`` if it is inside the dataset or its
+    versions directory."""
+    target = Path(mlflow_dir).resolve()
+    for root in _versions_roots(provider_uri):
+        if target == root or root in target.parents:
+            raise MlflowDirRefused(
+                f"--mlflow-dir {mlflow_dir} is inside {root}, the versioned dataset tree of {provider_uri}: "
+                "the publisher keeps only a few entries there, so MLflow runs would take a version's place "
+                f"(or be deleted with one). Use a directory outside it, e.g. the default "
+                f"{default_mlflow_dir(provider_uri=provider_uri)}"
+            )
+    return target
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,10 +114,12 @@ def auto_segments(calendar: list[str], *, warmup: int, split: tuple[float, float
     times, and a backtest with no 00:00 inside it fails ("The benchmark ... does not exist").
     """
     usable = len(calendar) - warmup
+    span = f"{calendar[0]} .. {calendar[-1]}" if calendar else "no bars"
     if usable < 10:
-        raise ValueError(
-            f"{len(calendar)} bars: too short for {warmup} warm-up bars plus train/valid/test; "
-            "build more days or use shorter --windows"
+        raise DatasetTooShort(
+            f"{len(calendar)} bars ({span}): too short for {warmup} warm-up bars (the longest rolling window) "
+            f"plus at least 10 bars of train, valid and test; build more days, or use shorter --windows "
+            f"(e.g. --windows 3,6,12 needs 12 warm-up bars)"
         )
     n_train = max(int(usable * split[0]), 3)
     n_valid = max(int(usable * split[1]), 2)
@@ -79,7 +133,13 @@ def auto_segments(calendar: list[str], *, warmup: int, split: tuple[float, float
             test0 = day_start
             valid0 = min(valid0, test0 - max(2, min(n_valid, (test0 - train0) // 3)))
     if test0 > len(calendar) - 3:
-        raise ValueError(f"{len(calendar)} bars leave no test segment")
+        raise DatasetTooShort(f"{len(calendar)} bars ({span}) leave no test segment; build more days")
+    if intraday and not any(c.endswith("00:00:00") for c in calendar[test0:-1]):
+        raise DatasetTooShort(
+            f"{len(calendar)} bars ({span}): the test segment {calendar[test0]} .. {calendar[-2]} contains no "
+            "00:00 bar, and Qlib's backtest computes its benchmark on daily bars inside it; build more days, "
+            f"or use shorter --windows (now {warmup} warm-up bars) so the test segment can start at 00:00"
+        )
     return {
         "START": calendar[0],
         "TRAIN_START": calendar[train0],
@@ -139,7 +199,7 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
     """The figures worth printing, read back from the recorder's artifacts."""
     from qlib.utils.time import Freq
 
-    from research.records import periods_per_year
+    from research.records import degenerate_warnings, periods_per_year, verdict
 
     count, unit = Freq.parse(freq)
     key = f"{count}{unit}"
@@ -151,6 +211,10 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
     ic = recorder.load_object("sig_analysis/ic.pkl")
     ric = recorder.load_object("sig_analysis/ric.pkl")
 
+    try:
+        baselines = recorder.load_object(f"portfolio_analysis/baselines_{key}.pkl")
+    except Exception:  # noqa: BLE001 - a record configured with baselines: false
+        baselines = None
     holdings = [len(p.get_stock_list()) for p in positions.values()]
     risk = {
         block: {metric: _num(analysis.loc[(block, metric), "risk"]) for metric in analysis.loc[block].index}
@@ -184,6 +248,15 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
             "mean_holdings": float(sum(holdings) / len(holdings)) if holdings else 0.0,
         },
         "risk": risk,
+        "baselines": None if baselines is None else {
+            "table": {name: {k: _num(v) for k, v in row.items()} for name, row in baselines.iterrows()},
+            "funding": baselines.attrs.get("funding"),
+            "model_vs_random": {k: (_num(v) if not isinstance(v, bool) else v)
+                                for k, v in baselines.attrs.get("random_vs_model", {}).items()},
+            "verdict": verdict(baselines.attrs["random_vs_model"]) if "random_vs_model" in baselines.attrs else None,
+        },
+        "warnings": degenerate_warnings(trees=int(model.model.num_trees()), ic_mean=_num(ic.mean()),
+                                        test_steps=int(len(report))),
         "periods_per_year": periods_per_year(freq),
         "mlflow": {"uri": config["qlib_init"]["exp_manager"]["kwargs"]["uri"],
                    "experiment_id": recorder.experiment_id, "run_id": recorder.id},
@@ -226,6 +299,19 @@ def format_summary(s: dict[str, Any]) -> str:
         total = None if r.get("mean") is None else r["mean"] * n_steps
         lines.append(f"  {label:40}{pct(total)} {pct(r.get('annualized_return')):>9} "
                      f"{num(r.get('information_ratio'))} {pct(r.get('max_drawdown'))}")
+    b = s.get("baselines")
+    if b:
+        from research.records import format_risk_table
+
+        import pandas as pd
+
+        table = pd.DataFrame(b["table"]).T.astype(float)
+        table.attrs.update(funding=b["funding"])
+        lines.append(format_risk_table(table, freq=s["freq"]))
+        if b.get("verdict"):
+            lines.append("  " + b["verdict"])
+    for w in s.get("warnings", []):
+        lines.append(f"  WARNING: {w}")
     lines.append(f"  MLflow: {s['mlflow']['uri']} (experiment {s['mlflow']['experiment_id']}, run {s['mlflow']['run_id']})")
     return "\n".join(lines)
 
@@ -260,8 +346,11 @@ def run_example(
     import qlib
     from qlib.model.trainer import task_train
 
+    from research.records import quiet_qlib
+
+    quiet_qlib()
+    mlflow_dir = check_mlflow_dir(mlflow_dir=mlflow_dir, provider_uri=provider_uri)
     provider_uri = Path(provider_uri).resolve()
-    mlflow_dir = Path(mlflow_dir).resolve()
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     if market is None:
         tops = sorted(p.stem for p in (provider_uri / "instruments").glob("top*.txt"))
@@ -300,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--freq", choices=sorted(CONFIGS), default="day")
     parser.add_argument("--market", help="Qlib market (default: the directory's top<N>)")
     parser.add_argument("--mlflow-dir", type=Path,
-                        help="where mlflow.db and the artifacts go (default: research-runs beside the provider dir)")
+                        help="where mlflow.db and the artifacts go (default: research-runs beside the provider "
+                             "directory as given, e.g. data/research-runs; never inside its versions directory)")
     parser.add_argument("--start", help="ignore the calendar before this day/time (e.g. a shorter intraday run)")
     parser.add_argument("--windows", help="Alpha158-style rolling windows, e.g. 5,10,20 (default: Alpha158's 5..60)")
     parser.add_argument("--topk", type=int)
@@ -313,10 +403,16 @@ def main(argv: list[str] | None = None) -> int:
     windows = [int(w) for w in args.windows.split(",")] if args.windows else None
     t0 = time.perf_counter()
     # Qlib and LightGBM print progress to stdout: keep stdout for the summary
-    with contextlib.redirect_stdout(sys.stderr):
-        summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
-                              mlflow_dir=args.mlflow_dir or args.provider_uri.resolve().parent / "research-runs", windows=windows, topk=args.topk, n_drop=args.n_drop,
-                              num_threads=args.threads, start=args.start, config_path=args.config)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow_dir = args.mlflow_dir or default_mlflow_dir(provider_uri=args.provider_uri)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
+                                  mlflow_dir=mlflow_dir, windows=windows, topk=args.topk, n_drop=args.n_drop,
+                                  num_threads=args.threads, start=args.start, config_path=args.config)
+    except (DatasetTooShort, MlflowDirRefused, FileNotFoundError) as exc:
+        print(f"research.run_example: {exc}", file=sys.stderr)
+        return 2
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)

@@ -161,7 +161,10 @@ def test_shipped_configs_render_with_crypto_settings():
         assert ex["open_cost"] == ex["close_cost"] == FEE and ex["min_cost"] == 0 and ex["deal_price"] == "close"
         records = {r["class"]: r for r in config["task"]["record"]}
         assert records["CryptoPortAnaRecord"]["module_path"] == "research.records"
-        assert records["SigAnaRecord"]["kwargs"]["ann_scaler"] == (365 if freq == "day" else 8760)
+        assert records["SigAnaRecord"]["kwargs"]["ann_scaler"] == {"day": 365, "60min": 8760, "5min": 105_120,
+                                                                   "1min": 525_600}[freq]
+        assert config["qlib_init"]["exp_manager"]["class"] == "CryptoExpManager"  # quiet (git, gym, calendar)
+    assert sorted(CONFIGS) == ["1min", "5min", "60min", "day"]
 
 
 @pytest.mark.slow
@@ -212,3 +215,128 @@ def test_auto_segments():
     assert seg["TEST_START"] == "2024-03-03 00:00:00" and seg["VALID_END"] == "2024-03-02 23:00:00"
     with pytest.raises(ValueError, match="too short"):
         auto_segments(days[:65], warmup=60)
+
+
+# ------------------------------------------------------------------------------------------------
+# MLflow location, too-short datasets, the report's baselines, funding and warnings (pure, fast)
+# ------------------------------------------------------------------------------------------------
+
+
+def _published_layout(tmp_path: Path) -> Path:
+    """data/qlib -> data/qlib.versions/v1 with the publisher's marker, as feeder.publish lays it out."""
+    data = tmp_path / "data"
+    version = data / "qlib.versions" / "v1"
+    version.mkdir(parents=True)
+    (data / "qlib.versions" / ".feeder-qlib-versions").write_text("")
+    (data / "qlib").symlink_to(version, target_is_directory=True)
+    return data
+
+
+def test_mlflow_dir_is_never_inside_the_versioned_dataset_tree(tmp_path: Path):
+    from research.run_example import MlflowDirRefused, check_mlflow_dir, default_mlflow_dir, main
+
+    data = _published_layout(tmp_path)
+    # the default sits beside the link, not in qlib.versions/ (where it took a version's slot)
+    assert default_mlflow_dir(provider_uri=data / "qlib") == data / "research-runs"
+    assert default_mlflow_dir(provider_uri=data / "qlib.versions" / "v1") == data / "research-runs"
+    assert check_mlflow_dir(mlflow_dir=data / "research-runs", provider_uri=data / "qlib") == data / "research-runs"
+    for inside in (data / "qlib.versions" / "research-runs", data / "qlib" / "runs", data / "qlib.versions"):
+        with pytest.raises(MlflowDirRefused, match="versioned dataset tree"):
+            check_mlflow_dir(mlflow_dir=inside, provider_uri=data / "qlib")
+    # the command refuses before writing anything
+    assert main(["--provider-uri", str(data / "qlib"), "--mlflow-dir", str(data / "qlib.versions" / "runs")]) == 2
+    assert sorted(p.name for p in (data / "qlib.versions").iterdir()) == [".feeder-qlib-versions", "v1"]
+
+
+def test_too_short_datasets_say_why(tmp_path: Path, capsys):
+    """3 days: day bars cannot hold the warm-up, 60min bars leave no 00:00 in the test segment."""
+    from research.run_example import DatasetTooShort, auto_segments, main
+
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    with pytest.raises(DatasetTooShort, match=r"3 bars \(2024-03-01 .. 2024-03-03\): too short for 60 warm-up"):
+        auto_segments(days, warmup=60)
+    hours = [f"2024-03-0{1 + i // 24} {i % 24:02d}:00:00" for i in range(72)]
+    with pytest.raises(DatasetTooShort, match="contains no 00:00 bar"):
+        auto_segments(hours, warmup=60)
+    assert auto_segments(hours, warmup=12)["TEST_START"].endswith("00:00:00")
+    qlib_dir = tmp_path / "qlib"
+    (qlib_dir / "calendars").mkdir(parents=True)
+    (qlib_dir / "instruments").mkdir()
+    (qlib_dir / "instruments" / "top10.txt").write_text("")
+    (qlib_dir / "calendars" / "60min.txt").write_text("\n".join(hours) + "\n")
+    assert main(["--provider-uri", str(qlib_dir), "--freq", "60min", "--mlflow-dir", str(tmp_path / "m")]) == 2
+    assert "no 00:00 bar" in capsys.readouterr().err
+
+
+def test_degenerate_models_are_named_in_words():
+    from research.records import degenerate_warnings
+
+    assert degenerate_warnings(trees=50, ic_mean=0.05, test_steps=60) == []
+    w = degenerate_warnings(trees=1, ic_mean=0.004, test_steps=12)
+    assert len(w) == 3
+    assert "1 tree" in w[0] and "IC" in w[1] and "12 steps" in w[2]
+    assert degenerate_warnings(trees=20, ic_mean=None, test_steps=60)[0].startswith("the signal's IC")
+
+
+def test_model_within_noise_of_random_baseline():
+    import numpy as np
+    import pandas as pd
+
+    from research.records import compare_returns, verdict
+
+    rng = np.random.default_rng(1)
+    idx = pd.date_range("2024-01-01", periods=60)
+    base = pd.Series(rng.normal(0, 0.02, 60), index=idx)
+    noisy = base + rng.normal(0, 0.02, 60)  # same expectation: no edge
+    c = compare_returns(model=noisy, baseline=base)
+    assert c["within_noise"] and "within noise of the random baseline" in verdict(c)
+    edge = base + 0.01 + rng.normal(0, 0.002, 60)
+    c = compare_returns(model=edge, baseline=base)
+    assert not c["within_noise"] and c["t"] > 2 and "above the random baseline beyond noise" in verdict(c)
+
+
+def test_funding_is_paid_at_settlements_on_the_weights_held():
+    import pandas as pd
+
+    from research.records import funding_cost, settlements_per_step
+
+    hours = pd.date_range("2024-03-01 00:00", periods=24, freq="h")
+    # $funding_rate = last settled rate at the bar's close: 08:00 settlement first in the 07:00 bar
+    rate = pd.Series(0.0001, index=hours)
+    rate[hours >= "2024-03-01 07:00"] = 0.0003
+    rate[hours >= "2024-03-01 15:00"] = -0.0002
+    rate[hours >= "2024-03-01 23:00"] = 0.0001
+    rates = pd.DataFrame({"A": rate, "B": rate * 0 + 0.0001})
+    per = settlements_per_step(rates, freq="60min")
+    paid = per["A"][per["A"] != 0]
+    assert list(paid.index.hour) == [7, 15, 23] and list(paid) == [0.0003, -0.0002, 0.0001]
+    assert list(per["B"][per["B"] != 0].index.hour) == [7, 15, 23]  # unchanged rate, still settled
+    weights = pd.DataFrame({"A": 0.5, "B": -0.5}, index=hours)  # long A, short B
+    cost = funding_cost(weights=weights, per_step=per)
+    assert cost[hours[7]] == pytest.approx(0.5 * 0.0003 - 0.5 * 0.0001)
+    assert cost[hours[15]] == pytest.approx(0.5 * -0.0002 - 0.5 * 0.0001)
+    assert cost.drop(hours[[7, 15, 23]]).abs().max() == 0
+    # the first bar's holdings are the previous step's: nothing held before the backtest
+    assert funding_cost(weights=weights, per_step=per.assign(A=0.01))[hours[0]] == 0
+    # daily bars carry the last of three 8-hour settlements
+    days = pd.date_range("2024-03-01", periods=3)
+    daily = settlements_per_step(pd.DataFrame({"A": [0.0001, None, 0.0002]}, index=days), freq="day")
+    assert list(daily["A"]) == pytest.approx([0.0003, 0.0, 0.0006])
+
+
+def test_risk_table_prints_model_and_baselines():
+    import pandas as pd
+
+    from research.records import compare_returns, format_risk_table, strategy_row
+
+    idx = pd.date_range("2024-01-01", periods=40)
+    rep = pd.DataFrame({"return": 0.001, "cost": 0.0002, "turnover": 0.4, "bench": 0.0}, index=idx)
+    rep["return"] += [0.01 * (-1) ** i for i in range(40)]
+    row = strategy_row(report=rep, funding=pd.Series(0.0001, index=idx), freq="day")
+    assert row["net"] == pytest.approx(rep["return"].sum() - 0.008 - 0.004)
+    assert row["fees"] == pytest.approx(0.008) and row["funding"] == pytest.approx(0.004)
+    table = pd.DataFrame({"model": row, "random signal": row, "equal-weighted market": row}).T
+    table.attrs.update(funding="on", random_vs_model=compare_returns(model=rep["return"], baseline=rep["return"] * 0.9))
+    text = format_risk_table(table, freq="day")
+    for word in ("model", "random signal", "equal-weighted market", "funding", "IR", "max DD", "within noise"):
+        assert word in text
