@@ -74,8 +74,12 @@ class ReportParser(HTMLParser):
 
 
 def parse(path: Path) -> ReportParser:
+    return parse_text(path.read_text(encoding="utf-8"))
+
+
+def parse_text(html: str) -> ReportParser:
     parser = ReportParser()
-    parser.feed(path.read_text(encoding="utf-8"))
+    parser.feed(html)
     return parser
 
 
@@ -378,3 +382,69 @@ def test_report_lists_conflicts_and_flagged_bars(tmp_path: Path):
     write_report(quality_paths=[q2], universe_paths=universe[1:], out_path=out)
     r = parse(out)
     assert "flags-absent" in r.ids and r.tables["flags"]["data_rows"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# The operator's view (issue 16): a plain `snakemake` build renders the quality page, Snakemake's
+# own report (`snakemake --report`) carries it, and the run's output has no "Shell command: None"
+# --------------------------------------------------------------------------------------------
+
+
+def embedded_pages(report_html: str) -> list[str]:
+    """Every HTML document embedded in Snakemake's report (data URIs, base64), decoded."""
+    import re
+
+    pages = []
+    for payload in re.findall(r"data:text/html[^,\"']*;base64,([A-Za-z0-9+/=]+)", report_html):
+        pages.append(base64.b64decode(payload).decode("utf-8", errors="replace"))
+    return pages
+
+
+@pytest.fixture(scope="module")
+def plain_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One small build by plain `snakemake` (default target) against the simulator, then `--report`."""
+    import subprocess
+    import sys
+
+    import okxsim
+    import yaml
+    from harness.processes import REPO, write_config
+
+    tmp = tmp_path_factory.mktemp("plain-build")
+    with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-20", n_swaps=6,
+                          history_limit_max=300) as sim:
+        config_path = tmp / "config.yaml"
+        config = write_config(config_path, endpoints=sim, data_dir=tmp / "data", start="2024-03-04",
+                              end="2024-03-04", size=2, frequencies=["day"], channels=["candle1m"])
+        config["universe"]["window_days"] = 1  # rank on the day before only: fewer REST jobs
+        config["history"]["source"] = "rest"  # no archive job (candles from REST), no funding jobs
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        base = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+                str(config_path)]
+        build = subprocess.run([*base, "--cores", "2"], cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    report = subprocess.run([*base, "--report", str(tmp / "report.html")], cwd=tmp, capture_output=True, text=True,
+                            timeout=120)
+    return {"dir": tmp, "work": tmp / "data" / "work", "build": build, "report": report}
+
+
+def test_snakemake_report_contains_the_quality_page(plain_build: dict):
+    """README: the quality page "is included in Snakemake's own report" after a plain build."""
+    report = plain_build["report"]
+    assert report.returncode == 0, report.stderr[-3000:]
+    quality = plain_build["work"] / "report" / "quality.html"
+    assert quality.is_file(), "a plain `snakemake` build renders the quality page (it is in the default target)"
+    pages = [p for p in embedded_pages((plain_build["dir"] / "report.html").read_text(encoding="utf-8"))
+             if 'id="coverage-data"' in p]
+    assert len(pages) == 1, "Snakemake's report embeds the quality page"
+    embedded = parse_text(pages[0])
+    # the very page the build rendered: same coverage data, same member days
+    assert embedded.scripts["coverage-data"] == parse(quality).scripts["coverage-data"]
+    assert embedded.scripts["coverage-data"]["days"] == ["2024-03-04"]
+
+
+def test_a_run_prints_no_shell_command_none(plain_build: dict):
+    """Every rule runs a script: Snakemake's "Shell command: None" line for each job is noise."""
+    out = plain_build["build"].stdout + plain_build["build"].stderr
+    assert "Shell command: None" not in out, f"{out.count('Shell command: None')} noise lines"
+    assert "rule quality_report:" in out and "rule publish_qlib:" in out  # the jobs are still announced
