@@ -449,6 +449,29 @@ def test_pruning_removes_only_the_versions_it_published(tmp_path: Path) -> None:
     assert (qlib_dir / "calendars" / "day.txt").read_text().split() == [f"2024-03-0{i}" for i in range(1, 5)]
 
 
+def test_a_research_runs_directory_among_the_versions_is_neither_pruned_nor_a_kept_version(tmp_path: Path) -> None:
+    """Issue 16: MLflow runs written beside the resolved provider directory (``<qlib>.versions/research-runs``)
+    must not take one of the two kept slots: after every publish the previous version is still there."""
+    import feeder.publish as qe
+
+    qlib_dir = tmp_path / "qlib"
+    first = publish_dataset(built_dataset(tmp_path / "b1", "2024-03-01", "2024-03-01"), qlib_dir)
+    runs = qlib_dir.resolve().parent / "research-runs"  # where run_example's old default put its runs
+    (runs / "artifacts" / "1").mkdir(parents=True)
+    (runs / "mlflow.db").write_bytes(b"SQLite format 3\x00")
+    (runs / "artifacts" / "1" / "pred.pkl").write_bytes(b"model output")
+    previous = first
+    for last in ("2024-03-02", "2024-03-03"):
+        current = publish_dataset(built_dataset(tmp_path / "b", "2024-03-01", last), qlib_dir)
+        ours = sorted(p.name for p in runs.parent.iterdir() if (p / qe.DATASET_MARKER).is_file())
+        assert ours == sorted([previous.name, current.name]), "the previous version must survive the publish"
+        assert (previous / "calendars" / "day.txt").is_file() and qlib_dir.resolve() == current
+        previous = current
+    assert (runs / "mlflow.db").read_bytes() == b"SQLite format 3\x00"
+    assert (runs / "artifacts" / "1" / "pred.pkl").read_bytes() == b"model output"
+    assert not first.exists()  # ours, beyond the two kept: pruned as before
+
+
 def test_only_a_dataset_this_project_built_is_migrated_from_a_real_directory(tmp_path: Path) -> None:
     """A real directory at paths.qlib carrying our marker (an earlier dataset) moves into the versions; then pruned."""
     import feeder.publish as qe
