@@ -529,3 +529,28 @@ def test_bin_round_trip(series: dict[int, float]) -> None:
     holes[slots - start] = False
     assert np.isnan(decoded[holes]).all()
     assert decoded.dtype == np.dtype("<f4")
+
+
+def test_the_readme_qlib_snippet_reads_what_the_demo_builds() -> None:
+    """Issue 16: pasted after the demo, the README's snippet must name the demo's dataset, pool and days
+    (it said top50 while the demo builds top10: `instrument not exists`)."""
+    import re
+
+    import harness.demo as demo
+    from harness.processes import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Use it from Qlib"):]
+    snippet = section[section.index("```python"):section.index("```", section.index("```python") + 3)]
+    provider = re.search(r'provider_uri="([^"]+)"', snippet).group(1)
+    pool = re.search(r'D\.instruments\("([^"]+)"\)', snippet).group(1)
+    start = re.search(r'start_time="([^"]+)"', snippet).group(1)
+    end = re.search(r'end_time="([^"]+)"', snippet).group(1)
+    # the demo's defaults: --data-dir demo-data, --size N (market top<N>), START..END
+    source = Path(demo.__file__).read_text(encoding="utf-8")
+    data_dir = re.search(r'"--data-dir", type=Path, default=REPO / "([^"]+)"', source).group(1)
+    size = int(re.search(r'"--size", type=int, default=(\d+)', source).group(1))
+    assert provider == f"{data_dir}/qlib"
+    assert pool == f"top{size}"
+    assert demo.START <= start[:10] <= end[:10] <= demo.END
+    assert f"top{size}` for the demo" in section  # and it says where pool names come from
