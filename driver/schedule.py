@@ -273,10 +273,12 @@ def published_build(config: dict[str, Any], *, cwd: Path) -> tuple[dict[str, Any
     qlib = Path(cwd) / config["paths"]["qlib"]
     if qlib.resolve() != version_dir.resolve():
         return None, (f"the publish record {path} names version {version_dir}, but paths.qlib {qlib} now shows "
-                      f"{qlib.resolve() if qlib.exists() else 'nothing'}; that publish is not counted")
+                      f"{qlib.resolve() if qlib.exists() else 'nothing'}; that publish is not counted. Run "
+                      "`python -m driver.schedule run` to publish and record a build")
     problem = published_days_problem({**config, "frequencies": freqs}, days, cwd=cwd)
     if problem is not None:
-        return None, f"the publish recorded in {path} is not counted: {problem}"
+        return None, (f"the publish recorded in {path} is not counted: {problem}. Run `python -m driver.schedule "
+                      "run` to publish and record a build")
     return {"last_success": published_at, "covered_through": last, "first_day": first,
             "published_version": version_dir.name}, None
 
