@@ -433,3 +433,24 @@ def test_a_run_prints_no_shell_command_none(real_build: dict):
     out = real_build["build"].stdout + real_build["build"].stderr
     assert "Shell command: None" not in out, f"{out.count('Shell command: None')} noise lines"
     assert "rule quality_report:" in out and "rule publish_qlib:" in out  # the jobs are still announced
+
+
+def test_only_empty_shell_commands_are_silenced():
+    """A real shell command (a `shell:` rule someone adds) and every other record still pass."""
+    import logging
+
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    from feeder.logs import quiet_empty_shell_commands
+
+    logger = logging.getLogger("test.quiet-shell-commands")
+    quiet_empty_shell_commands(logger)
+    quiet_empty_shell_commands(logger)  # idempotent: one filter
+    assert len(logger.filters) == 1
+
+    def passes(**extra) -> bool:
+        return logger.filter(logging.makeLogRecord({"msg": "x", **extra}))
+
+    assert not passes(event=LogEvent.SHELLCMD, shellcmd=None)
+    assert passes(event=LogEvent.SHELLCMD, shellcmd="echo hi > out.txt")
+    assert passes(event=LogEvent.JOB_INFO, shellcmd=None) and passes()
