@@ -5,6 +5,12 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+from snakemake.logging import logger as snakemake_logger
+from feeder.logs import quiet_empty_shell_commands
+
+# every rule runs a script: without this, each job adds "Shell command: None" to the output
+quiet_empty_shell_commands(snakemake_logger)
+
 
 configfile: "config.yaml"
 
@@ -25,4 +31,7 @@ rule all:
     input:
         QLIB_MANIFEST,
         f"{WORK}/coverage.parquet",
+        # the report()-flagged outputs must be in the default target: `snakemake --report` shows
+        # only those of the jobs the default target needs
+        QUALITY_REPORT,
     default_target: True

@@ -19,6 +19,9 @@ Freshness: each successful run records ``<paths.work>/build-status.json`` (when 
 the newest day it covers, how long it took); ``status`` compares that with the clock. A run is
 successful when Snakemake exits 0 *and* the dataset published at ``paths.qlib`` spans the days
 asked (its calendars are read back); otherwise the failure and its reason are recorded.
+``status`` also reads what the workflow's ``publish_qlib`` rule recorded
+(``<paths.work>/qlib-published.json``), so a build run by hand (``snakemake``) counts as a
+successful build of the days it published, when ``paths.qlib`` still shows that version.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from feeder.atomic import write_json
 from feeder.config import ConfigError, build_days, last_complete_day, load_config
 from feeder.locks import is_snakemake, process_argv
 from feeder.logs import setup_logging
+from feeder.publish import MANIFEST_NAME
 
 log = logging.getLogger("driver.schedule")
 
@@ -246,22 +250,86 @@ def read_status(work: Path) -> dict[str, Any]:
         return {}
 
 
+def published_build(config: dict[str, Any], *, cwd: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The last publish as a success record (from the manifest ``publish_qlib`` writes), or None and why not.
+
+    A build by hand (``snakemake``) never passes through :func:`run_once`, but it publishes
+    through the same rule, which records the version, its days and when. It counts only while
+    ``paths.qlib`` still points at that version and its calendars span the recorded days (what
+    Qlib reads). Returns ``(None, None)`` when nothing was ever published by the workflow.
+    """
+    work = Path(cwd) / config["paths"]["work"]
+    path = work / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+        published_at, first, last = manifest["published_at"], manifest["first_day"], manifest["last_day"]
+        version_dir, freqs = Path(manifest["version_dir"]), list(manifest["freqs"])
+        days = [dt.date.fromisoformat(first), dt.date.fromisoformat(last)]
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, (f"the publish record {path} is unreadable ({type(exc).__name__}: {exc}); rerun the workflow "
+                      "to write it again")
+    qlib = Path(cwd) / config["paths"]["qlib"]
+    if qlib.resolve() != version_dir.resolve():
+        return None, (f"the publish record {path} names version {version_dir}, but paths.qlib {qlib} now shows "
+                      f"{qlib.resolve() if qlib.exists() else 'nothing'}; that publish is not counted. Run "
+                      "`python -m driver.schedule run` to publish and record a build")
+    problem = published_days_problem({**config, "frequencies": freqs}, days, cwd=cwd)
+    if problem is not None:
+        return None, (f"the publish recorded in {path} is not counted: {problem}. Run `python -m driver.schedule "
+                      "run` to publish and record a build")
+    return {"last_success": published_at, "covered_through": last, "first_day": first,
+            "published_version": version_dir.name}, None
+
+
+def current_status(config: dict[str, Any], recorded: dict[str, Any], *, cwd: Path) -> dict[str, Any]:
+    """The scheduler's own record, superseded by a newer publish (a build by hand) when there is one.
+
+    A scheduled run writes its record after its publish, so for one of its own runs the record
+    is the newer and keeps its duration; failures stay as recorded.
+    """
+    published, note = published_build(config, cwd=cwd)
+    status = dict(recorded)
+    if published and _instant(published["last_success"]) > _instant(recorded.get("last_success")):
+        status.pop("duration_s", None)
+        status.update(published)
+    if note:
+        status["publish_note"] = note
+    return status
+
+
+def _instant(stamp: str | None) -> dt.datetime:
+    """An ISO time of a record as an aware datetime (the oldest possible when absent or unreadable)."""
+    try:
+        parsed = dt.datetime.fromisoformat(stamp or "")
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
 def freshness(config: dict[str, Any], status: dict[str, Any], *, now: dt.datetime | None = None) -> tuple[bool, str]:
     """(healthy, plain-words verdict) for the newest built day against the clock."""
     now = now or _now()
     stale_after = dt.timedelta(hours=float(config["schedule"]["stale_after_hours"]))
     expected = last_complete_day(now, int(config.get("grace_minutes", 15)))
     covered = status.get("covered_through")
+    note = f" ({status['publish_note']})" if status.get("publish_note") else ""
     if not covered:
-        return False, "STALE: no successful build recorded yet (run `python -m driver.schedule run`)."
+        return False, ("STALE: no successful build recorded yet (run `python -m driver.schedule run`, or "
+                       f"`snakemake`){note}.")
     covered_day = dt.date.fromisoformat(covered)
     data_end = dt.datetime.combine(covered_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
     age = now - data_end
-    line = (f"last successful build {status.get('last_success', '?')} "
-            f"(took {status.get('duration_s', '?')}s), data through {covered_day}; "
-            f"newest complete day is {expected}")
-    if status.get("last_failure", "") > status.get("last_success", ""):
+    if "published_version" in status:  # a publish newer than the scheduler's record (a build by hand)
+        how = (f"last publish {status['last_success']} (version {status['published_version']}; no scheduled run "
+               "recorded since)")
+    else:
+        how = f"last successful build {status.get('last_success', '?')} (took {status.get('duration_s', '?')}s)"
+    line = f"{how}, data through {covered_day}; newest complete day is {expected}"
+    if _instant(status.get("last_failure")) > _instant(status.get("last_success")):
         line += f"; the latest run FAILED at {status['last_failure']} (exit {status.get('last_failure_exit_code')})"
+    line += note
     if age > stale_after:
         hours = age.total_seconds() / 3600
         return False, f"STALE: data ends {hours:.1f} h ago (limit {stale_after.total_seconds() / 3600:g} h): {line}"
@@ -329,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{exc}{where}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     work = Path(config["paths"]["work"])
-    healthy, verdict = freshness(config, read_status(work))
+    healthy, verdict = freshness(config, current_status(config, read_status(work), cwd=Path.cwd()))
     print(verdict)
     return 0 if healthy else 1
 

@@ -26,6 +26,7 @@ from typing import Any
 __all__ = [
     "DATASET_MARKER",
     "KEEP_VERSIONS",
+    "MANIFEST_NAME",
     "PublishRefusedError",
     "VERSIONS_MARKER",
     "check_publish_target",
@@ -53,6 +54,9 @@ _VERSIONS_MARKER_TEXT = (
 #: Version names publish_version gives (UTC time of the publish).
 _VERSION_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
 KEEP_VERSIONS = 2  # the current one and the one before it (readers still on it stay consistent)
+#: In ``<paths.work>``: what the last publish put where (:func:`write_manifest`, the ``publish_qlib``
+#: rule's output); ``python -m driver.schedule status`` reads it, so a build by hand counts too.
+MANIFEST_NAME = "qlib-published.json"
 
 
 class PublishRefusedError(ValueError):

@@ -449,6 +449,29 @@ def test_pruning_removes_only_the_versions_it_published(tmp_path: Path) -> None:
     assert (qlib_dir / "calendars" / "day.txt").read_text().split() == [f"2024-03-0{i}" for i in range(1, 5)]
 
 
+def test_a_research_runs_directory_among_the_versions_is_neither_pruned_nor_a_kept_version(tmp_path: Path) -> None:
+    """Issue 16: MLflow runs written beside the resolved provider directory (``<qlib>.versions/research-runs``)
+    must not take one of the two kept slots: after every publish the previous version is still there."""
+    import feeder.publish as qe
+
+    qlib_dir = tmp_path / "qlib"
+    first = publish_dataset(built_dataset(tmp_path / "b1", "2024-03-01", "2024-03-01"), qlib_dir)
+    runs = qlib_dir.resolve().parent / "research-runs"  # where run_example's old default put its runs
+    (runs / "artifacts" / "1").mkdir(parents=True)
+    (runs / "mlflow.db").write_bytes(b"SQLite format 3\x00")
+    (runs / "artifacts" / "1" / "pred.pkl").write_bytes(b"model output")
+    previous = first
+    for last in ("2024-03-02", "2024-03-03"):
+        current = publish_dataset(built_dataset(tmp_path / "b", "2024-03-01", last), qlib_dir)
+        ours = sorted(p.name for p in runs.parent.iterdir() if (p / qe.DATASET_MARKER).is_file())
+        assert ours == sorted([previous.name, current.name]), "the previous version must survive the publish"
+        assert (previous / "calendars" / "day.txt").is_file() and qlib_dir.resolve() == current
+        previous = current
+    assert (runs / "mlflow.db").read_bytes() == b"SQLite format 3\x00"
+    assert (runs / "artifacts" / "1" / "pred.pkl").read_bytes() == b"model output"
+    assert not first.exists()  # ours, beyond the two kept: pruned as before
+
+
 def test_only_a_dataset_this_project_built_is_migrated_from_a_real_directory(tmp_path: Path) -> None:
     """A real directory at paths.qlib carrying our marker (an earlier dataset) moves into the versions; then pruned."""
     import feeder.publish as qe
@@ -506,3 +529,28 @@ def test_bin_round_trip(series: dict[int, float]) -> None:
     holes[slots - start] = False
     assert np.isnan(decoded[holes]).all()
     assert decoded.dtype == np.dtype("<f4")
+
+
+def test_the_readme_qlib_snippet_reads_what_the_demo_builds() -> None:
+    """Issue 16: pasted after the demo, the README's snippet must name the demo's dataset, pool and days
+    (it said top50 while the demo builds top10: `instrument not exists`)."""
+    import re
+
+    import harness.demo as demo
+    from harness.processes import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Use it from Qlib"):]
+    snippet = section[section.index("```python"):section.index("```", section.index("```python") + 3)]
+    provider = re.search(r'provider_uri="([^"]+)"', snippet).group(1)
+    pool = re.search(r'D\.instruments\("([^"]+)"\)', snippet).group(1)
+    start = re.search(r'start_time="([^"]+)"', snippet).group(1)
+    end = re.search(r'end_time="([^"]+)"', snippet).group(1)
+    # the demo's defaults: --data-dir demo-data, --size N (market top<N>), START..END
+    source = Path(demo.__file__).read_text(encoding="utf-8")
+    data_dir = re.search(r'"--data-dir", type=Path, default=REPO / "([^"]+)"', source).group(1)
+    size = int(re.search(r'"--size", type=int, default=(\d+)', source).group(1))
+    assert provider == f"{data_dir}/qlib"
+    assert pool == f"top{size}"
+    assert demo.START <= start[:10] <= end[:10] <= demo.END
+    assert f"top{size}` for the demo" in section  # and it says where pool names come from

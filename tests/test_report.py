@@ -74,8 +74,12 @@ class ReportParser(HTMLParser):
 
 
 def parse(path: Path) -> ReportParser:
+    return parse_text(path.read_text(encoding="utf-8"))
+
+
+def parse_text(html: str) -> ReportParser:
     parser = ReportParser()
-    parser.feed(path.read_text(encoding="utf-8"))
+    parser.feed(html)
     return parser
 
 
@@ -246,7 +250,9 @@ def test_report_uses_the_coverage_stage_and_plots_funding(build: dict, tmp_path:
 
 
 # --------------------------------------------------------------------------------------------
-# The rule, on a real build: workload shards -> snakemake (simulator for REST) -> quality_report
+# The rule, on a real build: workload shards -> plain `snakemake` (simulator for REST; the default
+# target renders the page) -> `snakemake --report`. One build, shared by the tests below and by
+# the operator's view tests at the end of this file.
 # --------------------------------------------------------------------------------------------
 
 # 2024-02-06..08: the simulated exchange has minutes without candles for some members (real gaps);
@@ -254,24 +260,33 @@ def test_report_uses_the_coverage_stage_and_plots_funding(build: dict, tmp_path:
 FIRST, N_DAYS, SIZE = dt.date(2024, 2, 6), 5, 5
 
 
-@pytest.mark.slow
-def test_quality_report_rule_on_a_real_build(tmp_path: Path):
+@pytest.fixture(scope="module")
+def real_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One plain `snakemake` build (the default target, as an operator runs it), then `snakemake --report`."""
     from bench.workload import generate
     from harness.processes import simulator, snakemake, write_config
 
+    tmp = tmp_path_factory.mktemp("real-build")
     days = [FIRST + dt.timedelta(days=i) for i in range(N_DAYS)]
-    generate(raw_root=tmp_path / "raw", seed=7, history_start="2024-01-01", days=days, n_symbols=SIZE)
+    generate(raw_root=tmp / "raw", seed=7, history_start="2024-01-01", days=days, n_symbols=SIZE)
     clock = (days[-1] + dt.timedelta(days=1)).isoformat() + "T01:00:00Z"
-    with simulator(seed=7, clock_start=clock, speed=1, history_start="2024-01-01", cert_dir=tmp_path / "certs",
-                   log_path=tmp_path / "simulator.log", extra_args=["--rate-limit-scale", "0"]) as sim:
-        cfg = tmp_path / "config.yaml"
-        write_config(cfg, endpoints=sim, data_dir=tmp_path, start=days[0].isoformat(), end=days[-1].isoformat(),
+    with simulator(seed=7, clock_start=clock, speed=1, history_start="2024-01-01", cert_dir=tmp / "certs",
+                   log_path=tmp / "simulator.log", extra_args=["--rate-limit-scale", "0"]) as sim:
+        cfg = tmp / "config.yaml"
+        write_config(cfg, endpoints=sim, data_dir=tmp, start=days[0].isoformat(), end=days[-1].isoformat(),
                      size=SIZE, frequencies=["60min", "day"])
-        snakemake(cfg, "--directory", str(tmp_path), "quality_report", cores=2,
-                  log_path=tmp_path / "snakemake.log")
-    work = tmp_path / "work"
+        build = snakemake(cfg, "--directory", str(tmp), cores=2, log_path=tmp / "snakemake.log")
+        report = snakemake(cfg, "--directory", str(tmp), "--report", str(tmp / "report.html"), cores=1,
+                           log_path=tmp / "snakemake-report.log", check=False)
+    return {"dir": tmp, "work": tmp / "work", "days": days, "build": build, "report": report}
+
+
+@pytest.mark.slow
+def test_quality_report_rule_on_a_real_build(real_build: dict):
+    days = real_build["days"]
+    work = real_build["work"]
     out = work / "report" / "quality.html"
-    assert out.exists()
+    assert out.exists(), "a plain `snakemake` build renders the quality page (it is in the default target)"
     r = parse(out)
 
     # independent reads of what the report shows
@@ -378,3 +393,64 @@ def test_report_lists_conflicts_and_flagged_bars(tmp_path: Path):
     write_report(quality_paths=[q2], universe_paths=universe[1:], out_path=out)
     r = parse(out)
     assert "flags-absent" in r.ids and r.tables["flags"]["data_rows"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# The operator's view (issue 16), on the real build above: Snakemake's own report (`snakemake
+# --report`) carries the quality page, and the run's output has no "Shell command: None"
+# --------------------------------------------------------------------------------------------
+
+
+def embedded_pages(report_html: str) -> list[str]:
+    """Every HTML document embedded in Snakemake's report (data URIs, base64), decoded."""
+    import re
+
+    pages = []
+    for payload in re.findall(r"data:text/html[^,\"']*;base64,([A-Za-z0-9+/=]+)", report_html):
+        pages.append(base64.b64decode(payload).decode("utf-8", errors="replace"))
+    return pages
+
+
+@pytest.mark.slow
+def test_snakemake_report_contains_the_quality_page(real_build: dict):
+    """README: the quality page "is included in Snakemake's own report" after a plain build."""
+    report = real_build["report"]
+    assert report.returncode == 0, report.stderr[-3000:]
+    quality = real_build["work"] / "report" / "quality.html"
+    assert quality.is_file(), "a plain `snakemake` build renders the quality page (it is in the default target)"
+    pages = [p for p in embedded_pages((real_build["dir"] / "report.html").read_text(encoding="utf-8"))
+             if 'id="coverage-data"' in p]
+    assert len(pages) == 1, "Snakemake's report embeds the quality page"
+    embedded = parse_text(pages[0])
+    # the very page the build rendered: same coverage data, same member days
+    assert embedded.scripts["coverage-data"] == parse(quality).scripts["coverage-data"]
+    assert embedded.scripts["coverage-data"]["days"] == [d.isoformat() for d in real_build["days"]]
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_shell_command_none(real_build: dict):
+    """Every rule runs a script: Snakemake's "Shell command: None" line for each job is noise."""
+    out = real_build["build"].stdout + real_build["build"].stderr
+    assert "Shell command: None" not in out, f"{out.count('Shell command: None')} noise lines"
+    assert "rule quality_report:" in out and "rule publish_qlib:" in out  # the jobs are still announced
+
+
+def test_only_empty_shell_commands_are_silenced():
+    """A real shell command (a `shell:` rule someone adds) and every other record still pass."""
+    import logging
+
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    from feeder.logs import quiet_empty_shell_commands
+
+    logger = logging.getLogger("test.quiet-shell-commands")
+    quiet_empty_shell_commands(logger)
+    quiet_empty_shell_commands(logger)  # idempotent: one filter
+    assert len(logger.filters) == 1
+
+    def passes(**extra) -> bool:
+        return logger.filter(logging.makeLogRecord({"msg": "x", **extra}))
+
+    assert not passes(event=LogEvent.SHELLCMD, shellcmd=None)
+    assert passes(event=LogEvent.SHELLCMD, shellcmd="echo hi > out.txt")
+    assert passes(event=LogEvent.JOB_INFO, shellcmd=None) and passes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -368,3 +369,68 @@ def test_the_scheduler_lives_in_the_driver_package_outside_the_library():
             text = path.read_text()
             assert "import driver" not in text and "from driver" not in text, path
     assert "-m driver.schedule loop" in (REPO / "collector" / "supervisord.conf").read_text()
+
+
+# --------------------------------------------------------------------------- a build by hand counts (issue 16)
+
+
+def publish_by_hand(data: Path, first: dt.date, last: dt.date, tmp_path: Path) -> Path:
+    """What a plain `snakemake` build leaves: a published version and publish_qlib's manifest."""
+    from feeder.publish import MANIFEST_NAME, publish_dataset, write_manifest
+
+    built = tmp_path / f"built-{first}-{last}"
+    (built / "calendars").mkdir(parents=True)
+    days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    (built / "calendars" / "day.txt").write_text("\n".join(days) + "\n")
+    version = publish_dataset(built, data / "qlib")
+    summary = {"first_day": days[0], "last_day": days[-1], "freqs": {"day": {"slots": len(days)}}, "instruments": 2}
+    write_manifest(data / "work" / MANIFEST_NAME, qlib_dir=data / "qlib", version=version, summary=summary,
+                   request={"first_day": days[0], "last_day": days[-1], "freqs": ["day"]})
+    return version
+
+
+def test_status_counts_a_build_published_by_hand(tmp_path):
+    """After a plain `snakemake` build (no scheduler record), status reads the publish manifest: OK, exit 0."""
+    from harness.processes import SimulatorEndpoints
+
+    data = tmp_path / "data"
+    config_path = tmp_path / "config.yaml"
+    nowhere = SimulatorEndpoints("https://127.0.0.1:9", "wss://127.0.0.1:9/ws/v5/public",
+                                 "wss://127.0.0.1:9/ws/v5/business", str(tmp_path / "ca.pem"), 0)  # never contacted
+    yesterday = dt.datetime.now(UTC).date() - dt.timedelta(days=1)
+    config = check_config(write_config(config_path, endpoints=nowhere, data_dir=data, start="2024-03-03",
+                                       end=yesterday.isoformat(), size=2, frequencies=["day"]))
+
+    def status() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "driver.schedule", "status", "--config", str(config_path)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    version = publish_by_hand(data, yesterday - dt.timedelta(days=1), yesterday, tmp_path)
+    res = status()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("OK: last publish ") and f"version {version.name}" in res.stdout
+    assert f"data through {yesterday}" in res.stdout
+
+    # the scheduler's own record stays: an older one is superseded, a newer one (its own run) wins
+    from driver.schedule import current_status, write_status
+
+    work = data / "work"
+    write_status(work, {"last_success": "2024-03-01T00:30:00+00:00", "covered_through": "2024-02-29",
+                        "duration_s": 12.0, "last_failure": "2024-03-02T00:30:00+00:00", "last_failure_exit_code": 1})
+    merged = current_status(config, json.loads((work / "build-status.json").read_text()), cwd=tmp_path)
+    assert merged["covered_through"] == yesterday.isoformat() and "duration_s" not in merged
+    assert merged["last_failure"] == "2024-03-02T00:30:00+00:00"  # kept, and older than the publish
+    assert status().returncode == 0
+    later = (dt.datetime.now(UTC) + dt.timedelta(minutes=1)).isoformat(timespec="seconds")
+    write_status(work, {"last_success": later, "covered_through": yesterday.isoformat(), "duration_s": 42.0})
+    res = status()
+    assert res.returncode == 0 and "last successful build" in res.stdout and "(took 42.0s)" in res.stdout
+
+    # a publish that paths.qlib no longer shows (someone pointed it elsewhere since) is not counted, and said so
+    (work / "build-status.json").unlink()
+    second = publish_by_hand(data, yesterday, yesterday, tmp_path)
+    (data / "qlib").unlink()
+    (data / "qlib").symlink_to(Path("qlib.versions") / version.name)
+    res = status()
+    assert res.returncode == 1 and res.stdout.startswith("STALE: no successful build recorded yet"), res.stdout
+    assert f"names version {second}" in res.stdout and f"now shows {version}" in res.stdout

@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from feeder.config import EXCHANGE_REST_KEYS, UNIVERSE_METRIC_KEYS, build_days, check_config, market_name
+from feeder.publish import MANIFEST_NAME
 from feeder.registry import FREQ_PATTERN
 
 
@@ -26,7 +27,7 @@ RAW = config["paths"]["raw"]
 WORK = config["paths"]["work"]
 QLIB_DIR = config["paths"]["qlib"]
 QLIB_DATASET = f"{WORK}/qlib-dataset"  # the built provider directory (published at paths.qlib)
-QLIB_MANIFEST = f"{WORK}/qlib-published.json"
+QLIB_MANIFEST = f"{WORK}/{MANIFEST_NAME}"  # what was published where (read by driver.schedule status)
 DAYS = [d.isoformat() for d in build_days(config)]
 FREQS = config["frequencies"]
 MARKET = market_name(config)

@@ -1,12 +1,15 @@
 # The data quality report: one self-contained HTML page (coverage heatmap, gaps, conflicts and
-# flagged bars from the quality JSON, universe membership and churn, turnover, funding when recorded). Not part of `all`; build it with
+# flagged bars from the quality JSON, universe membership and churn, turnover, funding when
+# recorded). Part of `all`, so every build renders it; on its own:
 #   snakemake --cores 2 quality_report
-# It also shows up in Snakemake's own report (`snakemake --report report.html`).
+# Being in the default target, it also shows up in Snakemake's own report
+# (`snakemake --report report.html`, after a build), which shows report() outputs of those jobs only.
 from feeder.resample import freq_minutes
 
 # Turnover (and funding, when the bars carry it) is read from the coarsest built frequency:
 # fewest rows, and every frequency sums to the same daily turnover.
 REPORT_FREQ = max(FREQS, key=freq_minutes)
+QUALITY_REPORT = f"{WORK}/report/quality.html"
 
 
 rule quality_report:
@@ -17,7 +20,7 @@ rule quality_report:
         bars=expand(f"{WORK}/bars/{REPORT_FREQ}/{{day}}.parquet", day=DAYS),
     output:
         report(
-            f"{WORK}/report/quality.html",
+            QUALITY_REPORT,
             category="Data quality",
             labels={"report": "quality (coverage, gaps, flagged bars, universe, turnover, funding)"},
         ),
