@@ -16,6 +16,8 @@ import warnings
 from pprint import pformat
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -68,11 +70,20 @@ class CryptoPortAnaRecord(PortAnaRecord):
     ``port_analysis_<f>.pkl`` recomputed with the crypto ``N`` and holding three blocks:
     ``return_with_cost`` (the strategy), ``excess_return_without_cost`` and
     ``excess_return_with_cost`` (over the benchmark).
+
+    ``baselines_<f>.pkl``: the model, a random signal and the equal-weighted market under the
+    same fees and funding (see ``_baselines``). ``long_short=True``: the model and random-signal
+    rows are long-short backtests instead (long the top-k, short the bottom-k of the previous
+    step's scores, equal weights, see ``long_short_weights`` / ``long_short_report``), the
+    strategy's own ``topk`` and fees; the model's weights after each step's trades are saved as
+    ``long_short_weights_<f>.pkl``; Qlib's long-only TopkDropout report is still saved.
     """
 
-    def __init__(self, *args, baselines: bool = True, funding: bool = True, random_seed: int = 0, **kwargs):
+    def __init__(self, *args, baselines: bool = True, funding: bool = True, random_seed: int = 0,
+                 long_short: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.baselines, self.funding, self.random_seed = baselines, funding, random_seed
+        self.long_short = long_short
 
     def _generate(self, **kwargs):
         # Qlib's own risk analysis (238-day N) is skipped, not overwritten: its metrics would be
@@ -105,6 +116,8 @@ class CryptoPortAnaRecord(PortAnaRecord):
             if self.baselines:
                 table = self._baselines(freq, report, artifacts.get(f"positions_normal_{freq}.pkl"))
                 artifacts[f"baselines_{freq}.pkl"] = table
+                if self.long_short:
+                    artifacts[f"long_short_weights_{freq}.pkl"] = self.long_short_targets
                 self.recorder.log_metrics(**{f"{freq}.{row}.{col}": v for row, r in table.iterrows()
                                              for col, v in r.items() if isinstance(v, float) and not np.isnan(v)})
                 print(format_risk_table(table, freq=freq), flush=True)  # qrun's output; run_example prints its own
@@ -118,28 +131,43 @@ class CryptoPortAnaRecord(PortAnaRecord):
         pred = signal.iloc[:, 0] if isinstance(signal, pd.DataFrame) else signal
         rng = np.random.default_rng(self.random_seed)
         random_pred = pd.Series(rng.standard_normal(len(pred)), index=pred.index, name="score")
-        runs = {"model": (report, positions)}
-        for name, strategy in (
-            ("random signal", {**self.strategy_config, "kwargs": {**self.strategy_config["kwargs"],
-                                                                   "signal": random_pred}}),
-            ("equal-weighted market", {"class": "EqualWeightStrategy", "module_path": "research.records",
-                                       "kwargs": {"signal": pred}}),
-        ):
+        runs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+        strategies = [("equal-weighted market", {"class": "EqualWeightStrategy", "module_path": "research.records",
+                                                 "kwargs": {"signal": pred}})]
+        if self.long_short:
+            ex = self.backtest_config.get("exchange_kwargs", {})
+            topk = int(self.strategy_config["kwargs"]["topk"])
+            returns = load_bar_returns(sorted(set(pred.index.get_level_values("instrument"))), steps=report.index,
+                                       freq=freq)
+            for name, scores in (("model", pred), ("random signal", random_pred)):
+                targets = long_short_weights(scores, topk=topk).shift(1).reindex(report.index).fillna(0.0)
+                runs[name] = (long_short_report(targets=targets, returns=returns, open_cost=ex.get("open_cost", 0.0),
+                                                close_cost=ex.get("close_cost", 0.0)), targets)
+            self.long_short_targets = runs["model"][1]
+        else:
+            runs["model"] = (report, weights_from_positions(positions or {}, index=report.index))
+            strategies.insert(0, ("random signal", {**self.strategy_config, "kwargs": {
+                **self.strategy_config["kwargs"], "signal": random_pred}}))
+        for name, strategy in strategies:
             metrics, _ = normal_backtest(executor=copy.deepcopy(self.executor_config), strategy=strategy,
                                          **self.backtest_config)
-            runs[name] = metrics[freq]
+            rep, pos = metrics[freq]
+            runs[name] = (rep, weights_from_positions(pos or {}, index=rep.index))
+        runs = {name: runs[name] for name in ("model", "random signal", "equal-weighted market")}
         per_step = None
         if self.funding:
-            insts = sorted({i for _, pos in runs.values() if pos for p in pos.values() for i in p.get_stock_list()})
+            insts = sorted({i for _, w in runs.values() for i in w.columns[(w != 0).any()]})
             per_step = load_funding(insts, start=report.index.min(), end=report.index.max(), freq=freq)
         rows = {}
-        for name, (rep, pos) in runs.items():
-            weights = weights_from_positions(pos or {}, index=rep.index)
+        for name, (rep, weights) in runs.items():
             funding = (funding_cost(weights=weights, per_step=per_step) if per_step is not None
                        else pd.Series(0.0, index=rep.index))
             rows[name] = strategy_row(report=rep, funding=funding.reindex(rep.index).fillna(0.0), freq=freq)
         table = pd.DataFrame(rows).T
         table.attrs["funding"] = "off" if not self.funding else ("no funding_rate field" if per_step is None else "on")
+        table.attrs["strategy"] = (f"long-short: long top {self.strategy_config['kwargs']['topk']}, short bottom "
+                                   f"{self.strategy_config['kwargs']['topk']}, equal weights" if self.long_short
+                                   else "long-only TopkDropout")
         table.attrs["random_vs_model"] = compare_returns(
             model=runs["model"][0]["return"] - runs["model"][0]["cost"],
             baseline=runs["random signal"][0]["return"] - runs["random signal"][0]["cost"])
@@ -267,21 +295,126 @@ def funding_cost(*, weights: pd.DataFrame, per_step: pd.DataFrame) -> pd.Series:
     return (held * rates).sum(axis=1)
 
 
+def data_freq(freq: str) -> str:
+    """The frequency name of the dataset's files for a record's key (``1day`` -> ``day``,
+    ``60min`` -> ``60min``): Qlib reads ``<field>.1day.bin``, which does not exist, for ``1day``
+    and answers with an empty frame, not an error."""
+    count, unit = Freq.parse(freq)
+    if unit == Freq.NORM_FREQ_DAY and count == 1:
+        return "day"
+    if unit == Freq.NORM_FREQ_MINUTE:
+        return f"{count}min"
+    return freq
+
+
+def daily_from_intraday(per_step: pd.DataFrame) -> pd.DataFrame:
+    """Settlements per ``day`` bar from the settlements per intraday bar: the sum over the bars
+    opening on that day, i.e. every settlement T with D 00:00 < T <= D+1 00:00 (the day bar's
+    close). Exact where the ``day`` bar's own ``$funding_rate`` only carries the last one."""
+    return per_step.groupby(per_step.index.normalize()).sum()
+
+
+def _intraday_funding_freq() -> str | None:
+    """The coarsest intraday frequency of the dataset with bars of at most 60 minutes (so every
+    hourly settlement has its own bar), or None."""
+    from qlib.config import C
+
+    best = None
+    for name in ("60min", "30min", "15min", "5min", "1min"):
+        try:
+            calendars = Path(C.dpm.get_data_uri(name)) / "calendars"
+        except Exception:  # noqa: BLE001 - no provider for that frequency
+            continue
+        if (calendars / f"{name}.txt").exists():
+            best = name
+            break
+    return best
+
+
 def load_funding(insts: list[str], *, start: Any, end: Any, freq: str) -> pd.DataFrame | None:
-    """Settlements per bar of ``insts`` from the dataset's ``$funding_rate``; None without the field."""
+    """Settlements per bar of ``insts`` from the dataset's ``$funding_rate``; None without the field.
+
+    ``day`` bars: summed from the dataset's intraday bars (``daily_from_intraday``) when it has a
+    frequency of 60 minutes or less, else 3 x the day's last settlement (``settlements_per_step``)."""
     from qlib.data import D
 
     if not insts:
         return None
+    freq = data_freq(freq)
+    read_freq, read_end = freq, end
+    count, unit = Freq.parse(freq)
+    if unit == Freq.NORM_FREQ_DAY and count == 1:
+        intraday = _intraday_funding_freq()
+        if intraday is not None:
+            read_freq, read_end = intraday, pd.Timestamp(end) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
     try:
-        frame = D.features(insts, ["$funding_rate"], start_time=start, end_time=end, freq=freq)
+        frame = D.features(insts, ["$funding_rate"], start_time=start, end_time=read_end, freq=read_freq)
     except Exception as exc:  # noqa: BLE001 - Qlib raises various errors for a missing field
         log.warning("no funding in the backtest: $funding_rate not readable (%s)", exc)
         return None
     if frame.empty or frame["$funding_rate"].isna().all():
         return None
     rates = frame["$funding_rate"].unstack(level="instrument")
-    return settlements_per_step(rates, freq=freq)
+    per_step = settlements_per_step(rates, freq=read_freq)
+    return daily_from_intraday(per_step) if read_freq != freq else per_step
+
+
+def long_short_weights(scores: pd.Series, *, topk: int) -> pd.DataFrame:
+    """Target weights per step (datetime x instrument) of a long-short portfolio: long the ``topk``
+    highest scores, short the ``topk`` lowest, each at 1 / (2 topk) of the account, so the
+    gross exposure is 100 % (like the long-only strategy) and the net exposure 0. A step with
+    fewer than 2 ``topk`` scored instruments uses k = n // 2 per leg. Ties: by instrument name.
+
+    Why equal weights and a fixed k: the simplest portfolio whose return is the spread between
+    the signal's two ends, so it measures the ranking, not the market's direction."""
+    if isinstance(scores, pd.DataFrame):
+        scores = scores.iloc[:, 0]
+    rows = {}
+    for t, s in scores.dropna().groupby(level="datetime"):
+        s = s.droplevel("datetime").sort_index().sort_values(ascending=False, kind="stable")
+        k = min(topk, len(s) // 2)
+        if k == 0:
+            rows[t] = {}
+            continue
+        w = 1.0 / (2 * k)
+        rows[t] = {**{i: w for i in s.index[:k]}, **{i: -w for i in s.index[-k:]}}
+    frame = pd.DataFrame.from_dict(rows, orient="index").fillna(0.0).sort_index()
+    frame.index.name = "datetime"
+    return frame
+
+
+def long_short_report(*, targets: pd.DataFrame, returns: pd.DataFrame, open_cost: float,
+                      close_cost: float) -> pd.DataFrame:
+    """A report like Qlib's (``return`` gross, ``cost``, ``turnover``, fractions of the account per
+    step) of a portfolio rebalanced to ``targets`` at each step's close (the weights after that
+    step's trades), from the bar returns of each instrument (close to close; NaN = no bar, 0).
+
+    The weights held into a step earn its returns and drift with them; reaching the step's
+    targets trades |target - drifted| of each instrument: buys pay ``open_cost``, sells
+    ``close_cost`` (Qlib's convention; a short is opened by a sell)."""
+    cols = targets.columns.union(returns.columns)
+    targets = targets.reindex(columns=cols).fillna(0.0)
+    r = returns.reindex(index=targets.index, columns=cols).fillna(0.0)
+    held = targets.shift(1).fillna(0.0)
+    gross = (held * r).sum(axis=1)
+    drifted = (held * (1.0 + r)).div(1.0 + gross, axis=0)
+    trade = targets - drifted
+    buys, sells = trade.clip(lower=0.0).sum(axis=1), (-trade).clip(lower=0.0).sum(axis=1)
+    return pd.DataFrame({"return": gross, "cost": buys * open_cost + sells * close_cost,
+                         "turnover": buys + sells, "bench": 0.0}, index=targets.index)
+
+
+def load_bar_returns(insts: list[str], *, steps: pd.Index, freq: str) -> pd.DataFrame:
+    """Close-to-close return of each instrument over each step's bar (steps x instruments)."""
+    from qlib.data import D
+
+    freq = data_freq(freq)
+    calendar = pd.DatetimeIndex(D.calendar(end_time=steps.max(), freq=freq))
+    before = calendar[calendar < steps.min()]
+    start = before[-1] if len(before) else steps.min()
+    close = D.features(insts, ["$close"], start_time=start, end_time=steps.max(), freq=freq)["$close"]
+    close = close.unstack(level="instrument").reindex(calendar[calendar >= start])
+    return close.pct_change(fill_method=None).reindex(steps)
 
 
 def strategy_row(*, report: pd.DataFrame, funding: pd.Series, freq: str) -> dict[str, float]:
@@ -350,6 +483,8 @@ def format_risk_table(table: pd.DataFrame, *, freq: str) -> str:
     head = (f"  {'same costs, ' + freq + ' bars':28}{'gross':>9}{'fees':>9}{'funding':>9}{'net':>9}"
             f"{'annual':>10}{'IR':>7}{'max DD':>9}")
     lines = [head]
+    if table.attrs.get("strategy"):
+        lines.insert(0, f"  model and random signal: {table.attrs['strategy']}")
     for name, r in table.iterrows():
         ir = "   n/a" if math.isnan(r["information_ratio"]) else f"{r['information_ratio']:+6.2f}"
         lines.append(f"  {name:28}{pct(r['gross']):>9}{pct(-r['fees']):>9}{pct(-r['funding']):>9}{pct(r['net']):>9}"

@@ -1,7 +1,7 @@
 """Run the example research workflow on a Qlib provider directory and print the backtest summary.
 
-    python -m research.run_example --provider-uri data/qlib [--freq day|60min] [--market top50]
-        [--mlflow-dir DIR] [--windows 5,10,20] [--start DAY] [--summary-json out.json]
+    python -m research.run_example --provider-uri data/qlib [--freq day|60min|5min|1min] [--market top50]
+        [--mlflow-dir DIR] [--windows 5,10,20] [--start DAY] [--long-short] [--summary-json out.json]
 
 What it does, in one process: renders the workflow config for ``--freq``
 (``research/workflow_config_lightgbm_Alpha158_<freq>.yaml``, the same file ``qrun`` runs) with
@@ -17,6 +17,11 @@ Segments come from the dataset's calendar unless given: the first ``max(windows)
 feature warm-up only (Alpha158 looks back up to 60 bars), the rest is split 60/20/20 into train,
 valid and test, and the backtest runs over the test segment up to the calendar's second-to-last
 bar (Qlib needs the bar after the last trading step).
+
+``--long-short``: the baselines table's model and random-signal rows are long-short portfolios
+(long the top-k, short the bottom-k, equal weights, same fees, funding paid or received on both
+legs; ``research.records.long_short_report``); Qlib's long-only TopkDropout figures are printed
+too, labelled as such.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESEARCH = Path(__file__).resolve().parent
 CONFIGS = {freq: RESEARCH / f"workflow_config_lightgbm_Alpha158_{freq}.yaml" for freq in ("1min", "5min", "60min", "day")}
+#: The daily long-short workflow (``--long-short``; other frequencies switch their own config's record).
+LONG_SHORT_CONFIG = RESEARCH / "workflow_config_lightgbm_Alpha158_day_longshort.yaml"
 VERSIONS_MARKER = ".feeder-qlib-versions"  # feeder.publish.VERSIONS_MARKER: a directory of published versions
 ALPHA158_WINDOWS = (5, 10, 20, 30, 60)
 log = logging.getLogger("research")
@@ -170,6 +177,15 @@ def use_windows(config: dict[str, Any], windows: list[int]) -> None:
     handler["kwargs"] = {**handler["kwargs"], "windows": list(windows)}
 
 
+def set_long_short(config: dict[str, Any]) -> None:
+    """Switch the config's ``CryptoPortAnaRecord`` to the long-short model and random rows."""
+    records = [r for r in config["task"]["record"] if r["class"] == "CryptoPortAnaRecord"]
+    if not records:
+        raise ValueError("--long-short needs a CryptoPortAnaRecord (research.records) in the config's task.record")
+    for r in records:
+        r.setdefault("kwargs", {})["long_short"] = True
+
+
 def ensure_experiment(uri: str, name: str, artifact_dir: Path) -> str:
     """Create the MLflow experiment with its artifacts under ``artifact_dir`` (not ./mlruns)."""
     import mlflow
@@ -225,6 +241,8 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
     bt, strategy = port["backtest"], port["strategy"]["kwargs"]
     return {
         "freq": freq,
+        "long_short": bool(next(r for r in config["task"]["record"] if r["class"].endswith("PortAnaRecord"))
+                           .get("kwargs", {}).get("long_short", False)),
         "market": config["task"]["dataset"]["kwargs"]["handler"]["kwargs"]["instruments"],
         "handler": config["task"]["dataset"]["kwargs"]["handler"]["class"],
         "windows": config["task"]["dataset"]["kwargs"]["handler"]["kwargs"].get("windows", list(ALPHA158_WINDOWS)),
@@ -251,6 +269,7 @@ def summarize(recorder: Any, *, freq: str, config: dict[str, Any]) -> dict[str, 
         "baselines": None if baselines is None else {
             "table": {name: {k: _num(v) for k, v in row.items()} for name, row in baselines.iterrows()},
             "funding": baselines.attrs.get("funding"),
+            "strategy": baselines.attrs.get("strategy"),
             "model_vs_random": {k: (_num(v) if not isinstance(v, bool) else v)
                                 for k, v in baselines.attrs.get("random_vs_model", {}).items()},
             "verdict": verdict(baselines.attrs["random_vs_model"]) if "random_vs_model" in baselines.attrs else None,
@@ -280,7 +299,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['model']['features']} features; {s['predictions']} test predictions",
         f"  signal (test): IC {num(s['signal']['ic_mean'])}, ICIR {num(s['signal']['icir'])}, "
         f"rank IC {num(s['signal']['rank_ic_mean'])}",
-        f"  TopkDropout backtest {bt['start']} .. {bt['end']} ({bt['steps']} {unit}), topk {bt['topk']}, "
+        f"  {'long-only (for reference) ' if s.get('long_short') else ''}"
+        f"TopkDropout backtest {bt['start']} .. {bt['end']} ({bt['steps']} {unit}), topk {bt['topk']}, "
         f"n_drop {bt['n_drop']}, fee {bt['fee_per_side'] * 100:.3f}%/side, positions on {bt['position_steps']} steps "
         f"(mean {bt['mean_holdings']:.1f} coins)",
         f"  account {bt['account_start']:,.0f} -> {bt['account_end']:,.0f} USDT; fees {bt['cumulative_cost'] * 100:.2f}% "
@@ -306,7 +326,7 @@ def format_summary(s: dict[str, Any]) -> str:
         import pandas as pd
 
         table = pd.DataFrame(b["table"]).T.astype(float)
-        table.attrs.update(funding=b["funding"])
+        table.attrs.update(funding=b["funding"], strategy=b.get("strategy"))
         lines.append(format_risk_table(table, freq=s["freq"]))
         if b.get("verdict"):
             lines.append("  " + b["verdict"])
@@ -335,11 +355,14 @@ def run_example(
     start: str | None = None,
     experiment_name: str | None = None,
     config_path: Path | None = None,
+    long_short: bool = False,
 ) -> dict[str, Any]:
     """Train, predict, analyse and backtest; return the summary dict (see ``summarize``).
 
     ``segments`` overrides template values (START, TRAIN_START, ..., BACKTEST_END); ``start``
-    drops the calendar before it before the automatic split.
+    drops the calendar before it before the automatic split. ``long_short``: the daily
+    long-short config (``LONG_SHORT_CONFIG``) for ``day``; any config's ``CryptoPortAnaRecord``
+    gets ``long_short: true``.
     """
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # research.records / research.handlers by module path
@@ -371,11 +394,16 @@ def run_example(
         "TOPK": topk,
         "N_DROP": n_drop,
     }
-    config = render_config(config_path or CONFIGS[freq], values)
+    if config_path is None:
+        config_path = LONG_SHORT_CONFIG if long_short and freq == "day" else CONFIGS[freq]
+    config = render_config(config_path, values)
+    if long_short:
+        set_long_short(config)
     if windows and list(windows) != list(ALPHA158_WINDOWS):
         use_windows(config, windows)
     qlib_init = config["qlib_init"]
-    experiment_name = experiment_name or config.get("experiment_name") or f"crypto_alpha158_{freq}"
+    experiment_name = (experiment_name or config.get("experiment_name")
+                       or f"crypto_alpha158_{freq}{'_longshort' if long_short else ''}")
     ensure_experiment(qlib_init["exp_manager"]["kwargs"]["uri"], experiment_name, mlflow_dir / "artifacts")
     qlib.init(**qlib_init)
     recorder = task_train(config["task"], experiment_name=experiment_name)
@@ -397,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-drop", type=int)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config", type=Path, help="workflow config (default: the shipped one for --freq)")
+    parser.add_argument("--long-short", action="store_true",
+                        help="long the top-k, short the bottom-k (equal weights) in the model and random rows")
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -409,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             summary = run_example(provider_uri=args.provider_uri, freq=args.freq, market=args.market,
                                   mlflow_dir=mlflow_dir, windows=windows, topk=args.topk, n_drop=args.n_drop,
-                                  num_threads=args.threads, start=args.start, config_path=args.config)
+                                  num_threads=args.threads, start=args.start, config_path=args.config,
+                                  long_short=args.long_short)
     except (DatasetTooShort, MlflowDirRefused, FileNotFoundError) as exc:
         print(f"research.run_example: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,11 @@ row, so the research example gets a longer dataset from the same simulated world
   ``amount`` = USDT, OKX ``volCcyQuote``), so the skipped stages are collection, backfill and
   cleaning, whose job is to turn the exchange's feed into exactly these bars;
 * they are resampled by the product's ``feeder.resample.resample_bars`` (coverage included),
+* ``funding_rate`` is attached by the product's ``feeder.resample.attach_point_in_time`` (the
+  last settled rate at each bar's close) from the rates the simulator settles
+  (``okxsim.Market.settled_funding_rate``, the function behind its REST
+  ``funding-rate-history``, at every settlement of the instrument's interval), which stands in
+  for the collector's REST history and ``funding-rate`` channel,
 * the point-in-time universe is ranked by the product's ``feeder.universe.rank_day`` (trailing
   mean daily USDT turnover before each day), and
 * the provider directory is written by the product's ``feeder.qlib_export.export_qlib``: the
@@ -35,14 +40,17 @@ import yaml
 
 from feeder import registry
 from feeder.qlib_export import export_qlib
-from feeder.registry import MINUTE_MS, day_start_ms
-from feeder.resample import resample_bars
+from feeder.clean_funding import FUNDING_MAX_AGE
+from feeder.registry import DAY_MS, MINUTE_MS, day_start_ms
+from feeder.resample import attach_point_in_time, resample_bars
 from feeder.universe import eligible, instruments_frame, rank_day
 
 REPO = Path(__file__).resolve().parent.parent
-# The fields made from candles (the sample has no funding, open interest or trades: those need
-# the collector's channels and REST history the sample skips).
-FIELDS = tuple(f.name for f in registry.FIELDS if f.source in ("candles", "export"))
+HOUR_MS = 3_600_000
+FUNDING_MAX_AGE_MS = int(FUNDING_MAX_AGE.total_seconds() * 1000)  # the as-of join's look-back
+# The fields made from candles, and funding_rate from the simulator's settlements (the sample has
+# no open interest or trades: those need live collector channels the sample skips).
+FIELDS = tuple(f.name for f in registry.FIELDS if f.source in ("candles", "export") or f.name == "funding_rate")
 
 
 def _universe_config() -> dict[str, Any]:
@@ -72,6 +80,25 @@ def _minute_frame(market: Any, spec: Any, day: dt.date) -> tuple[pl.DataFrame, f
     return frame, float(amount.sum())
 
 
+def settlements(market: Any, spec: Any, *, first_ms: int, last_ms: int) -> pl.DataFrame:
+    """The instrument's settled funding rates with ``first_ms <= funding_time <= last_ms``, in
+    feeder.clean_funding's columns (``inst, funding_time, funding_rate``).
+
+    The settlement times are those the simulator's ``funding-rate-history`` serves: multiples of
+    the instrument's interval after its listing (and before its delisting); the rate is
+    ``Market.settled_funding_rate``, the same function (the REST rows only format it).
+    """
+    iv = spec.funding_hours * HOUR_MS
+    lo = max(first_ms, spec.list_ms + 1)
+    hi = last_ms if spec.delist_ms is None else min(last_ms, spec.delist_ms - 1)
+    times = list(range(lo + (-lo) % iv, hi + 1, iv)) if iv > 0 else []
+    return pl.DataFrame({
+        "inst": pl.Series([spec.inst_id] * len(times), dtype=pl.Utf8),
+        "funding_time": pl.Series(times, dtype=pl.Int64).cast(pl.Datetime("ms")),
+        "funding_rate": pl.Series([market.settled_funding_rate(spec, t) for t in times], dtype=pl.Float64),
+    })
+
+
 def build_sample_qlib(
     qlib_dir: Path,
     *,
@@ -87,6 +114,8 @@ def build_sample_qlib(
     """Write a Qlib provider directory for [first_day, last_day]; return a summary.
 
     Market ``top<size>`` is the point-in-time universe. ``freqs`` are Qlib frequency names.
+    Fields: those of the candles, ``funding_rate`` (see the module docstring), ``coverage`` and
+    ``factor``.
     """
     from okxsim import Market
 
@@ -106,12 +135,17 @@ def build_sample_qlib(
     try:
         bar_paths: dict[str, list[Path]] = {f: [] for f in freqs}
         turnover: list[dict[str, Any]] = []
+        fundings: list[pl.DataFrame] = []
         for i in range(0, len(all_days), chunk_days):
             chunk = all_days[i : i + chunk_days]
             frames = []
             for day in chunk:
                 for spec in specs:
                     frame, quote = _minute_frame(market, spec, day)
+                    if day >= first_day and frame.height:
+                        funding_window = (day_start_ms(day) - FUNDING_MAX_AGE_MS, day_start_ms(day) + DAY_MS)
+                        fundings.append(settlements(market, spec, first_ms=funding_window[0],
+                                                    last_ms=funding_window[1]))
                     if frame.height:
                         turnover.append({"inst": spec.inst_id, "day": day, "metric": quote})
                     if day >= first_day and frame.height:
@@ -119,10 +153,12 @@ def build_sample_qlib(
             if not frames:
                 continue
             minutes = pl.concat(frames)
+            funding = pl.concat(fundings).unique(["inst", "funding_time"]).sort("inst", "funding_time")
+            fundings = []
             for freq in freqs:
                 path = scratch / freq / f"{chunk[0].isoformat()}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                resample_bars(minutes, freq).write_parquet(path)
+                attach_point_in_time(resample_bars(minutes, freq), freq, funding=funding).write_parquet(path)
                 bar_paths[freq].append(path)
         daily = pl.DataFrame(turnover, schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
         membership = pl.concat([rank_day(daily, day=d, size=size, window_days=window_days) for d in days])

@@ -67,6 +67,31 @@ def read_calendar(qlib_dir: Path, freq: str) -> list[str]:
     return (qlib_dir / "calendars" / f"{freq}.txt").read_text().split("\n")[:-1]
 
 
+def simulated_funding(weights, *, bar) -> float:
+    """The oracle: sum over the simulator's settlements T of (weight held into the bar whose
+    (open, close] contains T) x (rate settled at T), straight from okxsim.Market (the world the
+    sample was built from), for ``weights`` (bars x instruments, after each bar's trades)."""
+    import pandas as pd
+
+    from okxsim import Market
+
+    market = Market(seed=7, history_start=(FIRST - dt.timedelta(days=8)).isoformat(),
+                    clock_start=f"{LAST + dt.timedelta(days=1)}T01:00:00Z")
+    held = weights.shift(1).fillna(0.0)
+    total = 0.0
+    for inst in held.columns:
+        spec = market.spec(inst)
+        iv = spec.funding_hours * 3_600_000
+        for t, w in held[inst].items():
+            if w == 0:
+                continue
+            lo = int(pd.Timestamp(t).timestamp() * 1000)
+            hi = lo + int(bar.total_seconds() * 1000)
+            for settle in range(lo + iv - lo % iv, hi + 1, iv):  # lo < T <= hi
+                total += w * market.settled_funding_rate(spec, settle)
+    return total
+
+
 @pytest.mark.slow
 def test_daily_example_trains_a_model_and_backtests_with_positions(provider: Path, tmp_path: Path):
     workdir = tmp_path / "cwd"
@@ -119,6 +144,22 @@ def test_daily_example_trains_a_model_and_backtests_with_positions(provider: Pat
     # an equal-weighted point-in-time benchmark, not a stock index
     assert report["bench"].abs().sum() > 0
 
+    # funding: the sample carries $funding_rate, so the report pays it (no "no funding_rate field");
+    # the model's funding is the sum over the simulator's settlements of held weight x rate (the
+    # day bar's own field has only the day's last settlement: the record reads the 60min bars)
+    import pandas as pd
+
+    from research.records import weights_from_positions
+
+    baselines = summary["baselines"]
+    assert baselines["funding"] == "on"
+    weights = weights_from_positions(positions, index=report.index)
+    expected = simulated_funding(weights, bar=pd.Timedelta(days=1))
+    assert abs(expected) > 1e-4  # a few basis points a day over the test segment
+    assert baselines["table"]["model"]["funding"] == pytest.approx(expected, rel=1e-5)
+    row = baselines["table"]["model"]
+    assert row["net"] == pytest.approx(row["gross"] - row["fees"] - row["funding"])
+
     # nothing written where the runner was started, nor in the repository
     assert sorted(p.name for p in workdir.iterdir()) == ["summary.json"]
     assert not (REPO / "mlruns").exists()
@@ -126,10 +167,12 @@ def test_daily_example_trains_a_model_and_backtests_with_positions(provider: Pat
 
 @pytest.mark.slow
 def test_intraday_example_on_60min_bars(provider: Path, tmp_path: Path):
+    """Also the long-short variant: the model row longs the top 3 and shorts the bottom 3 of the
+    previous bar's scores, and pays (receives) the simulator's funding on the long (short) leg."""
     mlflow_dir = tmp_path / "mlflow"
     summary = run_example(tmp_path, "--provider-uri", str(provider), "--freq", "60min", "--mlflow-dir",
                           str(mlflow_dir), "--start", "2023-10-10", "--windows", "5,10,20", "--topk", "3",
-                          "--n-drop", "1")
+                          "--n-drop", "1", "--long-short")
     assert summary["handler"] == "Alpha158Windows" and summary["windows"] == [5, 10, 20]
     assert summary["model"]["trees"] >= 1
     assert summary["backtest"]["steps"] > 48
@@ -140,6 +183,26 @@ def test_intraday_example_on_60min_bars(provider: Path, tmp_path: Path):
     steps = report.index.to_series().diff().dropna()
     assert (steps == steps.iloc[0]).all() and steps.iloc[0].total_seconds() == 3600  # hourly, 24/7
     assert {t.hour for t in report.index} == set(range(24))
+
+    # long-short: 3 longs at +1/6, 3 shorts at -1/6 after every trade, chosen by the previous bar's scores
+    assert summary["long_short"] and summary["baselines"]["strategy"].startswith("long-short")
+    weights = load(artifacts, "portfolio_analysis/long_short_weights_60min.pkl")
+    pred = load(artifacts, "pred.pkl")["score"]
+    assert list(weights.index) == list(report.index)
+    for t_prev, t in list(zip(report.index[:-1], report.index[1:]))[:24]:
+        w = weights.loc[t]
+        longs, shorts = w[w > 0], w[w < 0]
+        assert len(longs) == len(shorts) == 3
+        assert longs.eq(1 / 6).all() and shorts.eq(-1 / 6).all()
+        scores = pred.xs(t_prev, level="datetime")
+        assert scores[longs.index].min() >= scores[shorts.index].max()
+    # funding on both legs, from the simulator's settlements
+    table = summary["baselines"]["table"]
+    assert summary["baselines"]["funding"] == "on"
+    assert table["model"]["funding"] == pytest.approx(simulated_funding(weights, bar=steps.iloc[0]), rel=1e-5,
+                                                      abs=1e-9)
+    assert table["model"]["funding"] != 0
+    assert set(table) == {"model", "random signal", "equal-weighted market"}
 
 
 def test_shipped_configs_render_with_crypto_settings():
@@ -165,6 +228,23 @@ def test_shipped_configs_render_with_crypto_settings():
                                                                    "1min": 525_600}[freq]
         assert config["qlib_init"]["exp_manager"]["class"] == "CryptoExpManager"  # quiet (git, gym, calendar)
     assert sorted(CONFIGS) == ["1min", "5min", "60min", "day"]
+
+
+def test_long_short_config_renders_as_the_daily_one_with_long_short():
+    """workflow_config_lightgbm_Alpha158_day_longshort.yaml: the daily config (same crypto settings,
+    fees, strategy) with ``long_short: true`` on CryptoPortAnaRecord; ``--long-short`` selects it."""
+    from research.run_example import CONFIGS, LONG_SHORT_CONFIG, render_config, set_long_short
+
+    ls, day = render_config(LONG_SHORT_CONFIG, {}), render_config(CONFIGS["day"], {})
+    records = {r["class"]: r for r in ls["task"]["record"]}
+    assert records["CryptoPortAnaRecord"]["kwargs"]["long_short"] is True
+    assert records["CryptoPortAnaRecord"]["module_path"] == "research.records"
+    assert ls["qlib_init"]["exp_manager"]["kwargs"]["default_exp_name"] == "crypto_alpha158_day_longshort"
+    records["CryptoPortAnaRecord"]["kwargs"].pop("long_short")
+    ls["qlib_init"]["exp_manager"]["kwargs"]["default_exp_name"] = "crypto_alpha158_day"
+    assert ls == day  # everything else identical: same fees, windows, strategy, benchmark
+    set_long_short(day)  # what --long-short does to any other frequency's config
+    assert next(r for r in day["task"]["record"] if r["class"] == "CryptoPortAnaRecord")["kwargs"]["long_short"]
 
 
 @pytest.mark.slow
@@ -340,3 +420,41 @@ def test_risk_table_prints_model_and_baselines():
     text = format_risk_table(table, freq="day")
     for word in ("model", "random signal", "equal-weighted market", "funding", "IR", "max DD", "within noise"):
         assert word in text
+
+
+def test_long_short_weights_fees_and_funding_signs():
+    """Long the top-k, short the bottom-k of each step's scores at 1/(2k); fees on |trades|; a
+    short pays negative funding (receives) when the rate is positive, the long leg pays it."""
+    import pandas as pd
+
+    from research.records import data_freq, daily_from_intraday, funding_cost, long_short_report, long_short_weights
+
+    t = pd.date_range("2024-03-01", periods=3)
+    idx = pd.MultiIndex.from_product([t, ["A", "B", "C", "D", "E"]], names=["datetime", "instrument"])
+    scores = pd.Series([5, 4, 3, 2, 1, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1], index=idx, dtype=float)
+    w = long_short_weights(scores, topk=2).reindex(columns=list("ABCDE"), fill_value=0.0)
+    assert w.loc[t[0]].to_dict() == {"A": 0.25, "B": 0.25, "C": 0.0, "D": -0.25, "E": -0.25}
+    assert w.loc[t[1]].to_dict() == {"A": -0.25, "B": -0.25, "C": 0.0, "D": 0.25, "E": 0.25}
+    assert long_short_weights(scores, topk=4).loc[t[0]].to_dict() == {"A": 0.25, "B": 0.25,
+                                                                       "D": -0.25, "E": -0.25}  # k = 5 // 2
+    # gross return of the weights held into the step; trades to the targets from the drifted weights
+    targets = pd.DataFrame({"A": [0.5, 0.5, -0.5], "B": [-0.5, -0.5, 0.5]}, index=t)
+    returns = pd.DataFrame({"A": [0.0, 0.10, 0.0], "B": [0.0, -0.10, 0.0]}, index=t)
+    rep = long_short_report(targets=targets, returns=returns, open_cost=0.0005, close_cost=0.0005)
+    assert rep["return"].tolist() == pytest.approx([0.0, 0.10, 0.0])  # +0.5*10% - 0.5*(-10%)
+    assert rep["turnover"].iloc[0] == pytest.approx(1.0)
+    drifted = {"A": 0.5 * 1.1 / 1.1, "B": -0.5 * 0.9 / 1.1}  # account grew by 10 %
+    assert rep["turnover"].iloc[1] == pytest.approx(abs(0.5 - drifted["A"]) + abs(-0.5 - drifted["B"]))
+    assert rep["turnover"].iloc[2] == pytest.approx(2.0)  # flip both legs
+    assert (rep["cost"] - rep["turnover"] * 0.0005).abs().max() < 1e-12
+    # funding: positive rate on both coins, long A / short B: A's leg pays, B's leg receives
+    per_step = pd.DataFrame({"A": [0.0, 0.0003, 0.0], "B": [0.0, 0.0003, 0.0]}, index=t)
+    legs = funding_cost(weights=targets[["A"]], per_step=per_step), funding_cost(weights=targets[["B"]], per_step=per_step)
+    assert legs[0][t[1]] == pytest.approx(0.5 * 0.0003) and legs[1][t[1]] == pytest.approx(-0.5 * 0.0003)
+    assert funding_cost(weights=targets, per_step=per_step)[t[1]] == pytest.approx(0.0)  # equal rates net out
+    # daily funding from hourly settlements: every settlement in (D 00:00, D+1 00:00]
+    hours = pd.date_range("2024-03-01 00:00", periods=48, freq="h")
+    hourly = pd.DataFrame({"A": 0.0}, index=hours)
+    hourly.loc[hours[[7, 15, 23, 31]], "A"] = [0.0001, 0.0002, 0.0003, 0.0004]
+    assert daily_from_intraday(hourly)["A"].tolist() == pytest.approx([0.0006, 0.0004])
+    assert (data_freq("1day"), data_freq("day"), data_freq("60min")) == ("day", "day", "60min")
