@@ -74,7 +74,13 @@ def test_universe_change_streams_new_member_before_dropping_old(tmp_path: Path) 
             proc = subprocess.Popen([PYTHON, "-m", "collector", "--config", str(cfg_path)], cwd=REPO,
                                     stdout=log, stderr=subprocess.STDOUT)
             try:
-                time.sleep(8)   # ~8 simulated minutes of old + kept
+                # ~8 simulated minutes of old + kept, counted from the subscription (on a loaded
+                # machine the collector's start-up alone can take seconds)
+                deadline = time.monotonic() + 60
+                while "subscribed" not in log_path.read_text():
+                    assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                    time.sleep(0.2)
+                time.sleep(8)
                 assert proc.poll() is None, log_path.read_text()[-3000:]
                 changed_at = sim_now(sim)
                 write_universe(udir, "2024-03-04", [kept, new], [old])   # the workflow publishes today's
