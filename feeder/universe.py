@@ -309,12 +309,17 @@ def instruments_union(snapshot_dir: Path) -> pl.DataFrame:
 
 
 class DailyMetricCache:
-    """Per-instrument daily metric history with the last complete day it is known to cover.
+    """Per-instrument daily metric history with the span of days it is known to cover.
 
     Why: a day's ranking input must be one file per day (so that adding a day never rewrites,
     and so never rebuilds, the days before it), but fetching per day would cost one request per
     instrument per day. One paged fetch per instrument fills the cache for every day of a build;
     each later day costs one request per instrument. Past daily turnover never changes.
+
+    The span has both ends (``covered_from``, ``covered_through``): a day outside it is fetched,
+    never read as "no turnover that day". Otherwise moving ``start`` earlier would rank the new
+    days without every instrument the cache had seen from the old ``start`` on: a wrong universe,
+    silently. Files written before ``covered_from`` existed count from their first row.
     """
 
     def __init__(self, root: Path) -> None:
@@ -324,16 +329,22 @@ class DailyMetricCache:
     def _path(self, inst: str) -> Path:
         return self.root / f"{inst_path_stem(inst)}.parquet"
 
-    def load(self, inst: str) -> tuple[dt.date | None, pl.DataFrame]:
+    def load(self, inst: str) -> tuple[tuple[dt.date, dt.date] | None, pl.DataFrame]:
+        """(covered_from, covered_through) or None, and the cached history (inst, day, metric)."""
         path = self._path(inst)
+        empty = pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
         if not path.exists():
-            return None, pl.DataFrame(schema={"inst": pl.Utf8, "day": pl.Date, "metric": pl.Float64})
+            return None, empty
         frame = pl.read_parquet(path)
-        covered = frame["covered_through"][0] if frame.height else None
-        return covered, frame.drop("covered_through")
+        if not frame.height:
+            return None, empty
+        through = frame["covered_through"][0]
+        since = frame["covered_from"][0] if "covered_from" in frame.columns else frame["day"].min()
+        return (since, through), frame.select("inst", "day", "metric")
 
-    def store(self, inst: str, covered_through: dt.date, frame: pl.DataFrame) -> None:
-        write_parquet(frame.with_columns(covered_through=pl.lit(covered_through, pl.Date)), self._path(inst))
+    def store(self, inst: str, covered: tuple[dt.date, dt.date], frame: pl.DataFrame) -> None:
+        write_parquet(frame.with_columns(covered_from=pl.lit(covered[0], pl.Date),
+                                         covered_through=pl.lit(covered[1], pl.Date)), self._path(inst))
 
 
 def fetch_daily_metrics(
@@ -386,16 +397,20 @@ def fetch_daily_metrics(
         fetched = 0
         for i, inst in enumerate(candidates, 1):
             covered, history = cache.load(inst)
-            if covered is None or covered < day:
-                lo = history_start if covered is None else covered + dt.timedelta(days=1)
+            if covered is None or not covered[0] <= day <= covered[1]:
+                # what the cache lacks: everything, the days after it, or (start moved earlier) before it
+                lo = min(history_start, day) if covered is None or day < covered[0] else \
+                    covered[1] + dt.timedelta(days=1)
+                hi = newest_complete if covered is None or day > covered[1] else covered[0] - dt.timedelta(days=1)
                 try:
                     new = ranking.daily_history(client, inst, start_ms=day_start_ms(lo),
-                                                end_ms=day_start_ms(newest_complete + dt.timedelta(days=1)))
+                                                end_ms=day_start_ms(hi + dt.timedelta(days=1)))
                 except OkxApiError as exc:
                     log.warning("daily metrics: skipping %s: %s", inst, exc)
                     continue
                 history = pl.concat([history, new]).unique(["inst", "day"], keep="last").sort("day")
-                cache.store(inst, newest_complete, history)
+                span = (lo, hi) if covered is None else (min(lo, covered[0]), max(hi, covered[1]))
+                cache.store(inst, span, history)
                 fetched += 1
             frames.append(history.filter(pl.col("day") == day))
             if i % 20 == 0 or i == len(candidates):

@@ -190,3 +190,30 @@ def test_archive_turnover_is_the_quote_volume_of_the_utc_day():
                          "vol_quote": ["1000.5", "10.25", "20.25", "7"]})
     got = archive_turnover(bars, day=day)
     assert got.rows() == [("A", day, 30.5), ("B", day, 7.0)]
+
+
+def test_moving_start_earlier_fetches_the_days_the_metric_cache_lacks(tmp_path):
+    """The metric cache knows the span it covers at both ends: a day before it (the config's
+    `start` moved earlier) is fetched, never read as "no turnover that day", which would rank
+    that day without every instrument."""
+    import okxsim
+
+    cfg = {"size": 3, "rank_by": "quote_volume", "inst_type": "SWAP", "settle_ccy": "USDT", "ct_type": "linear",
+           "inst_category": ["1"], "exclude_bases": []}
+    late, early = dt.date(2024, 3, 3), dt.date(2024, 2, 26)
+    with okxsim.Simulator(seed=7, clock_start="2024-03-04T22:00:00Z", speed=1, history_start="2024-02-01",
+                          n_swaps=6) as sim:
+        def run(day: dt.date, history_start: dt.date) -> pl.DataFrame:
+            return fetch_daily_metrics(
+                exchange={"rest_url": sim.rest, "ca_file": sim.ca_file}, universe_cfg=cfg, day=day,
+                history_start=history_start, snapshot_dir=tmp_path / "snapshots", cache_dir=tmp_path / "cache",
+                out_path=tmp_path / f"daily-{day}.parquet", instruments_out=tmp_path / f"instruments-{day}.parquet")
+
+        assert run(late, late - dt.timedelta(days=1)).height > 0  # a first build from 2024-03-02
+        earlier = run(early, early - dt.timedelta(days=1))       # then `start` moved a week earlier
+        want = {inst: sim.market.day_quote_volume(inst, early.isoformat()) for inst in earlier["inst"].to_list()}
+    # every instrument ranked on the later day has its metric on the earlier one too
+    assert earlier.height == pl.read_parquet(tmp_path / f"daily-{late}.parquet").height > 0
+    for row in earlier.iter_rows(named=True):
+        assert abs(row["metric"] - want[row["inst"]]) <= 1e-6 * want[row["inst"]], row
+
