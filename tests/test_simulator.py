@@ -696,7 +696,9 @@ def test_pusher_keeps_up_at_600x() -> None:
     for inst, minutes in finals.items():
         assert len(minutes) == len(set(minutes)), inst
         assert max(minutes) - min(minutes) >= 15 * MINUTE_MS
-    assert stats["max_final_lag_sim_ms"] < 60_000  # never a minute behind (typically < 2 s simulated)
+    # never two minutes behind (typically < 2 s simulated; at 600x one simulated minute is only
+    # 0.1 s of real time, which a loaded 2-core machine can take from the pusher's thread)
+    assert stats["max_final_lag_sim_ms"] < 120_000
 
 
 # --------------------------------------------------------------------------- process and isolation
