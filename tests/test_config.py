@@ -323,3 +323,41 @@ def test_every_exchange_key_is_the_rest_clients_or_the_streams():
     exchange = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["exchange"]["properties"]
     assert set(EXCHANGE_REST_KEYS) | set(EXCHANGE_STREAM_KEYS) == set(exchange)
     assert not set(EXCHANGE_REST_KEYS) & set(EXCHANGE_STREAM_KEYS)
+
+
+# --------------------------------------------------------------------------- the archive's download directory
+# (issue 14: paths.archive holds downloaded zip files; it gets the same protection as the other data paths)
+
+@pytest.mark.parametrize(
+    ("archive", "says"),
+    [
+        ("/etc/x", "paths.archive: '/etc/x' resolves to {etc}/x, inside the system directory"),
+        ("/", "paths.archive: '/' resolves to /, a system directory"),
+        ("data/raw", "paths.archive: 'data/raw' resolves to {repo}/data/raw, which is the same directory as paths.raw"),
+        ("data/raw/zips", "paths.archive: 'data/raw/zips' resolves to {repo}/data/raw/zips, which lies inside "
+                          "paths.raw"),
+    ],
+)
+def test_a_dangerous_archive_directory_is_refused_at_load(archive, says, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = config_with_paths(archive=archive)
+    with pytest.raises(ConfigError) as refused:
+        check_config(config)
+    assert says.format(repo=REPO, etc=Path("/etc").resolve()) in str(refused.value), str(refused.value)
+    assert "directory of its own" in str(refused.value), str(refused.value)
+
+
+def test_an_archive_directory_of_its_own_is_accepted_and_null_means_the_default(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    checked = check_config(config_with_paths(raw="data/raw", work="data/work", qlib="data/qlib",
+                                             archive="data/archive-files"))
+    assert checked["paths"]["archive"] == "data/archive-files"
+    default = check_config(config_with_paths(raw="data/raw", work="data/work", qlib="data/qlib", archive=None))
+    assert default["paths"]["archive"] is None  # the workflow then uses <paths.raw>/archive-files (common.smk)
+
+
+def test_an_unknown_history_source_is_refused_with_the_valid_choices():
+    config = repo_config()
+    config.setdefault("history", {})["source"] = "archive-only"
+    with pytest.raises(ConfigError, match=r"history.source: 'archive-only' is not one of \['archive\+rest', 'rest'\]"):
+        check_config(config)
