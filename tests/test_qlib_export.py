@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,18 @@ from hypothesis import strategies as st
 
 from feeder.publish import publish_dataset
 from feeder.qlib_blocks import day_block, write_day_blocks
-from feeder.qlib_export import DEFAULT_FIELDS, export_day_blocks, export_qlib
-from feeder.qlib_format import calendar_frame, decode_feature, dense_series, encode_feature
+from feeder.qlib_export import (
+    BUILD_LEDGER,
+    DEFAULT_FIELDS,
+    export_day_blocks,
+    export_qlib,
+)
+from feeder.qlib_format import (
+    calendar_frame,
+    decode_feature,
+    dense_series,
+    encode_feature,
+)
 from feeder.resample import resample_bars
 
 FRI, SAT, SUN = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
@@ -281,6 +292,36 @@ def test_reexport_swaps_directory(tmp_path: Path) -> None:
 
 def test_workflow_day_blocks_publish_the_same_dataset(dataset: dict[str, Any], tmp_path: Path) -> None:
     """The workflow's path (day blocks per resample job -> assemble -> publish) = export_qlib, byte for byte."""
+    blocks, universe_paths = workflow_inputs(dataset, tmp_path)
+    built = tmp_path / "qlib-dataset"
+    summary = export_day_blocks(blocks=blocks, universe_paths=universe_paths, days=DAYS, market_name=MARKET,
+                                out_dir=built)  # fmt: skip
+    assert summary == dataset["summary"]
+    qlib_dir = tmp_path / "qlib"
+    (built / ".snakemake_timestamp").touch()  # the workflow tool's marker in its directory output
+    publish_dataset(built, qlib_dir, ignore=[".snakemake_timestamp"])  # not part of the dataset: left out
+    files = dataset_files(qlib_dir)
+    assert files == dataset_files(dataset["qlib_dir"])
+    for rel in files:
+        assert (qlib_dir / rel).read_bytes() == (dataset["qlib_dir"] / rel).read_bytes(), rel
+    # published by hard links: no second copy of the data
+    assert (qlib_dir / files[-1]).stat().st_ino == (built / files[-1]).stat().st_ino
+
+
+def dataset_files(root: Path) -> list[Path]:
+    """A provider directory's files, but its build ledger (which names the day block files it was built from)."""
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != BUILD_LEDGER)
+
+
+def assert_same_dataset(built: Path, expected: Path) -> None:
+    files = dataset_files(built)
+    assert files == dataset_files(expected)
+    for rel in files:
+        assert (built / rel).read_bytes() == (expected / rel).read_bytes(), rel
+
+
+def workflow_inputs(dataset: dict[str, Any], tmp_path: Path) -> tuple[dict[str, dict[dt.date, Path]], list[Path]]:
+    """The resample jobs' day blocks and the universe files of DAYS, as the workflow lays them out."""
     universe_paths = []
     for day, part in MEMBERSHIP.partition_by("day", as_dict=True).items():
         path = tmp_path / "universe" / f"{day[0]}.parquet"
@@ -294,19 +335,76 @@ def test_workflow_day_blocks_publish_the_same_dataset(dataset: dict[str, Any], t
         write_day_blocks(frames, day=day, fields=DEFAULT_FIELDS, out_paths=out)
         for freq, path in out.items():
             blocks[freq][day] = path
-    built = tmp_path / "qlib-dataset"
-    summary = export_day_blocks(blocks=blocks, universe_paths=universe_paths, days=DAYS, market_name=MARKET,
-                                out_dir=built)  # fmt: skip
+    return blocks, sorted(universe_paths)
+
+
+def build_and_publish(blocks, universe_paths, days, work: Path, qlib_dir: Path) -> dict[str, Any]:
+    """One run of the qlib + publish_qlib rules: build at work/, published at qlib_dir (the append base)."""
+    shutil.rmtree(work, ignore_errors=True)  # Snakemake removes a job's outputs before it runs
+    summary = export_day_blocks(blocks={f: {d: p for d, p in b.items() if d in days} for f, b in blocks.items()},
+                                universe_paths=[p for p in universe_paths if dt.date.fromisoformat(p.stem) in days],
+                                days=days, market_name=MARKET, out_dir=work, published=qlib_dir)
+    publish_dataset(work, qlib_dir)
+    return summary
+
+
+def test_adding_days_appends_to_the_published_dataset_and_gives_the_same_bytes(
+    dataset: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that only adds days reads only the new day blocks: bins of instruments without a new bar are
+    hard links to the published version's, the others copies with the new slots at the end. The result is
+    byte for byte the full build (ETH runs across Friday's midnight, DOGE appears on Saturday), and the
+    published version it started from is never written to."""
+    blocks, universe_paths = workflow_inputs(dataset, tmp_path)
+    qlib_dir, work = tmp_path / "qlib", tmp_path / "work" / "qlib-dataset"
+    build_and_publish(blocks, universe_paths, [FRI], work, qlib_dir)
+    friday = qlib_dir.resolve()
+    friday_bytes = {rel: (friday / rel).read_bytes() for rel in dataset_files(friday)}
+    caplog.set_level(logging.INFO, logger="feeder.qlib_export")
+    summary = build_and_publish(blocks, universe_paths, [FRI, SAT], work, qlib_dir)
+    assert "(appended)" in caplog.text
+    # the version it appended to (a reader may still be on it) is unchanged, byte for byte
+    assert {rel: (friday / rel).read_bytes() for rel in dataset_files(friday)} == friday_bytes
+    sat_version = qlib_dir.resolve()
+    caplog.clear()
+    summary = build_and_publish(blocks, universe_paths, DAYS, work, qlib_dir)
+    assert "(appended)" in caplog.text and "full build" not in caplog.text
     assert summary == dataset["summary"]
-    qlib_dir = tmp_path / "qlib"
-    (built / ".snakemake_timestamp").touch()  # the workflow tool's marker in its directory output
-    publish_dataset(built, qlib_dir, ignore=[".snakemake_timestamp"])  # not part of the dataset: left out
-    files = sorted(p.relative_to(qlib_dir) for p in qlib_dir.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(dataset["qlib_dir"]) for p in dataset["qlib_dir"].rglob("*") if p.is_file())
-    for rel in files:
-        assert (qlib_dir / rel).read_bytes() == (dataset["qlib_dir"] / rel).read_bytes(), rel
-    # published by hard links: no second copy of the data
-    assert (qlib_dir / files[-1]).stat().st_ino == (built / files[-1]).stat().st_ino
+    assert_same_dataset(qlib_dir, dataset["qlib_dir"])
+    # Sunday has no DOGE bar: its bins are the Saturday version's files, not copies
+    doge = Path("features/doge-usdt-swap/close.1min.bin")
+    assert (qlib_dir / doge).stat().st_ino == (sat_version / doge).stat().st_ino
+    btc = Path("features/btc-usdt-swap/close.1min.bin")
+    assert (qlib_dir / btc).stat().st_ino != (sat_version / btc).stat().st_ino
+
+
+def test_a_changed_old_day_or_a_torn_base_file_means_a_full_build(
+    dataset: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The history changed (an old day's block was rebuilt) or the base is not what its ledger says (a torn
+    bin): the build does not append; it builds everything, and the bytes are still the full build's."""
+    blocks, universe_paths = workflow_inputs(dataset, tmp_path)
+    qlib_dir, work = tmp_path / "qlib", tmp_path / "work" / "qlib-dataset"
+    build_and_publish(blocks, universe_paths, [FRI, SAT], work, qlib_dir)
+    friday_block = blocks["1min"][FRI]
+    rebuilt = friday_block.with_suffix(".new")
+    rebuilt.write_bytes(friday_block.read_bytes())
+    rebuilt.replace(friday_block)  # what a rerun resample job does: same day, a new file
+    caplog.set_level(logging.INFO, logger="feeder.qlib_export")
+    build_and_publish(blocks, universe_paths, DAYS, work, qlib_dir)
+    assert "1min day blocks changed since it was built: ['2024-03-01']" in caplog.text
+    assert "(full build)" in caplog.text
+    assert_same_dataset(qlib_dir, dataset["qlib_dir"])
+
+    build_and_publish(blocks, universe_paths, [FRI, SAT], work, qlib_dir)
+    torn = qlib_dir.resolve() / "features" / "eth-usdt-swap" / "volume.60min.bin"
+    torn_bytes = torn.read_bytes()[:-6]
+    torn.unlink()
+    torn.write_bytes(torn_bytes)  # a new file: the other versions' links keep the whole one
+    caplog.clear()
+    build_and_publish(blocks, universe_paths, DAYS, work, qlib_dir)
+    assert "cannot append to" in caplog.text and "volume.60min.bin holds" in caplog.text
+    assert_same_dataset(qlib_dir, dataset["qlib_dir"])
 
 
 def test_day_block_refuses_broken_bars() -> None:
@@ -335,8 +433,8 @@ def test_instrument_batches_write_the_same_files(
     summary = export_qlib(bars_paths=dataset["paths"], days=DAYS, membership=MEMBERSHIP, market_name=MARKET,
                           qlib_dir=qlib_dir)  # fmt: skip
     assert summary == dataset["summary"]
-    files = sorted(p.relative_to(qlib_dir) for p in qlib_dir.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(dataset["qlib_dir"]) for p in dataset["qlib_dir"].rglob("*") if p.is_file())
+    files = dataset_files(qlib_dir)
+    assert files == dataset_files(dataset["qlib_dir"])
     for rel in files:
         assert (qlib_dir / rel).read_bytes() == (dataset["qlib_dir"] / rel).read_bytes(), rel
 

@@ -15,6 +15,8 @@ rule qlib:
         days=DAYS,
         market=MARKET,
         fields=QLIB_FIELDS,
+        # read only: the published dataset new days are appended to (feeder.qlib_export.plan_append)
+        qlib_dir=QLIB_DIR,
         # deleted first: a failed build must not leave the previous publish's record standing
         manifest=QLIB_MANIFEST,
     threads: 4

@@ -23,6 +23,7 @@ summary = export_day_blocks(
     market_name=snakemake.params.market,
     fields=list(snakemake.params.fields),
     out_dir=out_dir,
+    published=Path(snakemake.params.qlib_dir),  # the base new days are appended to, when its history is unchanged
 )
 mark_dataset(out_dir)
 write_json(summary, Path(snakemake.output.summary))
