@@ -189,11 +189,14 @@ def attach_books(bars: pl.DataFrame, freq: str, *, book_minutes: pl.DataFrame) -
         .agg(pl.col("covered_s").sum().alias("_covered"), *[_sum_in_time_order(f"{f}_sum") for f in BOOK_FEATURES])
         .rename({"_bar": "ts"})
     )
-    covered = pl.col("_covered").fill_null(0)
     out = bars.drop(*BOOK_FIELDS, strict=False).join(per_bar, on=["inst", "ts"], how="left", maintain_order="left")
+    covered = out.get_column("_covered").fill_null(0).cast(pl.Float64)
+    # numpy, not a polars expression: polars divides a column by a scalar as a product with the
+    # reciprocal (222 / 300 gave 0.7400000000000001); the share must be the exact quotient
+    share = pl.Series("book_coverage", covered.to_numpy() / float(bucket_ms // 1000), dtype=pl.Float64)
     return out.with_columns(
-        *[pl.when(covered > 0).then(pl.col(f"{f}_sum") / covered).alias(f) for f in BOOK_FEATURES],
-        (covered / (bucket_ms // 1000)).cast(pl.Float64).alias("book_coverage"),
+        *[pl.when(pl.col("_covered") > 0).then(pl.col(f"{f}_sum") / pl.col("_covered")).alias(f) for f in BOOK_FEATURES],
+        share,
     ).select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()])
 
 
