@@ -307,7 +307,7 @@ def test_every_frequency_is_the_mean_over_the_covered_seconds(books: list[dict],
             assert_same(got, reference(books, inst, open_ms, open_ms + step, max_age_s))
 
 
-@HYPO
+@settings(HYPO, max_examples=25)
 @given(books=books_around_the_hour(SWAP), later=st.lists(a_book(SWAP, 0, 1), min_size=1, max_size=8), data=st.data())
 def test_books_published_at_or_after_a_close_never_change_that_bar(books: list[dict], later: list[dict],
                                                                     data: st.DataObject) -> None:
