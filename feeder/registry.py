@@ -95,10 +95,12 @@ class Field:
 
     ``source``: the stage output it is computed from: ``candles`` (work/clean, 1-minute bars),
     ``funding`` (work/funding), ``open_interest`` (work/open_interest), ``trades``
-    (work/trades) or ``export`` (written by the Qlib export itself).
+    (work/trades), ``books`` (work/books: per-minute sums over the seconds with an order book)
+    or ``export`` (written by the Qlib export itself).
     ``aggregation``: how a bar's 1-minute values make the bar's value: ``first``, ``max``,
     ``min``, ``last``, ``sum`` (null when any minute is unknown, except ``volume``), ``ratio``
-    (vwap), ``share`` (coverage), ``as_of`` (the last value at or before the bar's close, not
+    (vwap), ``share`` (coverage, book_coverage), ``time_mean`` (the mean over every second of
+    the bar with an order book: the sums of its minutes / their seconds), ``as_of`` (the last value at or before the bar's close, not
     an aggregate of its minutes) or ``constant`` (factor).
     ``channel``: the collector channel without which the field would be all NaN, so it is
     exported only when ``collector.channels`` has it; None: always exported.
@@ -144,6 +146,19 @@ FIELDS: tuple[Field, ...] = (
           "fills in the bar (OKX `count` per trade message, 1 for older messages)"),
     Field("taker_buy_volume", "base coin", "trades", "sum", "trades",
           "volume of trades whose taker bought (`side == \"buy\"`), contracts × ctVal"),
+    Field("spread_bps", "basis points of the mid (1 bp = 0.01 %)", "books", "time_mean", "books5",
+          "`(ask1 − bid1) / mid × 10⁴`, mean over the bar's seconds with a book (see below); NaN when none"),
+    Field("depth_bid_25bps", "**base coin**", "books", "time_mean", "books5",
+          "quantity of the bid levels (of 5) priced at or above `mid × (1 − 0.0025)`, mean over the bar's seconds "
+          "with a book; SWAP contracts × ctVal"),
+    Field("depth_ask_25bps", "**base coin**", "books", "time_mean", "books5",
+          "quantity of the ask levels (of 5) priced at or below `mid × (1 + 0.0025)`, mean over the bar's seconds "
+          "with a book; SWAP contracts × ctVal"),
+    Field("imbalance", "ratio in [−1, 1]", "books", "time_mean", "books5",
+          "`(Σ bid − Σ ask) / (Σ bid + Σ ask)` over the 5 levels of each side, mean over the bar's seconds with a "
+          "book"),
+    Field("book_coverage", "share [0–1]", "books", "share", "books5",
+          "seconds of the bar with a book / seconds in the bar; 0.0 when none (the four book fields are then NaN)"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 

@@ -14,6 +14,12 @@ Point-in-time fields (:func:`attach_point_in_time`): a bar opening at ``ts`` clo
 ``ts + freq``; ``funding_rate`` and ``open_interest`` are the last values whose time is at or
 before that close (as-of joins, never a value from after it). Additive trade fields
 (``n_trades``, ``taker_buy_volume``) come with the 1-minute bars and are summed like volume.
+
+Order-book fields (:func:`attach_books`, only with the ``books5`` channel): the mean over every
+second of the bar with a book, from the per-minute sums of feeder.clean_books (Σ sums / Σ
+seconds over the bar's minutes: never a mean of minute means), and ``book_coverage`` = those
+seconds / the bar's seconds. A book belongs to the second of its timestamp, so nothing
+published at or after the bar's close reaches it.
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ from pathlib import Path
 import polars as pl
 
 from feeder.atomic import write_parquet
+from feeder.clean_books import BOOK_FEATURES, BOOK_MINUTES_SCHEMA
 from feeder.clean_funding import FUNDING_MAX_AGE, read_funding
 from feeder.clean_open_interest import OI_MAX_AGE, read_open_interest
 from feeder.registry import FIELDS, MINUTE_MS, bar_fields, freq_minutes
 
 __all__ = [
     "BARS_SCHEMA",
+    "BOOK_FIELDS",
     "POINT_IN_TIME_FIELDS",
     "TRADE_FIELDS",
+    "attach_books",
     "attach_point_in_time",
     "freq_minutes",
     "resample_bars",
@@ -50,6 +59,8 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
 POINT_IN_TIME_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.aggregation == "as_of")
 #: Additive per-minute fields that exist only when the trades channel is collected.
 TRADE_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.source == "trades")
+#: Fields made from the order books (books5 channel): the time-weighted means and book_coverage.
+BOOK_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.source == "books")
 
 
 def _sum_in_time_order(column: str) -> pl.Expr:
@@ -70,8 +81,8 @@ def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
     optionally ``n_trades, taker_buy_volume``; unique on (inst, ts) (ValueError otherwise: a
     duplicate would be double-counted). Output: BARS_SCHEMA, sorted by inst, ts. ``amount`` (and
     each trade field) is null if any minute's value is unknown (never a partial sum); ``vwap`` =
-    amount / volume, null when volume is 0 or amount unknown. The point-in-time fields are null
-    here: :func:`attach_point_in_time` fills them.
+    amount / volume, null when volume is 0 or amount unknown. The point-in-time and book fields
+    are null here: :func:`attach_point_in_time` and :func:`attach_books` fill them.
     """
     minutes = freq_minutes(freq)
     bucket_ms = minutes * MINUTE_MS
@@ -103,7 +114,7 @@ def resample_bars(bars_1m: pl.DataFrame, freq: str) -> pl.DataFrame:
     out = (
         buckets.with_columns(
             pl.when(pl.col("volume") > 0).then(pl.col("amount") / pl.col("volume")).alias("vwap"),
-            *[pl.lit(None, dtype=pl.Float64).alias(c) for c in POINT_IN_TIME_FIELDS],
+            *[pl.lit(None, dtype=pl.Float64).alias(c) for c in (*POINT_IN_TIME_FIELDS, *BOOK_FIELDS)],
         )
         .rename({"bucket": "ts"})
         .select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()])
@@ -159,6 +170,36 @@ def attach_point_in_time(
     return joined.sort("_row").select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()])
 
 
+def attach_books(bars: pl.DataFrame, freq: str, *, book_minutes: pl.DataFrame) -> pl.DataFrame:
+    """Set the order-book fields of ``bars`` (BARS_SCHEMA) from per-minute sums (feeder.clean_books).
+
+    ``book_minutes`` (BOOK_MINUTES_SCHEMA: ``inst, ts`` minute open, ``covered_s`` and the
+    ``<feature>_sum`` columns) holds only minutes with a book. Per bar: ``covered`` = Σ
+    ``covered_s`` of its minutes, ``book_coverage = covered / seconds in the bar`` (0.0 when
+    none), each feature = Σ its sums / covered (null when covered == 0). Sums are added in time
+    order (the same bytes on every rebuild). Row order and all other columns are unchanged.
+    """
+    if bars.is_empty():
+        return bars
+    bucket_ms = freq_minutes(freq) * MINUTE_MS
+    minutes = book_minutes.select([pl.col(c).cast(t) for c, t in BOOK_MINUTES_SCHEMA.items()])
+    per_bar = (
+        minutes.with_columns(((pl.col("ts").cast(pl.Int64) // bucket_ms) * bucket_ms).cast(pl.Datetime("ms")).alias("_bar"))
+        .group_by("inst", "_bar")
+        .agg(pl.col("covered_s").sum().alias("_covered"), *[_sum_in_time_order(f"{f}_sum") for f in BOOK_FEATURES])
+        .rename({"_bar": "ts"})
+    )
+    out = bars.drop(*BOOK_FIELDS, strict=False).join(per_bar, on=["inst", "ts"], how="left", maintain_order="left")
+    covered = out.get_column("_covered").fill_null(0).cast(pl.Float64)
+    # numpy, not a polars expression: polars divides a column by a scalar as a product with the
+    # reciprocal (222 / 300 gave 0.7400000000000001); the share must be the exact quotient
+    share = pl.Series("book_coverage", covered.to_numpy() / float(bucket_ms // 1000), dtype=pl.Float64)
+    return out.with_columns(
+        *[pl.when(pl.col("_covered") > 0).then(pl.col(f"{f}_sum") / pl.col("_covered")).alias(f) for f in BOOK_FEATURES],
+        share,
+    ).select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()])
+
+
 def trade_fields_for_minutes(bars_1m: pl.DataFrame, trade_minutes: pl.DataFrame) -> pl.DataFrame:
     """Add ``n_trades`` and ``taker_buy_volume`` to 1-minute bars from per-minute trade sums.
 
@@ -192,13 +233,15 @@ def resample_day(
     funding_path: Path | None = None,
     open_interest_path: Path | None = None,
     trades_path: Path | None = None,
+    books_path: Path | None = None,
 ) -> pl.DataFrame:
     """Resample one cleaned day into ``bars/<freq>/<day>.parquet`` (one frequency).
 
     See :func:`resample_day_all`, which does every frequency from one read.
     """
     return resample_day_all(clean_dir=clean_dir, day=day, out_paths={freq: out_path}, funding_path=funding_path,
-                            open_interest_path=open_interest_path, trades_path=trades_path)[freq]
+                            open_interest_path=open_interest_path, trades_path=trades_path,
+                            books_path=books_path)[freq]
 
 
 def resample_day_all(
@@ -209,14 +252,17 @@ def resample_day_all(
     funding_path: Path | None = None,
     open_interest_path: Path | None = None,
     trades_path: Path | None = None,
+    books_path: Path | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Resample one cleaned day (``clean/<day>/*.parquet``) into every frequency of ``out_paths``.
 
     The day's inputs are read once and every frequency is derived from them: one job per day,
     not per day and frequency, because a job's process start-up costs more than the work.
     ``funding_path`` (work/funding/<day>.parquet), ``open_interest_path``
-    (work/open_interest/<day>.parquet) and ``trades_path`` (work/trades/<day>.parquet, per-minute
-    sums) are optional; without them the corresponding fields are null. Writes an empty file
+    (work/open_interest/<day>.parquet), ``trades_path`` (work/trades/<day>.parquet, per-minute
+    sums) and ``books_path`` (work/books/<day>.parquet, per-minute book sums) are optional;
+    without them the corresponding fields are null (with ``books_path``, a bar without a book
+    has ``book_coverage`` 0.0 and null book features). Writes an empty file
     with BARS_SCHEMA when the day has no data, so downstream rules always find their input.
     Rows outside ``day`` (impossible after feeder.clean) are ignored. Returns the written frames.
     """
@@ -226,7 +272,7 @@ def resample_day_all(
     files = sorted(clean_dir.glob("*.parquet"))
     written: dict[str, pl.DataFrame] = {}
     bars_1m: pl.DataFrame | None = None
-    funding = open_interest = None
+    funding = open_interest = books = None
     if files:
         start = dt.datetime.combine(day, dt.time())
         bars_1m = (
@@ -239,10 +285,13 @@ def resample_day_all(
             bars_1m = trade_fields_for_minutes(bars_1m, pl.read_parquet(trades_path))
         funding = read_funding(funding_path) if funding_path else None
         open_interest = read_open_interest(open_interest_path) if open_interest_path else None
+        books = pl.read_parquet(books_path) if books_path else None
     for freq, out_path in out_paths.items():
         if bars_1m is not None:
             bars = attach_point_in_time(resample_bars(bars_1m, freq), freq, funding=funding,
                                         open_interest=open_interest)
+            if books is not None:
+                bars = attach_books(bars, freq, book_minutes=books)
         else:
             bars = pl.DataFrame(schema=BARS_SCHEMA)
         write_parquet(bars, Path(out_path))

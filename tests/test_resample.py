@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feeder.resample import BARS_SCHEMA, freq_minutes, resample_bars, resample_day
+from feeder.resample import BARS_SCHEMA, freq_minutes, resample_bars, resample_day, resample_day_all
 
 DAY = dt.date(2024, 3, 2)
 MIDNIGHT = dt.datetime(2024, 3, 2)
@@ -199,3 +199,39 @@ def test_resample_day_without_data_writes_schema(tmp_path: Path) -> None:
     assert read.is_empty() and dict(read.schema) == BARS_SCHEMA
     with pytest.raises(ValueError, match="use 60min"):
         resample_day(clean_dir=clean_dir, day=DAY, freq="1h", out_path=out_path)
+
+
+def test_book_fields_come_out_at_every_frequency(tmp_path: Path) -> None:
+    """Per-minute book sums (feeder.clean_books) → mean over the covered seconds at 1min, 60min and day."""
+    clean_dir = tmp_path / "clean" / DAY.isoformat()
+    clean_dir.mkdir(parents=True)
+    bars_frame([("BTC-USDT-SWAP", MIDNIGHT + dt.timedelta(minutes=m), 1, 1, 1, 1, 1.0, 1.0) for m in range(1440)]).drop(
+        "inst").with_columns(pl.lit("ws").alias("source")).write_parquet(clean_dir / "BTC-USDT-SWAP.parquet")
+    # minute 0: 60 s at spread 2 bps; minute 1: 30 s at 4 bps; minute 61: 15 s at 8 bps; nothing else
+    books = pl.DataFrame({
+        "inst": ["BTC-USDT-SWAP"] * 3,
+        "ts": [MIDNIGHT, MIDNIGHT + dt.timedelta(minutes=1), MIDNIGHT + dt.timedelta(minutes=61)],
+        "covered_s": [60, 30, 15],
+        "spread_bps_sum": [120.0, 120.0, 120.0],
+        "depth_bid_25bps_sum": [60.0, 60.0, 0.0],
+        "depth_ask_25bps_sum": [6.0, 3.0, 1.5],
+        "imbalance_sum": [30.0, -30.0, 15.0],
+    }).with_columns(pl.col("ts").cast(pl.Datetime("ms")))  # fmt: skip
+    books.write_parquet(tmp_path / "books.parquet")
+    freqs = ["1min", "60min", "day"]
+    out = resample_day_all(clean_dir=clean_dir, day=DAY, out_paths={f: tmp_path / f"{f}.parquet" for f in freqs},
+                           books_path=tmp_path / "books.parquet")
+    one, hour, day = out["1min"], out["60min"], out["day"]
+    assert dict(one.schema) == dict(hour.schema) == dict(day.schema) == BARS_SCHEMA
+    assert one["book_coverage"].head(3).to_list() == [1.0, 0.5, 0.0]
+    assert one["spread_bps"].head(3).to_list() == [2.0, 4.0, None]  # a minute without a book: NaN, coverage 0
+    assert one["imbalance"].head(2).to_list() == [0.5, -1.0]
+    # 60min: Σ sums / Σ seconds (240 / 90), not the mean of the minute means ((2 + 4) / 2)
+    assert hour["spread_bps"].head(2).to_list() == [240.0 / 90, 8.0]
+    assert hour["book_coverage"].head(2).to_list() == [90 / 3600, 15 / 3600]
+    assert hour["depth_bid_25bps"].head(2).to_list() == [120.0 / 90, 0.0]
+    assert hour["spread_bps"][2] is None and hour["book_coverage"][2] == 0.0
+    assert day.select("spread_bps", "depth_ask_25bps", "book_coverage").row(0) == (360.0 / 105, 10.5 / 105,
+                                                                                   105 / 86400)
+    without = resample_day_all(clean_dir=clean_dir, day=DAY, out_paths={"day": tmp_path / "x.parquet"})["day"]
+    assert without.select("spread_bps", "book_coverage").row(0) == (None, None)  # books5 not collected: unknown

@@ -97,3 +97,30 @@ def test_every_rule_declares_threads_and_polars_uses_them():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
                          env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_clean_books_is_planned_only_with_the_books5_channel(tmp_path):
+    """With books5 collected, each day gets a clean_books job reading the day's books5 shards and the
+    previous day's last receipt hour, and resample takes its output; without it, no such job."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    data = tmp_path / "data"
+    config.update(start=DAY, end=DAY, frequencies=["day"])
+    config["paths"] = {"raw": str(data / "raw"), "work": str(data / "work"), "qlib": str(data / "qlib")}
+    shards = {hour: data / "raw" / "ws" / "books5" / hour / "1-1.jsonl"
+              for hour in ("2024-03-03/22", "2024-03-03/23", f"{DAY}/05", "2024-03-05/00", "2024-03-05/01")}
+    for path in shards.values():
+        path.parent.mkdir(parents=True)
+        path.touch()
+    config_path = tmp_path / "config.yaml"
+    plans = {}
+    for channels in (["candle1m", "books5"], ["candle1m", "funding-rate", "open-interest"]):
+        config["collector"]["channels"] = channels
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        plans["books5" in channels] = snakemake(tmp_path, config_path, [], dry_run=True)
+    assert planned(plans[True])["clean_books"], plans[True]
+    block = plans[True].split("rule clean_books:", 1)[1].split("\n\n", 1)[0]
+    inputs = re.search(r"^\s*input: (.*)$", block, re.MULTILINE).group(1).split(", ")
+    wanted = [str(shards[h]) for h in ("2024-03-03/23", f"{DAY}/05", "2024-03-05/00")]
+    assert [p for p in inputs if "/ws/books5/" in p] == wanted, inputs  # not hour 22 of D-1, not hour 01 of D+1
+    assert f"{data}/work/books/{DAY}.parquet" in plans[True].split("rule resample:", 1)[1].split("output:", 1)[0]
+    assert "clean_books" not in planned(plans[False]) and "/books/" not in plans[False]

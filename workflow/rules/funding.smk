@@ -6,8 +6,10 @@
 # clean_funding_oi settled rates usable by the day's bars (REST + stream) and the stream's
 #                  open-interest pushes, deduplicated (one job: both are small)
 # clean_trades     per-minute trade counts and taker buy volume (only with the trades channel)
+# clean_books      per-minute order-book sums (only with the books5 channel; books.smk)
 
 include: "funding_inputs.smk"
+include: "books.smk"
 
 
 rule funding_history:

@@ -1,6 +1,7 @@
 # Resampling: 1m bars of one day -> every configured frequency (UTC-aligned, labelled by open),
 # with funding rate and open interest attached as of each bar's close (point-in-time), and
-# trade counts / taker buy volume when the trades channel is collected. Each frequency is also
+# trade counts / taker buy volume when the trades channel is collected, and the order-book fields
+# (time-weighted over the bar's seconds with a book) when books5 is. Each frequency is also
 # written as the Qlib export's day block (feeder.qlib_blocks.day_block), so the export only
 # concatenates days and adding a day never re-reads the history.
 
@@ -11,6 +12,7 @@ rule resample:
         funding=rules.clean_funding_oi.output.funding,
         open_interest=rules.clean_funding_oi.output.open_interest,
         trades=trades_of_day,
+        books=books_of_day,
     output:
         # one job per day writes every frequency: a job's start-up costs more than the work
         bars=expand(f"{WORK}/bars/{{freq}}/{{{{day}}}}.parquet", freq=FREQS),

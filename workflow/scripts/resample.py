@@ -11,6 +11,7 @@ setup_logging(snakemake.log[0])
 day = dt.date.fromisoformat(snakemake.wildcards.day)
 freqs = list(snakemake.params.freqs)
 trades = list(snakemake.input.trades)
+books = list(snakemake.input.books)
 frames = resample_day_all(
     clean_dir=Path(snakemake.input.bars),
     day=day,
@@ -18,6 +19,7 @@ frames = resample_day_all(
     funding_path=Path(snakemake.input.funding),
     open_interest_path=Path(snakemake.input.open_interest),
     trades_path=Path(trades[0]) if trades else None,
+    books_path=Path(books[0]) if books else None,
 )
 write_day_blocks(
     frames,
