@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from feeder.atomic import write_json, write_parquet
 from feeder.registry import EXCHANGE_COPIES
@@ -85,6 +86,28 @@ def _bisect_lines(lines: list[str], schema: dict[str, pl.DataType] = RAW_SCHEMA)
     return left + right, bad_left + bad_right
 
 
+class DamagedShardError(RuntimeError):
+    """A sealed, compressed shard that does not decompress: its lines cannot even be counted."""
+
+
+def shard_bytes(path: Path) -> bytes:
+    """A shard's JSONL bytes: ``.jsonl.zst`` (a sealed, zstd-compressed shard) is decompressed in memory.
+
+    A compressed shard that does not decompress is not skipped: every record in it would be
+    lost without a count. :class:`DamagedShardError` names the file and what to do.
+    """
+    if path.name.endswith(".zst"):
+        try:
+            with pa.input_stream(str(path), compression="zstd") as stream:
+                return stream.read()
+        except (OSError, pa.ArrowException) as exc:
+            raise DamagedShardError(
+                f"raw shard {path} is not a complete zstd file ({exc}); its records cannot be read. Restore it "
+                "from the collector host or the S3 copy, or move it out of paths.raw if its hour is lost "
+                "(the backfill then repairs the candles from REST)") from exc
+    return path.read_bytes()
+
+
 def _read_file_robust(path: Path, schema: dict[str, pl.DataType] = RAW_SCHEMA) -> tuple[pl.DataFrame, int]:
     """Read one shard, isolating malformed lines instead of failing on them.
 
@@ -94,7 +117,7 @@ def _read_file_robust(path: Path, schema: dict[str, pl.DataType] = RAW_SCHEMA) -
     objects but break the record schema (an object as ``data``, a string ``ts``...) are
     isolated by bisection. Blank lines are skipped, not counted.
     """
-    text = pl.Series("line", path.read_bytes().decode("utf-8", errors="replace").split("\n"), dtype=pl.Utf8)
+    text = pl.Series("line", shard_bytes(path).decode("utf-8", errors="replace").split("\n"), dtype=pl.Utf8)
     text = text.filter(text.str.strip_chars() != "")
     is_object = text.str.json_path_match("$").str.starts_with("{").fill_null(False)
     candidates = text.filter(is_object).to_list()

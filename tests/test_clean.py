@@ -266,6 +266,27 @@ def test_read_raw_records_isolates_malformed_lines(tmp_path: Path) -> None:
     assert read_raw_records([])[1] == 0
 
 
+def test_a_compressed_shard_is_read_like_its_jsonl_and_a_torn_one_is_refused_by_name(tmp_path: Path) -> None:
+    """Sealed shards may be zstd files (.jsonl.zst): a bad line in one costs that line only, as in
+    a .jsonl; a compressed shard cut short cannot be read at all, and says which file it is."""
+    import pyarrow as pa
+
+    from feeder.raw import DamagedShardError
+
+    good = [record("BTC-USDT-SWAP", DAY_START_MS + i * MIN) for i in range(5)]
+    plain = write_jsonl(tmp_path / "plain.jsonl", good, ("not json",))
+    packed = tmp_path / "packed.jsonl.zst"
+    with pa.CompressedOutputStream(str(packed), "zstd") as out:
+        out.write(plain.read_bytes())
+    records, malformed = read_raw_records([packed])
+    assert (records.sort("ts").to_dicts(), malformed) == (read_raw_records([plain])[0].sort("ts").to_dicts(), 1)
+    assert records.height == 5
+    torn = tmp_path / "torn.jsonl.zst"
+    torn.write_bytes(packed.read_bytes()[:-7])
+    with pytest.raises(DamagedShardError, match=rf"raw shard {torn} is not a complete zstd file .* Restore it"):
+        read_raw_records([plain, torn])
+
+
 def test_clean_day_end_to_end(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     day_dir = raw / "ws" / "candle1m" / DAY.isoformat()
