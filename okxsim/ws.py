@@ -34,13 +34,15 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
+from .books import BookFeed, BookLog, BookModel, BookOptions
 from .common import DAY_MS, MINUTE_MS, day_index
 from .control import FaultState, SimClock, WsFaults
 from .market import BARS, Market
 
 log = logging.getLogger("okxsim.ws")
 
-PUBLIC_CHANNELS = {"tickers", "trades", "funding-rate", "open-interest"}
+PUBLIC_CHANNELS = {"tickers", "trades", "funding-rate", "open-interest", "books5"}
+BOOKS = "books5"
 SWAP_ONLY = {"funding-rate", "open-interest"}
 MSG_64001 = ("This channel has been migrated to the '/business' URL. Please subscribe using the new URL. "
              "More details can refer to: "
@@ -50,7 +52,7 @@ MSG_64002 = ('This channel is not supported by "/business" URL. Please use "/pri
              "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url.")
 MSG_64008 = "The connection will soon be closed for a service upgrade. Please reconnect."
 #: control-API fault kinds handled by :meth:`Hub.apply_ws_fault`
-WS_FAULT_KINDS = frozenset({"ws_upgrade_notice", "ws_refuse_inst"})
+WS_FAULT_KINDS = frozenset({"ws_upgrade_notice", "ws_refuse_inst", "book_at_close"})
 MALFORMED_FRAME = '{"arg":{"channel":"candle1m","instId":'  # deliberately invalid JSON
 
 
@@ -82,6 +84,18 @@ class PushConfig:
     funding_min_real_s: float = 0.1
     idle_timeout_s: float = 30.0
     max_backlog: int = 200_000
+    # books5 (see okxsim/books.py): mean simulated seconds between books per instrument, the chance
+    # that a book is followed by 1-3 more in the same second, the chance that a quiet block of
+    # books_quiet_block_s simulated seconds has no book at all, and the push log's size per instrument
+    books_mean_interval_s: float = 2.0
+    books_burst_prob: float = 0.1
+    books_quiet_prob: float = 0.05
+    books_quiet_block_s: int = 180
+    books_log_max_per_inst: int = 5_000_000
+
+    def book_options(self) -> BookOptions:
+        return BookOptions(self.books_mean_interval_s, self.books_burst_prob, self.books_quiet_prob,
+                           int(self.books_quiet_block_s)).check()
 
 
 class Conn:
@@ -93,7 +107,8 @@ class Conn:
         self.kind = kind  # "public" | "business"
         self.conn_id = os.urandom(4).hex()
         self.subs: set[tuple[str, str]] = set()
-        self.queue: deque[str] = deque()
+        # a frame, or (frame, callback, args): the callback runs once the frame went out
+        self.queue: deque[Any] = deque()
         self.wake = asyncio.Event()
         self.idle_since: float | None = time.monotonic()
         self.closing = False
@@ -101,10 +116,11 @@ class Conn:
         self.frames_sent = 0
         self._close_task: asyncio.Future[bool] | None = None
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str, on_sent: tuple[Callable[..., None], tuple[Any, ...]] | None = None) -> None:
+        """Queue ``frame``; ``on_sent = (callback, args)`` is called once it was written."""
         if self.closing:
             return
-        self.queue.append(frame)
+        self.queue.append(frame if on_sent is None else (frame, *on_sent))
         self.wake.set()
         if len(self.queue) > self.max_backlog:
             self.close_soon(4007, "Buffer is full, cannot write data")
@@ -121,7 +137,12 @@ class Conn:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.queue and not self.ws.closed:
-                    await self.ws.send_str(self.queue.popleft())
+                    item = self.queue.popleft()
+                    if isinstance(item, str):
+                        await self.ws.send_str(item)
+                    else:
+                        await self.ws.send_str(item[0])
+                        item[1](*item[2])
                     self.frames_sent += 1
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
@@ -143,6 +164,9 @@ class Hub:
         self._warm_day: int | None = None
         self.ws_faults = WsFaults()
         self.ws_log: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self.books = BookFeed(BookModel(market, self.cfg.book_options()))
+        self.book_log = BookLog(self.cfg.books_log_max_per_inst)
+        self._book_cursor: dict[str, int] = {}  # books5 instId -> books with ts <= this were handled
 
     def _log(self, conn: Conn, event: str, **detail: Any) -> None:
         """Append one WebSocket event to ``ws_log`` (see the module docstring)."""
@@ -235,9 +259,12 @@ class Hub:
                 conn.subs.add(key)
                 self.subs.setdefault(key, set()).add(conn)
                 conn.idle_since = None
-                frame = self._safe_frame(key, now)  # the current state right after the ack, like OKX
-                if frame:
-                    conn.send(frame)
+                if channel == BOOKS:
+                    self._send_current_book(conn, str(inst_id), now)
+                else:
+                    frame = self._safe_frame(key, now)  # the current state right after the ack, like OKX
+                    if frame:
+                        conn.send(frame)
             else:
                 conn.subs.discard(key)
                 if key in self.subs:
@@ -346,6 +373,56 @@ class Hub:
         if lag_real != float("-inf"):
             self.stats["max_final_lag_real_ms"] = max(self.stats["max_final_lag_real_ms"], lag_real)
 
+    # ------------------------------------------------------------------ books5
+    def _book_frame(self, inst_id: str, element: str) -> str:
+        return '{"arg":{"channel":"books5","instId":"' + inst_id + '"},"data":[' + element + "]}"
+
+    def _log_book(self, inst_id: str, seq: int) -> None:
+        self.book_log.add(inst_id, seq)
+
+    def _send_current_book(self, conn: Conn, inst_id: str, now: int) -> None:
+        """On subscribe: the instrument's current book with its original ts (the last one at or
+        before what the pusher already handled, so the next pass does not send it again)."""
+        cursor = self._book_cursor.setdefault(inst_id, now)
+        try:
+            got = self.books.current(inst_id, cursor)
+        except Exception:
+            log.exception("building the current book of %s failed", inst_id)
+            return
+        if got is not None:
+            seq, element = got
+            conn.send(self._book_frame(inst_id, element), (self._log_book, (inst_id, seq)))
+
+    def _push_books(self, now: int, silent: bool) -> None:
+        """Every subscribed instrument's books with ts in (cursor, now], one frame each, in
+        order; during a silence they are lost (not sent, not logged)."""
+        subscribed = {k[1] for k in self.subs if k[0] == BOOKS}
+        for inst_id in [i for i in self._book_cursor if i not in subscribed]:
+            del self._book_cursor[inst_id]
+        for inst_id in subscribed:
+            lo = self._book_cursor.setdefault(inst_id, now)
+            if now <= lo:
+                continue
+            self._book_cursor[inst_id] = now
+            if silent:
+                continue
+            try:
+                books = self.books.between(inst_id, lo, now)
+            except Exception:
+                log.exception("building books of %s failed", inst_id)
+                continue
+            conns = list(self.subs.get((BOOKS, inst_id), ()))
+            for seq, element in books:
+                frame = self._book_frame(inst_id, element)
+                for conn in conns:
+                    conn.send(frame, (self._log_book, (inst_id, seq)))
+                self.stats["frames"] += len(conns)
+                self.stats["books"] = self.stats.get("books", 0) + 1
+
+    def books_sent(self, inst_id: str) -> list[dict[str, Any]]:
+        """The books5 elements sent for ``inst_id`` (on any connection), in (ts, seqId) order."""
+        return [json.loads(self.books.element(inst_id, seq)) for seq in self.book_log.seqs(inst_id)]
+
     # ------------------------------------------------------------------ fault actions
     async def drop_all(self, abort: bool = True) -> int:
         """Cut every connection now (abort = no close handshake, like a network failure)."""
@@ -392,6 +469,12 @@ class Hub:
           ``close_after_s`` (default 60, as OKX), ``abort`` (default true): see :meth:`upgrade_notice`
         * ``ws_refuse_inst``: ``inst_ids`` (list): from now on a subscribe request naming one of them is
           refused as a whole (60018), as after a delisting; REST still lists them
+        * ``book_at_close``: ``inst_ids`` (list), ``count`` (minute boundaries, default 1; 0 = every one
+          until ``clear``), ``spread_mult`` (default 50), ``hold_s`` (default 1): at each of the next
+          ``count`` minute boundaries B after now, an extra extreme books5 book with ``ts == B`` exactly
+          (spread ``spread_mult`` times wider around the same mid, 1 lot per bid level, asks 50 times
+          deeper); the instrument's regular books with ts in [B, B + hold_s) are withheld, so the
+          extreme book is the sample of its second. It belongs to the bar opening at B.
         """
         kind = spec.get("kind")
         if kind == "ws_upgrade_notice":
@@ -404,6 +487,20 @@ class Hub:
                 raise ValueError("ws_refuse_inst needs inst_ids: a non-empty list of instIds")
             self.ws_faults.refuse([str(i) for i in inst_ids])
             return {"ok": True, "refused_insts": self.ws_faults.snapshot()["refused_insts"]}
+        if kind == "book_at_close":
+            inst_ids = spec.get("inst_ids")
+            if not isinstance(inst_ids, list) or not inst_ids:
+                raise ValueError("book_at_close needs inst_ids: a non-empty list of instIds")
+            unknown = [i for i in inst_ids if i not in self.market.by_id]
+            if unknown:
+                raise ValueError(f"book_at_close: unknown instIds {unknown}")
+            count = int(spec.get("count", 1))
+            mult = float(spec.get("spread_mult", 50.0))
+            if count < 0 or not mult >= 1:
+                raise ValueError("book_at_close: count must be >= 0 and spread_mult >= 1")
+            first = self.books.faults.add([str(i) for i in inst_ids], self.clock.now_ms(), count, mult,
+                                          float(spec.get("hold_s", 1.0)))
+            return {"ok": True, "first_boundary": first, "book_faults": self.books.faults.snapshot()}
         raise ValueError(f"unknown WebSocket fault kind {kind!r}")
 
     def send_malformed(self) -> int:
@@ -442,6 +539,7 @@ class Hub:
                     boundary += MINUTE_MS
                     if not silent:
                         self._push_finals(boundary, now, mono)
+                self._push_books(now, silent)
                 for name, (every_s, min_real, pred) in classes.items():
                     if now >= next_due[name] and mono - last_real[name] >= min_real:
                         if not silent:
