@@ -32,7 +32,6 @@ of the elements actually sent. ``book_truth`` computes the features from that lo
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import threading
 from array import array
@@ -111,15 +110,42 @@ class BookOptions:
         return self
 
 
+class _Block:
+    """One instrument's regular books over ``BLOCK_MS``: (ts, seqId, element JSON), in order."""
+
+    __slots__ = ("ts", "seq", "texts")
+
+    def __init__(self, ts: list[int], seq: list[int], texts: list[str]) -> None:
+        self.ts, self.seq, self.texts = ts, seq, texts
+
+
+def _strings(values: np.ndarray, exp: int) -> np.ndarray:
+    """``fmt_scaled(v, exp)`` of every value, as an object array of the same shape (each distinct
+    value formatted once)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    fmt = _formatter(exp)
+    strs = np.array([fmt(v) for v in uniq.tolist()], dtype=object)
+    return strs[inverse.reshape(-1)].reshape(values.shape)
+
+
+_ORDER_STRINGS = np.array([str(k) for k in range(42)], dtype=object)
+_LEVEL = '["%s","%s","0","%s"]'
+_TEMPLATE = ('{"asks":[' + ",".join([_LEVEL] * LEVELS) + '],"bids":[' + ",".join([_LEVEL] * LEVELS)
+             + '],"instId":"%s","ts":"%d","seqId":%d}')
+
+
+BLOCK_MS = 10 * MINUTE_MS  # books are generated 10 minutes at a time (a UTC day is 144 blocks)
+
+
 class BookModel:
     """Books of every instrument as a pure function of (market, options)."""
 
-    def __init__(self, market: Market, options: BookOptions | None = None, cache_minutes: int = 4096) -> None:
+    def __init__(self, market: Market, options: BookOptions | None = None, cache_blocks: int = 256) -> None:
         self.market = market
         self.options = (options or BookOptions()).check()
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int], list[tuple[int, str]]] = OrderedDict()
-        self._cache_minutes = cache_minutes
+        self._cache: OrderedDict[tuple[str, int], _Block] = OrderedDict()
+        self._cache_blocks = cache_blocks
 
     # ------------------------------------------------------------------ schedule
     def is_quiet(self, spec: InstrumentSpec, ts: int) -> bool:
@@ -127,46 +153,45 @@ class BookModel:
         block_ms = int(self.options.quiet_block_s) * 1000
         return hash_unit(self.market.seed, "bookquiet", spec.inst_id, ts // block_ms) < self.options.quiet_prob
 
-    def _times(self, spec: InstrumentSpec, minute: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-        """(ts, rank) of the minute's regular books, in publication order."""
+    def _times(self, spec: InstrumentSpec, start: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(ts, rank) of the regular books of the block opening at ``start``, in publication order."""
         opt = self.options
-        n = int(rng.poisson(60.0 / opt.mean_interval_s))
-        base = np.sort(rng.integers(0, MINUTE_MS, n)).tolist()
+        counts = rng.poisson(60.0 / opt.mean_interval_s, BLOCK_MS // MINUTE_MS)
+        n = int(counts.sum())
+        base = start + np.repeat(np.arange(counts.size, dtype=np.int64) * MINUTE_MS, counts) \
+            + rng.integers(0, MINUTE_MS, n)
         burst = rng.random(n) < opt.burst_prob
-        extra_n = rng.integers(1, 4, n).tolist()
-        offsets = rng.integers(1, 250, (n, 3)).tolist()
-        times: list[int] = []
-        for i, t in enumerate(base):
-            times.append(t)
-            if burst[i]:
-                end_of_second = t - t % 1000 + 999
-                times.extend(min(t + offsets[i][j], end_of_second) for j in range(extra_n[i]))
-        out: list[tuple[int, int]] = []
-        prev, rank = -1, 0
-        quiet: dict[int, bool] = {}
-        block_ms = int(opt.quiet_block_s) * 1000
-        for t in sorted(times):
-            rank = rank + 1 if t == prev else 0
-            prev = t
-            ts = minute + t
-            block = ts // block_ms
-            if block not in quiet:
-                quiet[block] = self.is_quiet(spec, ts)
-            if rank >= MAX_PER_MS or quiet[block] or spec.state_at(ts) != "live":
-                continue
-            out.append((ts, rank))
-        return out
+        extra_n = rng.integers(1, 4, n)
+        offsets = rng.integers(1, 250, (n, 3))
+        take = burst[:, None] & (np.arange(3)[None, :] < extra_n[:, None])
+        # 1-3 more books later in the same second (a second never straddles a minute)
+        extra = np.minimum(base[:, None] + offsets, (base - base % 1000 + 999)[:, None])[take]
+        ts = np.sort(np.concatenate([base, extra]))
+        rank = np.zeros(ts.size, dtype=np.int64)
+        for i in (np.flatnonzero(ts[1:] == ts[:-1]) + 1).tolist():  # books sharing a millisecond (rare)
+            rank[i] = rank[i - 1] + 1
+        keep = rank < MAX_PER_MS
+        keep &= ts >= spec.list_ms
+        if spec.delist_ms is not None:
+            keep &= ts < spec.delist_ms
+        if opt.quiet_prob > 0:
+            qb = int(opt.quiet_block_s) * 1000
+            for b in np.unique(ts // qb).tolist():
+                if self.is_quiet(spec, b * qb):
+                    keep &= ts // qb != b
+        return ts[keep], rank[keep]
 
     # ------------------------------------------------------------------ content
-    def _context(self, spec: InstrumentSpec, minute: int) -> tuple[int, int, int, int, int, float]:
-        """(open, close, high, low, vol lots, volatility factor) of the minute's candle."""
-        dd = self.market.day_data(spec, day_index(minute))
-        i = (minute - dd.start) // MINUTE_MS
-        o, c, h, lo, vol = int(dd.o[i]), int(dd.c[i]), int(dd.h[i]), int(dd.l[i]), int(dd.vol[i])
+    def _context(self, spec: InstrumentSpec, ts: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per book: (open, close, high, low, vol lots) of its minute's candle, the fraction of the
+        minute elapsed, and the minute's volatility factor."""
+        dd = self.market.day_data(spec, day_index(int(ts[0])))
+        i = (ts - dd.start) // MINUTE_MS
+        o, c, h, lo, vol = dd.o[i], dd.c[i], dd.h[i], dd.l[i], dd.vol[i]
+        f = (ts - dd.start - i * MINUTE_MS) / MINUTE_MS
         sig_min = spec.asset.sigma_daily / math.sqrt(1440.0)
-        rel_range = (h - lo) / max(c, 1)
-        vf = min(6.0, max(0.25, rel_range / (2.0 * sig_min)))
-        return o, c, h, lo, vol, vf
+        vf = np.clip((h - lo) / np.maximum(c, 1) / (2.0 * sig_min), 0.25, 6.0)
+        return o, c, h, lo, vol, f, vf
 
     def _lots(self, spec: InstrumentSpec, usd: np.ndarray, px_ticks: np.ndarray) -> np.ndarray:
         """Whole lots worth about ``usd`` at ``px_ticks`` (contracts for swaps, base coin for spot)."""
@@ -181,28 +206,27 @@ class BookModel:
             units = usd / px
         return np.maximum(np.rint(units / lot), 1).astype(np.int64)
 
-    def _levels(self, spec: InstrumentSpec, minute: int, f: np.ndarray, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(bid px, bid lots, bid orders, ask px, ask lots, ask orders), each (n, 5), for books at
-        fractions ``f`` of the minute."""
-        n = f.size
-        o, c, h, lo, vol, vf = self._context(spec, minute)
-        centre = np.full(n, o, dtype=np.int64) if vol == 0 else np.rint(o + (c - o) * f).astype(np.int64)
+    def _levels(self, spec: InstrumentSpec, ts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """(bid px, bid lots, bid orders, ask px, ask lots, ask orders), each (n, 5), of books at
+        times ``ts`` (all in one UTC day)."""
+        n = ts.size
+        o, c, h, lo, vol, f, vf = self._context(spec, ts)
+        centre = np.where(vol == 0, o, np.rint(o + (c - o) * f).astype(np.int64))
         base_bps = min(20.0, max(0.3, 2.0 * (1e9 / max(spec.turnover, 1.0)) ** 0.25))
         spread_bps = base_bps * vf ** 0.7 * np.exp(0.35 * rng.standard_normal(n) - 0.06)
         spread = np.maximum(np.rint(spread_bps * 1e-4 * centre), 1).astype(np.int64)
-        if h == lo:  # a flat candle: an odd spread would put the mid half a tick outside it
-            spread += spread % 2
+        spread += np.where(h == lo, spread % 2, 0)  # a flat candle: an odd spread would put the mid outside
         bid1 = centre - spread // 2
-        mid2 = 2 * bid1 + spread  # twice the mid, in ticks
-        up = mid2 > 2 * h         # half a tick above the high: move the book down one tick
+        up = 2 * bid1 + spread > 2 * h  # the mid half a tick above the high: move the book down a tick
         bid1 = np.where(up, bid1 - 1, bid1)
         ask1 = bid1 + spread
-        gap_bps = max(3.0, base_bps) * vf * rng.exponential(1.0, (2, n, LEVELS - 1))
+        gap_bps = max(3.0, base_bps) * vf[None, :, None] * rng.exponential(1.0, (2, n, LEVELS - 1))
         gaps = np.maximum(np.rint(gap_bps * 1e-4 * centre[None, :, None]), 1).astype(np.int64)
-        bid_px = bid1[:, None] - np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(gaps[0], axis=1)], axis=1)
-        ask_px = ask1[:, None] + np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(gaps[1], axis=1)], axis=1)
-        level_usd = spec.turnover / 1440.0 * 0.02 / vf * np.exp(0.6 * rng.standard_normal((2, n, LEVELS)) - 0.18)
+        zero = np.zeros((n, 1), np.int64)
+        bid_px = bid1[:, None] - np.concatenate([zero, np.cumsum(gaps[0], axis=1)], axis=1)
+        ask_px = ask1[:, None] + np.concatenate([zero, np.cumsum(gaps[1], axis=1)], axis=1)
+        level_usd = (spec.turnover / 1440.0 * 0.02 / vf[None, :, None]
+                     * np.exp(0.6 * rng.standard_normal((2, n, LEVELS)) - 0.18))
         bid_lots = self._lots(spec, level_usd[0], np.maximum(bid_px, 1))
         ask_lots = self._lots(spec, level_usd[1], ask_px)
         u = rng.random((2, n, LEVELS))
@@ -211,55 +235,84 @@ class BookModel:
         return bid_px, bid_lots, bid_ord, ask_px, ask_lots, ask_ord
 
     @staticmethod
-    def element_json(spec: InstrumentSpec, ts: int, rank: int, bids: list[tuple[int, int, int]],
+    def element_json(spec: InstrumentSpec, ts: int, seq: int, bids: list[tuple[int, int, int]],
                      asks: list[tuple[int, int, int]]) -> str:
         """The books5 ``data`` element as compact JSON, keys in OKX's order (asks, bids, instId, ts,
         seqId); every level is 4 strings ``[price, size, "0", numOrders]``. Built by hand: it is the
         pusher's hot path (``json.dumps`` gives the same text)."""
         fp, fs = _formatter(spec.tick_exp), _formatter(spec.lot_exp)
-        a = ",".join(f'["{fp(p)}","{fs(q)}","0","{k}"]' for p, q, k in asks)
-        b = ",".join(f'["{fp(p)}","{fs(q)}","0","{k}"]' for p, q, k in bids if p >= 1)
-        return (f'{{"asks":[{a}],"bids":[{b}],"instId":"{spec.inst_id}","ts":"{ts}",'
-                f'"seqId":{seq_id(ts, rank)}}}')
+        a = ",".join(['["%s","%s","0","%d"]' % (fp(p), fs(q), k) for p, q, k in asks])
+        b = ",".join(['["%s","%s","0","%d"]' % (fp(p), fs(q), k) for p, q, k in bids if p >= 1])
+        return '{"asks":[%s],"bids":[%s],"instId":"%s","ts":"%d","seqId":%d}' % (a, b, spec.inst_id, ts, seq)
 
-    def minute_books(self, spec: InstrumentSpec, minute: int) -> list[tuple[int, str]]:
-        """(seqId, element JSON) of the regular books of the minute opening at ``minute``, in order."""
-        minute -= minute % MINUTE_MS
-        key = (spec.inst_id, minute)
+    def _texts(self, spec: InstrumentSpec, ts: np.ndarray, seq: np.ndarray, levels: tuple[np.ndarray, ...]
+               ) -> list[str]:
+        """Element JSON of every book of a block: the pusher's hot path, so the numbers are formatted
+        column-wise and each element filled into one template (``element_json`` gives the same text)."""
+        bp, bs, bo, ap, as_, ao = levels
+        n = ts.size
+        px = _strings(np.stack([ap, bp], axis=1), spec.tick_exp)            # (n, side, level)
+        sz = _strings(np.stack([as_, bs], axis=1), spec.lot_exp)
+        orders = _ORDER_STRINGS[np.stack([ao, bo], axis=1)]
+        rows = np.stack([px, sz, orders], axis=-1).reshape(n, 6 * LEVELS).tolist()
+        inst = spec.inst_id
+        texts = [_TEMPLATE % (*row, inst, t, q) for row, t, q in zip(rows, ts.tolist(), seq.tolist())]
+        for i in np.flatnonzero((bp < 1).any(axis=1)).tolist():  # a bid level below one tick is left out
+            texts[i] = self.element_json(spec, int(ts[i]), int(seq[i]), list(zip(bp[i].tolist(), bs[i].tolist(),
+                                                                                 bo[i].tolist())),
+                                         list(zip(ap[i].tolist(), as_[i].tolist(), ao[i].tolist())))
+        return texts
+
+    def _block(self, spec: InstrumentSpec, start: int) -> _Block:
+        key = (spec.inst_id, start)
         with self._lock:
             got = self._cache.get(key)
             if got is not None:
                 self._cache.move_to_end(key)
                 return got
-        rng = rng_for(self.market.seed, "books", spec.inst_id, minute)
-        times = self._times(spec, minute, rng)
-        out: list[tuple[int, str]] = []
-        if times:
-            f = np.array([(ts - minute) / MINUTE_MS for ts, _ in times])
-            bp, bs, bo, ap, as_, ao = (a.tolist() for a in self._levels(spec, minute, f, rng))
-            for j, (ts, rank) in enumerate(times):
-                out.append((seq_id(ts, rank), self.element_json(spec, ts, rank, list(zip(bp[j], bs[j], bo[j])),
-                                                                 list(zip(ap[j], as_[j], ao[j])))))
+        rng = rng_for(self.market.seed, "books", spec.inst_id, start)
+        ts, rank = self._times(spec, start, rng)
+        seq = ts * _SEQ_MULT + rank
+        texts = self._texts(spec, ts, seq, self._levels(spec, ts, rng)) if ts.size else []
+        block = _Block(ts.tolist(), seq.tolist(), texts)
         with self._lock:
-            self._cache[key] = out
-            if len(self._cache) > self._cache_minutes:
+            self._cache[key] = block
+            if len(self._cache) > self._cache_blocks:
                 self._cache.popitem(last=False)
+        return block
+
+    def books(self, spec: InstrumentSpec, lo: int, hi: int) -> list[tuple[int, str]]:
+        """(seqId, element JSON) of the regular books with ``lo < ts <= hi``, in publication order."""
+        out: list[tuple[int, str]] = []
+        if hi <= lo:
+            return out
+        start = (lo + 1) - (lo + 1) % BLOCK_MS
+        while start <= hi:
+            block = self._block(spec, start)
+            i0 = bisect.bisect_right(block.ts, lo)
+            i1 = bisect.bisect_right(block.ts, hi)
+            out.extend(zip(block.seq[i0:i1], block.texts[i0:i1]))
+            start += BLOCK_MS
         return out
 
+    def minute_books(self, spec: InstrumentSpec, minute: int) -> list[tuple[int, str]]:
+        """(seqId, element JSON) of the regular books of the minute opening at ``minute``, in order."""
+        minute -= minute % MINUTE_MS
+        return self.books(spec, minute - 1, minute + MINUTE_MS - 1)
+
     def extreme_book(self, spec: InstrumentSpec, ts: int, spread_mult: float) -> str:
-        """The ``book_at_close`` book at ``ts``: the model's book of that instant with a spread
+        """The ``book_at_close`` book at ``ts``: a model book of that instant with a spread
         ``spread_mult`` times wider around the same mid, 1 lot per bid level and asks 50 times
         deeper (one-sided depth: imbalance near -1)."""
-        minute = ts - ts % MINUTE_MS
         rng = rng_for(self.market.seed, "bookfault", spec.inst_id, ts)
-        bp, bs, bo, ap, as_, ao = (a[0].tolist() for a in self._levels(spec, minute, np.array([(ts - minute) / MINUTE_MS]), rng))
+        bp, bs, bo, ap, as_, ao = (a[0].tolist() for a in self._levels(spec, np.array([ts], np.int64), rng))
         spread = ap[0] - bp[0]
         wide = max(1, int(round(spread * spread_mult)))
         wide += (wide - spread) % 2  # same parity as the spread: the mid does not move
         shift = (wide - spread) // 2
         bids = [(p - shift, 1, 1) for p in bp]
         asks = [(p + shift, s * 50, k) for p, s, k in zip(ap, as_, ao)]
-        return self.element_json(spec, ts, FAULT_RANK, bids, asks)
+        return self.element_json(spec, ts, seq_id(ts, FAULT_RANK), bids, asks)
 
 
 @dataclass
@@ -334,14 +387,9 @@ class BookFeed:
             return []
         spec = self.model.market.spec(inst_id)
         faults = self.faults.of(inst_id)
-        out: list[tuple[int, str]] = []
-        m = (lo + 1) - (lo + 1) % MINUTE_MS
-        while m <= hi:
-            for seq, text in self.model.minute_books(spec, m):
-                ts = seq_ts(seq)
-                if lo < ts <= hi and not any(f.suppresses(ts) for f in faults):
-                    out.append((seq, text))
-            m += MINUTE_MS
+        out = self.model.books(spec, lo, hi)
+        if faults:
+            out = [(seq, text) for seq, text in out if not any(f.suppresses(seq_ts(seq)) for f in faults)]
         extra = []
         for f in faults:
             for b in f.boundaries_in(lo, hi):
@@ -375,7 +423,8 @@ class BookFeed:
         if text is not None:
             return text
         spec = self.model.market.spec(inst_id)
-        for s, t in self.model.minute_books(spec, seq_ts(seq)):
+        ts = seq_ts(seq)
+        for s, t in self.model.books(spec, ts - 1, ts):
             if s == seq:
                 return t
         raise KeyError(f"{inst_id}: no book with seqId {seq}")

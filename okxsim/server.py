@@ -15,6 +15,7 @@ features computed from it by ``okxsim.book_truth``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -151,6 +152,7 @@ class SimServer:
             "faults": self.faults.snapshot(), "ws_faults": self.hub.ws_faults.snapshot(),
             "archive_faults": self.archive.faults.snapshot(), "archive_cache": self.archive.cache.stats(),
             "book_faults": self.hub.books.faults.snapshot(), "books_logged": self.hub.book_log.counts(),
+            "books_options": dataclasses.asdict(self.hub.books.model.options),
             "lifecycle": self.market.lifecycle(),
             "market_args": {"seed": self.config.seed, "history_start": self.market.history_start_ms,
                             "clock_start": self.clock_start_ms, "n_swaps": self.config.n_swaps},

@@ -84,17 +84,27 @@ class PushConfig:
     funding_min_real_s: float = 0.1
     idle_timeout_s: float = 30.0
     max_backlog: int = 200_000
-    # books5 (see okxsim/books.py): mean simulated seconds between books per instrument, the chance
-    # that a book is followed by 1-3 more in the same second, the chance that a quiet block of
-    # books_quiet_block_s simulated seconds has no book at all, and the push log's size per instrument
+    # books5 (see okxsim/books.py): mean simulated seconds between books per instrument, capped at
+    # books_max_per_real_s books per real second per instrument (at 300x the mean interval becomes
+    # 300 / 25 = 12 simulated seconds); the chance that a book is followed by 1-3 more in the same
+    # second; the chance that a quiet block of books_quiet_block_s simulated seconds has no book;
+    # books older than books_max_lag_s simulated seconds when the pusher gets to them are dropped
+    # (not sent, not logged: a pusher that fell behind catches up instead of spiralling); the push
+    # log's size per instrument
     books_mean_interval_s: float = 2.0
+    books_max_per_real_s: float = 25.0
     books_burst_prob: float = 0.1
     books_quiet_prob: float = 0.05
     books_quiet_block_s: int = 180
+    books_max_lag_s: float = 120.0
     books_log_max_per_inst: int = 5_000_000
 
-    def book_options(self) -> BookOptions:
-        return BookOptions(self.books_mean_interval_s, self.books_burst_prob, self.books_quiet_prob,
+    def book_options(self, speed: float) -> BookOptions:
+        """The books5 model's options at clock ``speed`` (the mean interval after the real-time cap)."""
+        interval = self.books_mean_interval_s
+        if speed > 0 and self.books_max_per_real_s > 0:
+            interval = max(interval, speed / self.books_max_per_real_s)
+        return BookOptions(interval, self.books_burst_prob, self.books_quiet_prob,
                            int(self.books_quiet_block_s)).check()
 
 
@@ -132,20 +142,49 @@ class Conn:
             self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=message.encode()))
 
     async def writer(self) -> None:
+        """Drain the queue: every frame waiting is written in one go as unmasked, unfragmented text
+        frames (one TLS write per batch instead of one per frame: books5 at high speed sends
+        thousands of small frames a second), then wait while the transport holds over 1 MiB."""
         try:
             while not self.ws.closed:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.queue and not self.ws.closed:
-                    item = self.queue.popleft()
-                    if isinstance(item, str):
-                        await self.ws.send_str(item)
-                    else:
-                        await self.ws.send_str(item[0])
-                        item[1](*item[2])
-                    self.frames_sent += 1
+                    transport = self.request.transport
+                    if transport is None or transport.is_closing():
+                        return
+                    parts: list[bytes] = []
+                    done: list[tuple[Any, ...]] = []
+                    size = 0
+                    while self.queue and size < WRITE_BATCH_BYTES:
+                        item = self.queue.popleft()
+                        data = (item if isinstance(item, str) else item[0]).encode()
+                        parts.append(_text_frame_header(len(data)))
+                        parts.append(data)
+                        size += len(data)
+                        if not isinstance(item, str):
+                            done.append(item)
+                    transport.write(b"".join(parts))
+                    self.frames_sent += len(parts) // 2
+                    for _, callback, args in done:
+                        callback(*args)
+                    while transport.get_write_buffer_size() > 1 << 20 and not transport.is_closing():
+                        await asyncio.sleep(0.005)
+                    await asyncio.sleep(0)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
+
+
+WRITE_BATCH_BYTES = 256 * 1024
+
+
+def _text_frame_header(n: int) -> bytes:
+    """RFC 6455 header of a final, unmasked text frame of ``n`` payload bytes (server to client)."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big")
+    return bytes((0x81, 127)) + n.to_bytes(8, "big")
 
 
 class Hub:
@@ -164,7 +203,7 @@ class Hub:
         self._warm_day: int | None = None
         self.ws_faults = WsFaults()
         self.ws_log: deque[dict[str, Any]] = deque(maxlen=50_000)
-        self.books = BookFeed(BookModel(market, self.cfg.book_options()))
+        self.books = BookFeed(BookModel(market, self.cfg.book_options(clock.speed)))
         self.book_log = BookLog(self.cfg.books_log_max_per_inst)
         self._book_cursor: dict[str, int] = {}  # books5 instId -> books with ts <= this were handled
 
@@ -399,6 +438,7 @@ class Hub:
         subscribed = {k[1] for k in self.subs if k[0] == BOOKS}
         for inst_id in [i for i in self._book_cursor if i not in subscribed]:
             del self._book_cursor[inst_id]
+        oldest = now - int(self.cfg.books_max_lag_s * 1000)
         for inst_id in subscribed:
             lo = self._book_cursor.setdefault(inst_id, now)
             if now <= lo:
@@ -406,6 +446,9 @@ class Hub:
             self._book_cursor[inst_id] = now
             if silent:
                 continue
+            if lo < oldest:  # the pusher fell behind: books that old are dropped, not sent late
+                self.stats["books_skipped_sim_ms"] = self.stats.get("books_skipped_sim_ms", 0) + oldest - lo
+                lo = oldest
             try:
                 books = self.books.between(inst_id, lo, now)
             except Exception:
@@ -561,6 +604,8 @@ class Hub:
                     last_idle_check = mono
                     self._close_idle(mono)
                 self._prewarm(now)
+                pass_ms = (time.monotonic() - mono) * 1000.0
+                self.stats["max_pass_real_ms"] = max(self.stats.get("max_pass_real_ms", 0.0), pass_ms)
             except Exception:  # keep pushing: one bad frame must not silence the simulator
                 log.exception("pusher pass failed")
                 mono = time.monotonic()
