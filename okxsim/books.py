@@ -134,7 +134,7 @@ _TEMPLATE = ('{"asks":[' + ",".join([_LEVEL] * LEVELS) + '],"bids":[' + ",".join
              + '],"instId":"%s","ts":"%d","seqId":%d}')
 
 
-BLOCK_MS = 10 * MINUTE_MS  # books are generated 10 minutes at a time (a UTC day is 144 blocks)
+BLOCK_MS = 10 * MINUTE_MS  # books are generated 10 minutes at a time
 
 
 class BookModel:
@@ -148,6 +148,12 @@ class BookModel:
         self._cache_blocks = cache_blocks
 
     # ------------------------------------------------------------------ schedule
+    def block_offset(self, spec: InstrumentSpec) -> int:
+        """Where the instrument's generation blocks start (whole seconds into a ``BLOCK_MS`` period):
+        staggered per instrument, so the pusher never has to generate every instrument's next block
+        in the same pass."""
+        return int(hash_unit(self.market.seed, "bookblock", spec.inst_id) * (BLOCK_MS // 1000)) * 1000
+
     def is_quiet(self, spec: InstrumentSpec, ts: int) -> bool:
         """Whether ``ts`` falls in one of the instrument's quiet blocks (no book published)."""
         block_ms = int(self.options.quiet_block_s) * 1000
@@ -156,15 +162,13 @@ class BookModel:
     def _times(self, spec: InstrumentSpec, start: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(ts, rank) of the regular books of the block opening at ``start``, in publication order."""
         opt = self.options
-        counts = rng.poisson(60.0 / opt.mean_interval_s, BLOCK_MS // MINUTE_MS)
-        n = int(counts.sum())
-        base = start + np.repeat(np.arange(counts.size, dtype=np.int64) * MINUTE_MS, counts) \
-            + rng.integers(0, MINUTE_MS, n)
+        n = int(rng.poisson(BLOCK_MS / 1000.0 / opt.mean_interval_s))
+        base = start + rng.integers(0, BLOCK_MS, n)
         burst = rng.random(n) < opt.burst_prob
         extra_n = rng.integers(1, 4, n)
         offsets = rng.integers(1, 250, (n, 3))
         take = burst[:, None] & (np.arange(3)[None, :] < extra_n[:, None])
-        # 1-3 more books later in the same second (a second never straddles a minute)
+        # 1-3 more books later in the same second (blocks start on whole seconds)
         extra = np.minimum(base[:, None] + offsets, (base - base % 1000 + 999)[:, None])[take]
         ts = np.sort(np.concatenate([base, extra]))
         rank = np.zeros(ts.size, dtype=np.int64)
@@ -185,10 +189,16 @@ class BookModel:
     def _context(self, spec: InstrumentSpec, ts: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per book: (open, close, high, low, vol lots) of its minute's candle, the fraction of the
         minute elapsed, and the minute's volatility factor."""
-        dd = self.market.day_data(spec, day_index(int(ts[0])))
-        i = (ts - dd.start) // MINUTE_MS
-        o, c, h, lo, vol = dd.o[i], dd.c[i], dd.h[i], dd.l[i], dd.vol[i]
-        f = (ts - dd.start - i * MINUTE_MS) / MINUTE_MS
+        first, last = day_index(int(ts[0])), day_index(int(ts[-1]))
+        days = [self.market.day_data(spec, d) for d in range(first, last + 1)]  # one, or two at midnight
+        start = days[0].start
+        i = (ts - start) // MINUTE_MS  # minute index from the first day's 00:00
+
+        def col(name: str) -> np.ndarray:
+            return np.concatenate([getattr(dd, name) for dd in days])[i]
+
+        o, c, h, lo, vol = col("o"), col("c"), col("h"), col("l"), col("vol")
+        f = (ts - start - i * MINUTE_MS) / MINUTE_MS
         sig_min = spec.asset.sigma_daily / math.sqrt(1440.0)
         vf = np.clip((h - lo) / np.maximum(c, 1) / (2.0 * sig_min), 0.25, 6.0)
         return o, c, h, lo, vol, f, vf
@@ -208,7 +218,7 @@ class BookModel:
 
     def _levels(self, spec: InstrumentSpec, ts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """(bid px, bid lots, bid orders, ask px, ask lots, ask orders), each (n, 5), of books at
-        times ``ts`` (all in one UTC day)."""
+        times ``ts`` (sorted)."""
         n = ts.size
         o, c, h, lo, vol, f, vf = self._context(spec, ts)
         centre = np.where(vol == 0, o, np.rint(o + (c - o) * f).astype(np.int64))
@@ -286,7 +296,8 @@ class BookModel:
         out: list[tuple[int, str]] = []
         if hi <= lo:
             return out
-        start = (lo + 1) - (lo + 1) % BLOCK_MS
+        off = self.block_offset(spec)
+        start = (lo + 1) - (lo + 1 - off) % BLOCK_MS
         while start <= hi:
             block = self._block(spec, start)
             i0 = bisect.bisect_right(block.ts, lo)

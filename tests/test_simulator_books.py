@@ -21,7 +21,8 @@ import websockets
 
 import okxsim
 from okxsim import book_truth
-from okxsim.books import BookModel, BookOptions, seq_id
+from okxsim import __main__ as okxsim_main
+from okxsim.books import BookLog, BookModel, BookOptions, seq_id
 from okxsim.common import DAY_MS, HOUR_MS, MINUTE_MS, parse_time_ms
 from okxsim.market import Market
 
@@ -201,13 +202,16 @@ def test_books_follow_the_candles_in_ticks_and_lots(market: Market) -> None:
     5 levels, asks ascending above bids descending; for every kind of instrument."""
     model = BookModel(market)
     insts = [BTC, "PEPE-USDT-SWAP", "BTC-USD-SWAP", "USDC-USDT-SWAP", "XAU-USDT-SWAP", "BTC-USDT", "DOGE-USDT"]
-    start = CLOCK_MS - 20 * MINUTE_MS
+    midnight = parse_time_ms("2024-03-04")
+    minutes = [*range(CLOCK_MS - 15 * MINUTE_MS, CLOCK_MS, MINUTE_MS),
+               *range(midnight - 5 * MINUTE_MS, midnight + 5 * MINUTE_MS, MINUTE_MS)]  # across a UTC midnight
     for inst in insts:
         spec = market.spec(inst)
         tick, lot = Decimal(10) ** spec.tick_exp, Decimal(10) ** spec.lot_exp
-        candles = candle_range(market.candles_1m(inst, start, until_ms=CLOCK_MS))
+        candles = {**candle_range(market.candles_1m(inst, midnight - DAY_MS)),
+                   **candle_range(market.candles_1m(inst, midnight, until_ms=CLOCK_MS))}
         n = 0
-        for m in range(start, CLOCK_MS, MINUTE_MS):
+        for m in minutes:
             for seq, text in model.minute_books(spec, m):
                 el = json.loads(text)
                 assert list(el) == ["asks", "bids", "instId", "ts", "seqId"] and el["instId"] == inst
@@ -226,6 +230,30 @@ def test_books_follow_the_candles_in_ticks_and_lots(market: Market) -> None:
                     assert low <= mid_of(el) <= high, (inst, el, candles[m])
                 n += 1
         assert n > 200, inst
+
+
+def test_push_log_keeps_each_book_once_in_order_and_reports_truncation() -> None:
+    log = BookLog(max_per_inst=6)
+    for seq in (seq_id(5000, 0), seq_id(3000, 0), seq_id(5000, 0), seq_id(4000, 1), seq_id(4000, 0)):
+        log.add(BTC, seq)
+    assert log.seqs(BTC) == [seq_id(3000, 0), seq_id(4000, 0), seq_id(4000, 1), seq_id(5000, 0)]
+    for ts in range(6000, 9000, 1000):
+        log.add(BTC, seq_id(ts, 0))
+    assert len(log.seqs(BTC)) == 4 and log.truncated_before[BTC] == 5000
+    assert log.counts() == {BTC: 4}
+
+
+def test_cli_books_options() -> None:
+    args = okxsim_main.parse_args(["--books-mean-interval", "5", "--books-max-per-real-s", "0",
+                                   "--books-quiet-prob", "0.2", "--books-quiet-block", "240",
+                                   "--books-burst-prob", "0.5"])
+    assert (args.books_mean_interval, args.books_max_per_real_s, args.books_quiet_prob, args.books_quiet_block,
+            args.books_burst_prob) == (5.0, 0.0, 0.2, 240, 0.5)
+    cfg = okxsim.PushConfig(books_mean_interval_s=2.0, books_max_per_real_s=25.0)
+    assert cfg.book_options(300.0).mean_interval_s == 12.0 and cfg.book_options(10.0).mean_interval_s == 2.0
+    assert cfg.book_options(0.0).mean_interval_s == 2.0
+    with pytest.raises(ValueError, match="mean_interval_s"):
+        okxsim.PushConfig(books_mean_interval_s=0, books_max_per_real_s=0).book_options(1.0)
 
 
 def test_books_publication_pattern_and_determinism(market: Market) -> None:
@@ -407,6 +435,15 @@ def test_book_at_close_fault_pushes_an_extreme_book_at_the_minute_boundary(sim: 
     assert with_fault[1] != without[1] and with_fault[1]["spread_bps"] > 2 * normal_spread
     with pytest.raises(Exception, match="inst_ids"):
         sim.apply_fault({"kind": "book_at_close"})
+
+
+def test_books_lost_to_a_silence_are_neither_received_nor_logged(sim: okxsim.Simulator) -> None:
+    inst = "DOGE-USDT-SWAP"
+    frames = asyncio.run(collect(sim, [inst], 1.5, on_open=lambda: (time.sleep(0.3), sim.silence(0.5))))
+    got = pushes(frames, inst)
+    ts = [int(e["ts"]) for e in got]
+    assert max(b - a for a, b in zip(ts, ts[1:])) > 100_000  # 0.5 s real = 150 simulated s without books
+    assert [e for e in sim.books_sent(inst) if int(e["ts"]) <= ts[-1]] == got
 
 
 def test_fifty_instruments_at_300x_keep_up(sim: okxsim.Simulator) -> None:
