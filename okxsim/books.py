@@ -180,7 +180,7 @@ class BookModel:
             keep &= ts < spec.delist_ms
         if opt.quiet_prob > 0:
             qb = int(opt.quiet_block_s) * 1000
-            for b in np.unique(ts // qb).tolist():
+            for b in sorted(set((ts // qb).tolist())):
                 if self.is_quiet(spec, b * qb):
                     keep &= ts // qb != b
         return ts[keep], rank[keep]

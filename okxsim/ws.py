@@ -88,15 +88,15 @@ class PushConfig:
     # books_max_per_real_s books per real second per instrument (at 300x the mean interval becomes
     # 300 / 25 = 12 simulated seconds); the chance that a book is followed by 1-3 more in the same
     # second; the chance that a quiet block of books_quiet_block_s simulated seconds has no book;
-    # books older than books_max_lag_s simulated seconds when the pusher gets to them are dropped
-    # (not sent, not logged: a pusher that fell behind catches up instead of spiralling); the push
-    # log's size per instrument
+    # books more than books_max_lag_real_s real seconds old (speed x that in simulated time) when the
+    # pusher gets to them are dropped (not sent, not logged: a pusher that fell behind catches up
+    # instead of spiralling); the push log's size per instrument
     books_mean_interval_s: float = 2.0
     books_max_per_real_s: float = 25.0
     books_burst_prob: float = 0.1
     books_quiet_prob: float = 0.05
     books_quiet_block_s: int = 180
-    books_max_lag_s: float = 120.0
+    books_max_lag_real_s: float = 1.0
     books_log_max_per_inst: int = 5_000_000
 
     def book_options(self, speed: float) -> BookOptions:
@@ -438,7 +438,7 @@ class Hub:
         subscribed = {k[1] for k in self.subs if k[0] == BOOKS}
         for inst_id in [i for i in self._book_cursor if i not in subscribed]:
             del self._book_cursor[inst_id]
-        oldest = now - int(self.cfg.books_max_lag_s * 1000)
+        oldest = now - int(self.cfg.books_max_lag_real_s * self.clock.speed * 1000)
         for inst_id in subscribed:
             lo = self._book_cursor.setdefault(inst_id, now)
             if now <= lo:

