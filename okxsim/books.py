@@ -1,6 +1,8 @@
 """The ``books5`` channel: a deterministic 5-level order book that follows the candles' price path.
 
-Model (all randomness from stable hashes of ``(seed, instId, minute)``, like ``market.py``):
+Model (all randomness from stable hashes of ``(seed, instId, block start)``, like ``market.py``;
+books are generated ``BLOCK_MS`` = 10 simulated minutes at a time, each instrument's blocks starting
+at its own offset so the pusher never generates every instrument's next block in one pass):
 
 * Publication times. Each instrument publishes about ``60 / mean_interval_s`` books per simulated
   minute at uniformly drawn millisecond times; with probability ``burst_prob`` a book is followed
@@ -24,6 +26,8 @@ Model (all randomness from stable hashes of ``(seed, instId, minute)``, like ``m
 * ``seqId = ts * 10 + k`` (``k`` the book's rank among books of the same millisecond, 0..4; 9 for
   the ``book_at_close`` fault book), so it increases per instrument with (ts, rank) and the
   element of any pushed ``seqId`` can be rebuilt from the model: the push log keeps ``seqId``s only.
+* ``book_at_close`` fault: ``BookFaults``/``BookFeed`` add an extreme book (``FAULT_RANK``) at chosen
+  minute boundaries; its text is kept, since the model cannot rebuild it.
 
 ``BookFeed`` merges the model's books with the ``book_at_close`` fault books; ``BookLog`` is the log
 of the elements actually sent. ``book_truth`` computes the features from that log.

@@ -15,10 +15,12 @@ subscribe requests acked or refused, notices sent, forced closes), with monotoni
 tests can check the order of events (a replacement subscribed before the old one closed).
 
 One pusher task serves every connection: each pass it computes what became due at the
-simulated time (final candles of bars that just closed, partial candles, tickers, ...),
-builds each frame once per (channel, instId) and appends it to the subscribers' send
-queues. A writer task per connection drains its queue, so one slow client never stalls
-the pusher and no per-message sleeps exist.
+simulated time (final candles of bars that just closed, partial candles, tickers, books5
+books with ts up to now, ...), builds each frame once per (channel, instId) and appends it to
+the subscribers' send queues. A writer task per connection drains its queue, writing every
+queued frame in one go, so one slow client never stalls the pusher and no per-message sleeps
+exist. books5 frames carry a callback that records the book in ``Hub.book_log`` once written
+(the ground truth of ``/sim/books/features`` counts only books that were sent).
 """
 
 from __future__ import annotations
