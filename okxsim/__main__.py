@@ -36,6 +36,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="archive file downloads: megabytes (10^6 bytes) per second each (0 = unlimited)")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="close WebSockets without subscriptions after this many real seconds (code 4004)")
+    p.add_argument("--books-mean-interval", type=float, default=2.0,
+                   help="books5: mean simulated seconds between two books of one instrument")
+    p.add_argument("--books-max-per-real-s", type=float, default=25.0,
+                   help="books5: at most this many books per real second per instrument on average (the mean "
+                        "interval becomes speed / this when that is longer; <= 0: no cap)")
+    p.add_argument("--books-quiet-prob", type=float, default=0.05,
+                   help="books5: probability that a block of --books-quiet-block simulated seconds has no book")
+    p.add_argument("--books-quiet-block", type=int, default=180, help="books5: quiet block length (simulated s)")
+    p.add_argument("--books-burst-prob", type=float, default=0.1,
+                   help="books5: probability that a book is followed by 1-3 more in the same second")
     p.add_argument("--log-level", default="WARNING")
     return p.parse_args(argv)
 
@@ -45,7 +55,11 @@ async def _amain(args: argparse.Namespace) -> None:
                     history_start=args.history_start, host=args.host, port=args.port, cert_dir=args.cert_dir,
                     n_swaps=args.n_swaps, rate_limit_scale=args.rate_limit_scale,
                     history_limit_max=args.history_limit_max,
-                    archive_bandwidth_bps=args.archive_bandwidth_mbps * 1_000_000, push=PushConfig(idle_timeout_s=args.idle_timeout))
+                    archive_bandwidth_bps=args.archive_bandwidth_mbps * 1_000_000,
+                    push=PushConfig(idle_timeout_s=args.idle_timeout, books_mean_interval_s=args.books_mean_interval,
+                                    books_max_per_real_s=args.books_max_per_real_s,
+                                    books_quiet_prob=args.books_quiet_prob, books_quiet_block_s=args.books_quiet_block,
+                                    books_burst_prob=args.books_burst_prob))
     server = SimServer(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,12 +7,15 @@ a background thread with its own event loop for tests::
         requests.get(sim.rest + "/api/v5/public/time", verify=sim.ca_file)
 
 Control endpoints (not part of OKX): ``GET /sim/state``, ``GET /sim/requests``,
-``POST /sim/faults`` with one fault object or a list of them (see ``SimServer.apply_fault``).
+``POST /sim/faults`` with one fault object or a list of them (see ``SimServer.apply_fault``),
+``GET /sim/books/sent`` and ``GET /sim/books/features`` (the books5 push log and the order-book
+features computed from it by ``okxsim.book_truth``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import book_truth
 from .archive import Archive, Period
 from .common import day_index, iso_ms, parse_time_ms
 from .control import FaultState, RateLimiter, RequestLog, RequestRecord, SimClock
@@ -82,6 +86,9 @@ class SimServer:
         for spec in self.market.specs:
             for d in (day - 1, day):
                 self.market.day_data(spec, d)
+        live = [s for s in self.market.specs if s.state_at(self.clock_start_ms) == "live"]
+        if live:  # the first books5 block loads numpy's lazily imported modules (~0.3 s) off the loop
+            self.hub.books.current(live[0].inst_id, self.clock_start_ms)
 
     async def start(self) -> dict[str, Any]:
         cfg = self.config
@@ -101,6 +108,8 @@ class SimServer:
             web.get("/sim/state", self._h_state),
             web.get("/sim/requests", self._h_requests),
             web.post("/sim/faults", self._h_faults),
+            web.get("/sim/books/sent", self._h_books_sent),
+            web.get("/sim/books/features", self._h_books_features),
         ])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -145,6 +154,8 @@ class SimServer:
             "requests": len(self.log.records()), "pusher": dict(self.hub.stats),
             "faults": self.faults.snapshot(), "ws_faults": self.hub.ws_faults.snapshot(),
             "archive_faults": self.archive.faults.snapshot(), "archive_cache": self.archive.cache.stats(),
+            "book_faults": self.hub.books.faults.snapshot(), "books_logged": self.hub.book_log.counts(),
+            "books_options": dataclasses.asdict(self.hub.books.model.options),
             "lifecycle": self.market.lifecycle(),
             "market_args": {"seed": self.config.seed, "history_start": self.market.history_start_ms,
                             "clock_start": self.clock_start_ms, "n_swaps": self.config.n_swaps},
@@ -166,7 +177,7 @@ class SimServer:
         * ``ws_silence``: push nothing for ``seconds`` (frames due meanwhile are lost)
         * ``ws_malformed``: send one invalid-JSON text frame to every connection
         * ``ws_burst``: ``rate`` extra candle frames/s per connection for ``seconds``
-        * ``ws_upgrade_notice``, ``ws_refuse_inst``: see ``Hub.apply_ws_fault``
+        * ``ws_upgrade_notice``, ``ws_refuse_inst``, ``book_at_close``: see ``Hub.apply_ws_fault``
         * ``archive_error``: ``count``, ``status`` (403|404|429|500), optional ``inst_id`` / ``period``
           (``"2024-03-05"`` daily, ``"2024-03"`` monthly): the next matching file requests get that status
         * ``archive_missing``: ``inst_id``, ``period``: persistently absent from the listing, 404 at the CDN
@@ -214,6 +225,7 @@ class SimServer:
         elif kind == "clear":
             self.faults.clear()
             self.hub.ws_faults.clear()
+            self.hub.books.faults.clear()
             self.archive.faults.clear()
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
@@ -226,6 +238,50 @@ class SimServer:
         since = request.query.get("since_mono")
         recs = self.log.records(request.query.get("endpoint"), float(since) if since else None)
         return web.json_response({"requests": [r.to_json() for r in recs]})
+
+    # ------------------------------------------------------------------ books5 ground truth
+    def books_features(self, inst_id: str, freq: str, start_ms: int, end_ms: int,
+                       max_age_s: int = 60) -> list[dict[str, Any]]:
+        """``book_truth.bar_features`` over every books5 element sent for ``inst_id``. Raises
+        ValueError when the request cannot be answered (unknown instId, bad freq, a range the
+        capped push log no longer covers)."""
+        spec = self.market.by_id.get(inst_id)
+        if spec is None:
+            raise ValueError(f"instId {inst_id!r} does not exist in this simulator")
+        book_truth.freq_ms(freq)
+        if max_age_s < 1:
+            raise ValueError(f"max_age_s must be >= 1, got {max_age_s}")
+        cut = self.hub.book_log.truncated_before.get(inst_id)
+        if cut is not None and start_ms - max_age_s * 1000 < cut:
+            raise ValueError(f"{inst_id}: the books5 push log was truncated before {iso_ms(cut)} "
+                             f"(books_log_max_per_inst); ask for bars from {iso_ms(cut + max_age_s * 1000)} on")
+        ct_val = float(spec.ct_val) if spec.ct_val else 1.0
+        return book_truth.bar_features(self.hub.books_sent(inst_id), inst_type=spec.inst_type,
+                                       ct_type=spec.ct_type, ct_val=ct_val, freq=freq, start_ms=start_ms,
+                                       end_ms=end_ms, max_age_s=max_age_s)
+
+    async def _h_books_sent(self, request: web.Request) -> web.Response:
+        inst_id = request.query.get("instId", "")
+        if inst_id not in self.market.by_id:
+            return web.json_response({"code": "51000", "msg": f"instId {inst_id!r} does not exist in this simulator",
+                                      "data": []}, status=400)
+        data = await asyncio.get_running_loop().run_in_executor(None, self.hub.books_sent, inst_id)
+        return web.json_response({"code": "0", "data": data})
+
+    async def _h_books_features(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            inst_id, freq = q.get("instId", ""), q.get("freq", "1min")
+            start, end = int(q["start"]), int(q["end"])
+            max_age_s = int(q.get("max_age_s", "60"))
+            data = await asyncio.get_running_loop().run_in_executor(
+                None, self.books_features, inst_id, freq, start, end, max_age_s)
+        except KeyError as e:
+            return web.json_response({"code": "50014", "msg": f"parameter {e.args[0]} is required (epoch ms)",
+                                      "data": []}, status=400)
+        except ValueError as e:
+            return web.json_response({"code": "51000", "msg": str(e), "data": []}, status=400)
+        return web.json_response({"code": "0", "data": data})
 
     async def _h_faults(self, request: web.Request) -> web.Response:
         try:
@@ -418,6 +474,22 @@ class Simulator:
 
     def clear_faults(self) -> None:
         self.apply_fault({"kind": "clear"})
+
+    # ------------------------------------------------------------------ books5
+    def book_at_close(self, inst_ids: list[str], count: int = 1, spread_mult: float = 50.0,
+                      hold_s: float = 1.0) -> int:
+        """Arm the ``book_at_close`` fault; returns the first minute boundary that gets an extreme book."""
+        return int(self.apply_fault({"kind": "book_at_close", "inst_ids": list(inst_ids), "count": count,
+                                     "spread_mult": spread_mult, "hold_s": hold_s})["first_boundary"])
+
+    def books_sent(self, inst_id: str) -> list[dict[str, Any]]:
+        """The books5 elements sent for ``inst_id`` on any connection, in (ts, seqId) order."""
+        return self.server.hub.books_sent(inst_id)
+
+    def books_features(self, inst_id: str, freq: str, start_ms: int, end_ms: int,
+                       max_age_s: int = 60) -> list[dict[str, Any]]:
+        """Same rows as ``GET /sim/books/features``."""
+        return self.server.books_features(inst_id, freq, start_ms, end_ms, max_age_s)
 
 
 def run_in_thread(**kwargs: Any) -> Simulator:

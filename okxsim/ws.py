@@ -15,10 +15,12 @@ subscribe requests acked or refused, notices sent, forced closes), with monotoni
 tests can check the order of events (a replacement subscribed before the old one closed).
 
 One pusher task serves every connection: each pass it computes what became due at the
-simulated time (final candles of bars that just closed, partial candles, tickers, ...),
-builds each frame once per (channel, instId) and appends it to the subscribers' send
-queues. A writer task per connection drains its queue, so one slow client never stalls
-the pusher and no per-message sleeps exist.
+simulated time (final candles of bars that just closed, partial candles, tickers, books5
+books with ts up to now, ...), builds each frame once per (channel, instId) and appends it to
+the subscribers' send queues. A writer task per connection drains its queue, writing every
+queued frame in one go, so one slow client never stalls the pusher and no per-message sleeps
+exist. books5 frames carry a callback that records the book in ``Hub.book_log`` once written
+(the ground truth of ``/sim/books/features`` counts only books that were sent).
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
+from .books import BookFeed, BookLog, BookModel, BookOptions
 from .common import DAY_MS, MINUTE_MS, day_index
 from .control import FaultState, SimClock, WsFaults
 from .market import BARS, Market
 
 log = logging.getLogger("okxsim.ws")
 
-PUBLIC_CHANNELS = {"tickers", "trades", "funding-rate", "open-interest"}
+PUBLIC_CHANNELS = {"tickers", "trades", "funding-rate", "open-interest", "books5"}
+BOOKS = "books5"
 SWAP_ONLY = {"funding-rate", "open-interest"}
 MSG_64001 = ("This channel has been migrated to the '/business' URL. Please subscribe using the new URL. "
              "More details can refer to: "
@@ -50,7 +54,7 @@ MSG_64002 = ('This channel is not supported by "/business" URL. Please use "/pri
              "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url.")
 MSG_64008 = "The connection will soon be closed for a service upgrade. Please reconnect."
 #: control-API fault kinds handled by :meth:`Hub.apply_ws_fault`
-WS_FAULT_KINDS = frozenset({"ws_upgrade_notice", "ws_refuse_inst"})
+WS_FAULT_KINDS = frozenset({"ws_upgrade_notice", "ws_refuse_inst", "book_at_close"})
 MALFORMED_FRAME = '{"arg":{"channel":"candle1m","instId":'  # deliberately invalid JSON
 
 
@@ -82,6 +86,28 @@ class PushConfig:
     funding_min_real_s: float = 0.1
     idle_timeout_s: float = 30.0
     max_backlog: int = 200_000
+    # books5 (see okxsim/books.py): mean simulated seconds between books per instrument, capped at
+    # books_max_per_real_s books per real second per instrument (at 300x the mean interval becomes
+    # 300 / 25 = 12 simulated seconds); the chance that a book is followed by 1-3 more in the same
+    # second; the chance that a quiet block of books_quiet_block_s simulated seconds has no book;
+    # books more than books_max_lag_real_s real seconds old (speed x that in simulated time) when the
+    # pusher gets to them are dropped (not sent, not logged: a pusher that fell behind catches up
+    # instead of spiralling); the push log's size per instrument
+    books_mean_interval_s: float = 2.0
+    books_max_per_real_s: float = 25.0
+    books_burst_prob: float = 0.1
+    books_quiet_prob: float = 0.05
+    books_quiet_block_s: int = 180
+    books_max_lag_real_s: float = 1.0
+    books_log_max_per_inst: int = 5_000_000
+
+    def book_options(self, speed: float) -> BookOptions:
+        """The books5 model's options at clock ``speed`` (the mean interval after the real-time cap)."""
+        interval = self.books_mean_interval_s
+        if speed > 0 and self.books_max_per_real_s > 0:
+            interval = max(interval, speed / self.books_max_per_real_s)
+        return BookOptions(interval, self.books_burst_prob, self.books_quiet_prob,
+                           int(self.books_quiet_block_s)).check()
 
 
 class Conn:
@@ -93,7 +119,8 @@ class Conn:
         self.kind = kind  # "public" | "business"
         self.conn_id = os.urandom(4).hex()
         self.subs: set[tuple[str, str]] = set()
-        self.queue: deque[str] = deque()
+        # a frame, or (frame, callback, args): the callback runs once the frame went out
+        self.queue: deque[Any] = deque()
         self.wake = asyncio.Event()
         self.idle_since: float | None = time.monotonic()
         self.closing = False
@@ -101,10 +128,11 @@ class Conn:
         self.frames_sent = 0
         self._close_task: asyncio.Future[bool] | None = None
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str, on_sent: tuple[Callable[..., None], tuple[Any, ...]] | None = None) -> None:
+        """Queue ``frame``; ``on_sent = (callback, args)`` is called once it was written."""
         if self.closing:
             return
-        self.queue.append(frame)
+        self.queue.append(frame if on_sent is None else (frame, *on_sent))
         self.wake.set()
         if len(self.queue) > self.max_backlog:
             self.close_soon(4007, "Buffer is full, cannot write data")
@@ -116,15 +144,49 @@ class Conn:
             self._close_task = asyncio.ensure_future(self.ws.close(code=code, message=message.encode()))
 
     async def writer(self) -> None:
+        """Drain the queue: every frame waiting is written in one go as unmasked, unfragmented text
+        frames (one TLS write per batch instead of one per frame: books5 at high speed sends
+        thousands of small frames a second), then wait while the transport holds over 1 MiB."""
         try:
             while not self.ws.closed:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.queue and not self.ws.closed:
-                    await self.ws.send_str(self.queue.popleft())
-                    self.frames_sent += 1
+                    transport = self.request.transport
+                    if transport is None or transport.is_closing():
+                        return
+                    parts: list[bytes] = []
+                    done: list[tuple[Any, ...]] = []
+                    size = 0
+                    while self.queue and size < WRITE_BATCH_BYTES:
+                        item = self.queue.popleft()
+                        data = (item if isinstance(item, str) else item[0]).encode()
+                        parts.append(_text_frame_header(len(data)))
+                        parts.append(data)
+                        size += len(data)
+                        if not isinstance(item, str):
+                            done.append(item)
+                    transport.write(b"".join(parts))
+                    self.frames_sent += len(parts) // 2
+                    for _, callback, args in done:
+                        callback(*args)
+                    while transport.get_write_buffer_size() > 1 << 20 and not transport.is_closing():
+                        await asyncio.sleep(0.005)
+                    await asyncio.sleep(0)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
+
+
+WRITE_BATCH_BYTES = 256 * 1024
+
+
+def _text_frame_header(n: int) -> bytes:
+    """RFC 6455 header of a final, unmasked text frame of ``n`` payload bytes (server to client)."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big")
+    return bytes((0x81, 127)) + n.to_bytes(8, "big")
 
 
 class Hub:
@@ -143,6 +205,9 @@ class Hub:
         self._warm_day: int | None = None
         self.ws_faults = WsFaults()
         self.ws_log: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self.books = BookFeed(BookModel(market, self.cfg.book_options(clock.speed)))
+        self.book_log = BookLog(self.cfg.books_log_max_per_inst)
+        self._book_cursor: dict[str, int] = {}  # books5 instId -> books with ts <= this were handled
 
     def _log(self, conn: Conn, event: str, **detail: Any) -> None:
         """Append one WebSocket event to ``ws_log`` (see the module docstring)."""
@@ -235,9 +300,12 @@ class Hub:
                 conn.subs.add(key)
                 self.subs.setdefault(key, set()).add(conn)
                 conn.idle_since = None
-                frame = self._safe_frame(key, now)  # the current state right after the ack, like OKX
-                if frame:
-                    conn.send(frame)
+                if channel == BOOKS:
+                    self._send_current_book(conn, str(inst_id), now)
+                else:
+                    frame = self._safe_frame(key, now)  # the current state right after the ack, like OKX
+                    if frame:
+                        conn.send(frame)
             else:
                 conn.subs.discard(key)
                 if key in self.subs:
@@ -346,6 +414,60 @@ class Hub:
         if lag_real != float("-inf"):
             self.stats["max_final_lag_real_ms"] = max(self.stats["max_final_lag_real_ms"], lag_real)
 
+    # ------------------------------------------------------------------ books5
+    def _book_frame(self, inst_id: str, element: str) -> str:
+        return '{"arg":{"channel":"books5","instId":"' + inst_id + '"},"data":[' + element + "]}"
+
+    def _log_book(self, inst_id: str, seq: int) -> None:
+        self.book_log.add(inst_id, seq)
+
+    def _send_current_book(self, conn: Conn, inst_id: str, now: int) -> None:
+        """On subscribe: the instrument's current book with its original ts (the last one at or
+        before what the pusher already handled, so the next pass does not send it again)."""
+        cursor = self._book_cursor.setdefault(inst_id, now)
+        try:
+            got = self.books.current(inst_id, cursor)
+        except Exception:
+            log.exception("building the current book of %s failed", inst_id)
+            return
+        if got is not None:
+            seq, element = got
+            conn.send(self._book_frame(inst_id, element), (self._log_book, (inst_id, seq)))
+
+    def _push_books(self, now: int, silent: bool) -> None:
+        """Every subscribed instrument's books with ts in (cursor, now], one frame each, in
+        order; during a silence they are lost (not sent, not logged)."""
+        subscribed = {k[1] for k in self.subs if k[0] == BOOKS}
+        for inst_id in [i for i in self._book_cursor if i not in subscribed]:
+            del self._book_cursor[inst_id]
+        oldest = now - int(self.cfg.books_max_lag_real_s * self.clock.speed * 1000)
+        for inst_id in subscribed:
+            lo = self._book_cursor.setdefault(inst_id, now)
+            if now <= lo:
+                continue
+            self._book_cursor[inst_id] = now
+            if silent:
+                continue
+            if lo < oldest:  # the pusher fell behind: books that old are dropped, not sent late
+                self.stats["books_skipped_sim_ms"] = self.stats.get("books_skipped_sim_ms", 0) + oldest - lo
+                lo = oldest
+            try:
+                books = self.books.between(inst_id, lo, now)
+            except Exception:
+                log.exception("building books of %s failed", inst_id)
+                continue
+            conns = list(self.subs.get((BOOKS, inst_id), ()))
+            for seq, element in books:
+                frame = self._book_frame(inst_id, element)
+                for conn in conns:
+                    conn.send(frame, (self._log_book, (inst_id, seq)))
+                self.stats["frames"] += len(conns)
+                self.stats["books"] = self.stats.get("books", 0) + 1
+
+    def books_sent(self, inst_id: str) -> list[dict[str, Any]]:
+        """The books5 elements sent for ``inst_id`` (on any connection), in (ts, seqId) order."""
+        return [json.loads(self.books.element(inst_id, seq)) for seq in self.book_log.seqs(inst_id)]
+
     # ------------------------------------------------------------------ fault actions
     async def drop_all(self, abort: bool = True) -> int:
         """Cut every connection now (abort = no close handshake, like a network failure)."""
@@ -392,6 +514,12 @@ class Hub:
           ``close_after_s`` (default 60, as OKX), ``abort`` (default true): see :meth:`upgrade_notice`
         * ``ws_refuse_inst``: ``inst_ids`` (list): from now on a subscribe request naming one of them is
           refused as a whole (60018), as after a delisting; REST still lists them
+        * ``book_at_close``: ``inst_ids`` (list), ``count`` (minute boundaries, default 1; 0 = every one
+          until ``clear``), ``spread_mult`` (default 50), ``hold_s`` (default 1): at each of the next
+          ``count`` minute boundaries B after now, an extra extreme books5 book with ``ts == B`` exactly
+          (spread ``spread_mult`` times wider around the same mid, 1 lot per bid level, asks 50 times
+          deeper); the instrument's regular books with ts in [B, B + hold_s) are withheld, so the
+          extreme book is the sample of its second. It belongs to the bar opening at B.
         """
         kind = spec.get("kind")
         if kind == "ws_upgrade_notice":
@@ -404,6 +532,20 @@ class Hub:
                 raise ValueError("ws_refuse_inst needs inst_ids: a non-empty list of instIds")
             self.ws_faults.refuse([str(i) for i in inst_ids])
             return {"ok": True, "refused_insts": self.ws_faults.snapshot()["refused_insts"]}
+        if kind == "book_at_close":
+            inst_ids = spec.get("inst_ids")
+            if not isinstance(inst_ids, list) or not inst_ids:
+                raise ValueError("book_at_close needs inst_ids: a non-empty list of instIds")
+            unknown = [i for i in inst_ids if i not in self.market.by_id]
+            if unknown:
+                raise ValueError(f"book_at_close: unknown instIds {unknown}")
+            count = int(spec.get("count", 1))
+            mult = float(spec.get("spread_mult", 50.0))
+            if count < 0 or not mult >= 1:
+                raise ValueError("book_at_close: count must be >= 0 and spread_mult >= 1")
+            first = self.books.faults.add([str(i) for i in inst_ids], self.clock.now_ms(), count, mult,
+                                          float(spec.get("hold_s", 1.0)))
+            return {"ok": True, "first_boundary": first, "book_faults": self.books.faults.snapshot()}
         raise ValueError(f"unknown WebSocket fault kind {kind!r}")
 
     def send_malformed(self) -> int:
@@ -442,6 +584,7 @@ class Hub:
                     boundary += MINUTE_MS
                     if not silent:
                         self._push_finals(boundary, now, mono)
+                self._push_books(now, silent)
                 for name, (every_s, min_real, pred) in classes.items():
                     if now >= next_due[name] and mono - last_real[name] >= min_real:
                         if not silent:
@@ -463,6 +606,8 @@ class Hub:
                     last_idle_check = mono
                     self._close_idle(mono)
                 self._prewarm(now)
+                pass_ms = (time.monotonic() - mono) * 1000.0
+                self.stats["max_pass_real_ms"] = max(self.stats.get("max_pass_real_ms", 0.0), pass_ms)
             except Exception:  # keep pushing: one bad frame must not silence the simulator
                 log.exception("pusher pass failed")
                 mono = time.monotonic()
