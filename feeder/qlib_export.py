@@ -323,6 +323,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+_FICLONE = 0x40049409  # Linux ioctl: dst shares src's blocks (btrfs, XFS with reflink, ...)
+
+
+def _clone_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` = a copy of ``src``: a reflink where the file system has them (no data written until
+    the append), else an in-kernel copy. Either way ``src`` is never changed."""
+    with src.open("rb") as source, dst.open("wb") as target:
+        try:
+            import fcntl
+
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            return
+        except (ImportError, OSError):
+            pass
+    shutil.copyfile(src, dst)  # os.sendfile on Linux: no copy through Python
+
+
 def _appended_copy(src: Path, dst: Path, *, first: int, last: int, pad: int, tail: np.ndarray) -> None:
     """``dst`` = the base bin ``src`` (slots first..last) + ``pad`` NaN slots + ``tail``; ``src`` untouched."""
     try:
@@ -333,7 +350,7 @@ def _appended_copy(src: Path, dst: Path, *, first: int, last: int, pad: int, tai
         raise AppendNotPossible(f"{src} is missing") from exc
     if size != 4 * (last - first + 2) or head.size != 1 or int(head[0]) != first:
         raise AppendNotPossible(f"{src} holds {size} bytes from slot {head[:1]}, its ledger says slots {first}..{last}")
-    shutil.copyfile(src, dst)  # an in-kernel copy on Linux
+    _clone_or_copy(src, dst)
     with dst.open("ab") as out:
         out.write(np.full(pad, np.nan, dtype="<f4").tobytes())
         out.write(np.asarray(tail).astype("<f4", copy=False).tobytes())
