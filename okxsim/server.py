@@ -241,8 +241,9 @@ class SimServer:
 
     # ------------------------------------------------------------------ books5 ground truth
     def books_features(self, inst_id: str, freq: str, start_ms: int, end_ms: int,
-                       max_age_s: int = 60) -> list[dict[str, Any]]:
-        """``book_truth.bar_features`` over every books5 element sent for ``inst_id``. Raises
+                       max_age_s: int = 60, until_ms: int | None = None) -> list[dict[str, Any]]:
+        """``book_truth.bar_features`` over every books5 element sent for ``inst_id`` (with ``until_ms``:
+        only those with ts < until_ms, e.g. what a client that stopped reading received). Raises
         ValueError when the request cannot be answered (unknown instId, bad freq, a range the
         capped push log no longer covers)."""
         spec = self.market.by_id.get(inst_id)
@@ -256,7 +257,10 @@ class SimServer:
             raise ValueError(f"{inst_id}: the books5 push log was truncated before {iso_ms(cut)} "
                              f"(books_log_max_per_inst); ask for bars from {iso_ms(cut + max_age_s * 1000)} on")
         ct_val = float(spec.ct_val) if spec.ct_val else 1.0
-        return book_truth.bar_features(self.hub.books_sent(inst_id), inst_type=spec.inst_type,
+        sent = self.hub.books_sent(inst_id)
+        if until_ms is not None:
+            sent = [el for el in sent if int(el["ts"]) < until_ms]
+        return book_truth.bar_features(sent, inst_type=spec.inst_type,
                                        ct_type=spec.ct_type, ct_val=ct_val, freq=freq, start_ms=start_ms,
                                        end_ms=end_ms, max_age_s=max_age_s)
 
@@ -274,8 +278,9 @@ class SimServer:
             inst_id, freq = q.get("instId", ""), q.get("freq", "1min")
             start, end = int(q["start"]), int(q["end"])
             max_age_s = int(q.get("max_age_s", "60"))
+            until = int(q["until_ms"]) if "until_ms" in q else None
             data = await asyncio.get_running_loop().run_in_executor(
-                None, self.books_features, inst_id, freq, start, end, max_age_s)
+                None, self.books_features, inst_id, freq, start, end, max_age_s, until)
         except KeyError as e:
             return web.json_response({"code": "50014", "msg": f"parameter {e.args[0]} is required (epoch ms)",
                                       "data": []}, status=400)
@@ -487,9 +492,9 @@ class Simulator:
         return self.server.hub.books_sent(inst_id)
 
     def books_features(self, inst_id: str, freq: str, start_ms: int, end_ms: int,
-                       max_age_s: int = 60) -> list[dict[str, Any]]:
+                       max_age_s: int = 60, until_ms: int | None = None) -> list[dict[str, Any]]:
         """Same rows as ``GET /sim/books/features``."""
-        return self.server.books_features(inst_id, freq, start_ms, end_ms, max_age_s)
+        return self.server.books_features(inst_id, freq, start_ms, end_ms, max_age_s, until_ms)
 
 
 def run_in_thread(**kwargs: Any) -> Simulator:
