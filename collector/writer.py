@@ -309,7 +309,7 @@ class ShardWriter:
                 path = open_path
                 if not final.exists():
                     try:
-                        fd = os.open(open_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+                        fd = os.open(open_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)  # read: compression
                         break
                     except FileExistsError:
                         pass
