@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import io
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -173,7 +174,7 @@ def _zst_chunks(path: Path) -> Iterator[bytes]:
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: empty file, not a zstd stream. A sealed .jsonl.zst is never empty (it is "
                          "written to a temporary name and renamed when complete): the file was truncated outside "
-                         "the collector. Restore it from S3 or a backup, or move it away to build without it.")
+                         "the collector; restore it from S3 or a backup, or move it away to build without it.")
     try:
         with pa.input_stream(str(path), compression="zstd") as fh:
             while True:
@@ -202,17 +203,13 @@ def shard_lines(path: str | Path) -> Iterator[bytes]:
     rest = b""
     for chunk in _zst_chunks(path):
         data = rest + chunk if rest else chunk
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            yield data[start:end + 1]
-            start = end + 1
-        rest = data[start:]
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield from io.BytesIO(data[:cut])   # splits on "\n" only, in C
+        rest = data[cut:]
     if rest:
         raise ValueError(f"{path}: the decompressed shard ends with a partial line ({len(rest)} bytes without a "
-                         "newline); a sealed shard holds complete lines only. Restore it from S3 or a backup, or "
+                         "newline); a sealed shard holds complete lines only: restore it from S3 or a backup, or "
                          "move it away to build without it.")
 
 
