@@ -180,7 +180,7 @@ class CollectorApp:
     def _startup(self) -> None:
         s = self.settings
         self._wait_for_disk()
-        report = self.recovery = recover(s.raw_root)
+        report = self.recovery = recover(s.raw_root, compress_channels=s.compress_channels)
         log.info("start-up recovery under %s: %s", s.raw_root, report.summary())
         for shard in report.sealed:
             if shard.cut_lines:
@@ -369,7 +369,8 @@ class CollectorApp:
         assert self.selection is not None
         self.writer = ShardWriter(s.raw_root, "ws", self.clock.now, flush_interval_s=s.flush_interval_s,
                                   flush_clock=time.monotonic, on_io=self.metrics.observe_io,
-                                  on_seal=self.uploader.notify if self.uploader is not None else None)
+                                  on_seal=self.uploader.notify if self.uploader is not None else None,
+                                  compress_channels=s.compress_channels)
         self.capture = RawCapture(self.writer, clock=self.clock, channels=s.channels, on_fatal=self._on_fatal,
                                   candle_updates=self.candle_updates)
         self._expect(self.selection.instruments)
@@ -408,7 +409,7 @@ class CollectorApp:
             loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         if self.capture is not None:
-            self.capture.closed = True
+            self.capture.finish()   # the books5 sampler's held books, before the shards are sealed
             log.info("capture: %s", self.capture.summary())
         if self.writer is not None:
             # sealing takes milliseconds: a second SIGTERM must not cut it short
@@ -443,7 +444,8 @@ class CollectorApp:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m collector",
-        description="Record OKX WebSocket market data losslessly into hourly raw JSONL shards (paths.raw/ws). "
+        description="Record OKX WebSocket market data into hourly raw JSONL shards (paths.raw/ws): losslessly, "
+                    "except books5, which is sampled (the last book of each second). "
                     "'python -m collector status --config config.yaml' reports a running collector's health.",
         epilog="Exit codes: 0 stopped normally (SIGTERM/SIGINT/--duration-s), 1 start-up failed, 2 bad "
                "configuration, 3 a shard could not be written (disk full, permissions). See docs/collector.md.")

@@ -7,6 +7,10 @@ Called synchronously for every frame by :class:`collector.okx_feed.OkxFeed`. Rul
   pushes the running candle several times a second and only the closed one is a bar
   (``candle_updates=True`` keeps every push: benchmarks and studies of the forming bar; the
   workflow rejects unconfirmed rows as ``unconfirmed`` anyway);
+* ``books5`` records go through :class:`collector.sampler.BookSampler` (the last book of each
+  exchange-clock second per instrument; the others are counted in ``skipped`` as
+  ``books5_sampled``/``books5_stale``); held books are written when their receipt hour ends (before
+  its shard is sealed) and by :meth:`RawCapture.finish` at shutdown;
 * subscribe acks, pongs, errors, notices and malformed frames are counted by reason and
   logged with the connection and the frame, never written as data, never raised; an error
   that names an instrument (60018 "instId ... doesn't exist": the exchange no longer knows it)
@@ -37,14 +41,16 @@ from feeder.records import (
     Reject,
     records_from_text,
 )
-from feeder.shards import ShardWriteError
+from feeder.shards import HOUR_MS, ShardWriteError
 
 from collector.clock import ReceiptClock
+from collector.sampler import SKIP_SAMPLED, SKIP_STALE, BookSampler
 from collector.writer import ShardWriter
 
 log = logging.getLogger(__name__)
 
 SKIP_CANDLE_OPEN = "candle_not_confirmed"
+BOOKS = "books5"
 _LOUD_FIRST = 20       # log the first N rejects of a reason, then every EVERY-th
 _LOUD_EVERY = 1000
 #: OKX: "Wrong URL or channel:candle1m,instId:XYZ-USDT-SWAP doesn't exist. ..."
@@ -92,6 +98,8 @@ class RawCapture:
         self.refused: dict[tuple[str, str], str] = {}       # (channel, inst) -> exchange error code
         self.failed: BaseException | None = None
         self.closed = False
+        self.sampler = BookSampler()
+        self._hour = -1   # receipt hour of the last record: books held from earlier hours are written
 
     def expect(self, pairs: Iterable[tuple[str, str]]) -> None:
         """The (channel, instId) pairs now subscribed (after start-up or a universe change):
@@ -115,6 +123,9 @@ class RawCapture:
                 for reject in result.rejects:
                     self._reject(reject, conn_id, address, msg)
             write = self.writer.write
+            if recv_ts // HOUR_MS != self._hour:
+                self._hour = recv_ts // HOUR_MS
+                self._release(self._hour * HOUR_MS)
             for record in result.records:
                 channel = record["channel"]
                 self.received[channel] += 1
@@ -124,6 +135,9 @@ class RawCapture:
                     if len(data) <= CANDLE_CONFIRM_INDEX or data[CANDLE_CONFIRM_INDEX] != "1":
                         self.skipped[SKIP_CANDLE_OPEN] += 1
                         continue
+                elif channel == BOOKS:
+                    self._offer_book(record)
+                    continue
                 write(record)
                 self.written[channel] += 1
         except ShardWriteError as exc:
@@ -132,11 +146,42 @@ class RawCapture:
             self.rejected["internal_error"] += 1
             log.exception("%s: failed to capture a frame (%s); frame: %.300s", conn_id, exc, msg)
 
+    def _offer_book(self, record: dict) -> None:
+        sampler = self.sampler
+        sampled, stale = sampler.sampled, sampler.stale
+        for out in sampler.offer(record):
+            self.writer.write(out)
+            self.written[BOOKS] += 1
+        if sampler.sampled != sampled:
+            self.skipped[SKIP_SAMPLED] += 1
+        elif sampler.stale != stale:
+            self.skipped[SKIP_STALE] += 1
+
+    def _release(self, before_ms: int) -> None:
+        """Write the books held from receipt times before ``before_ms`` (their hour is over)."""
+        for out in self.sampler.release_before(before_ms):
+            self.writer.write(out)
+            self.written[BOOKS] += 1
+
+    def finish(self) -> None:
+        """Write every held book (shutdown, before the writer seals); then no more frames are taken."""
+        if self.failed is None and not self.closed:
+            try:
+                for out in self.sampler.drain():
+                    self.writer.write(out)
+                    self.written[BOOKS] += 1
+            except ShardWriteError as exc:
+                self._fatal(exc)
+        self.closed = True
+
     def tick(self) -> list:
         """Periodic flush/seal (from the app's loop); failures are fatal like write failures."""
         if self.closed or self.failed is not None:
             return []
         try:
+            now_hour = int(self.clock.now() * 1000) // HOUR_MS
+            if now_hour != self._hour and self.sampler.held:
+                self._release(now_hour * HOUR_MS)  # quiet books: their hour is over, write before sealing
             sealed = self.writer.tick()
         except ShardWriteError as exc:
             self._fatal(exc)

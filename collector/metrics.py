@@ -288,6 +288,17 @@ class _StateCollector(Collector):
                                   value=st.shards_sealed if st else 0)
         yield CounterMetricFamily("collector_sealed_bytes", "Bytes in the shards sealed by this process",
                                   value=st.bytes_sealed if st else 0)
+        yield CounterMetricFamily("collector_shards_compressed",
+                                  "Shards sealed as .jsonl.zst (collector.compress_channels) by this process",
+                                  value=st.shards_compressed if st else 0)
+        yield CounterMetricFamily("collector_compressed_input_bytes", "JSONL bytes of those shards",
+                                  value=st.bytes_compressed_in if st else 0)
+        yield CounterMetricFamily("collector_compressed_output_bytes", "Their size on disk (zstd)",
+                                  value=st.bytes_compressed_out if st else 0)
+        if cap is not None:
+            yield GaugeMetricFamily("collector_books_held",
+                                    "books5: books held as the last book of their second, not written yet "
+                                    "(at most one per instrument)", value=cap.sampler.held)
         yield GaugeMetricFamily("collector_open_shards", "Shards being written (.jsonl.open)",
                                 value=len(w.open_paths) if w is not None else 0)
         yield CounterMetricFamily("collector_write_errors",

@@ -12,7 +12,13 @@ What stock 2.4.1 gets wrong (read in cryptofeed's source), and what this subclas
    ``subscribe_chunk`` args (OKX limits requests per connection and hour).
 3. **Closed candles**: cryptofeed's ``Candle.closed`` is always truthy on OKX. The raw capture
    (``collector.capture``) reads ``confirm`` from the frame itself.
-4. **Reconnects forever** (``retries=-1``): the default (10 retries, then the feed dies
+4. **Order books are ``books5``** here: cryptofeed maps ``L2_BOOK`` to OKX's ``books`` (400 levels,
+   incremental updates with ``action`` and ``checksum``). This feed maps ``L2_BOOK`` to ``books5``
+   (5-level snapshots every 100 ms, no ``action``, no ``checksum``) and subscribes
+   ``{"channel": "books5", "instId": ...}`` on the public endpoint. cryptofeed's book handler
+   would fail on those frames (it reads ``action``), so they are never forwarded to it
+   (``forward_to_cryptofeed``): they are recorded raw (and sampled, ``collector.sampler``) only.
+5. **Reconnects forever** (``retries=-1``): the default (10 retries, then the feed dies
    silently) would leave a collector running that records nothing.
 
 Also:
@@ -86,6 +92,9 @@ HANDOVER_TIMEOUT_S = 20.0
 #: on their way on the old one arrive before it is closed.
 HANDOVER_OVERLAP_S = 0.5
 Pair = tuple[str, str]   # (OKX channel, instId)
+#: OKX's 5-level order-book channel (snapshots; docs/collector.md, "Order books").
+BOOKS5 = "books5"
+_BOOKS5_HEAD = '"channel":"books5"'
 
 
 def _pair(arg: Mapping[str, Any]) -> Pair:
@@ -105,6 +114,13 @@ def _event_of(msg: str | bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return frame if isinstance(frame, dict) and "event" in frame else None
+
+
+def _is_books5(msg: str | bytes) -> bool:
+    """A books5 data frame (``{"arg":{"channel":"books5",...``): never handed to cryptofeed, whose book
+    handler expects ``books``' ``action``/``checksum``."""
+    head = msg[:40]
+    return (_BOOKS5_HEAD.encode() if isinstance(head, bytes) else _BOOKS5_HEAD) in head
 
 
 @dataclass
@@ -188,7 +204,10 @@ class OkxFeed(OKX):
     its symbols against cryptofeed's table and would otherwise fetch that table itself.
     """
 
-    PUBLIC_CHANNELS = tuple(OKX.websocket_channels[c] for c in (L2_BOOK, TRADES, TICKER, FUNDING, OPEN_INTEREST, LIQUIDATIONS))
+    #: cryptofeed's channel table with order books on OKX's ``books5`` (module docstring, 4).
+    websocket_channels = {**OKX.websocket_channels, L2_BOOK: BOOKS5}
+    PUBLIC_CHANNELS = (BOOKS5,) + tuple(OKX.websocket_channels[c] for c in (TRADES, TICKER, FUNDING, OPEN_INTEREST,
+                                                                             LIQUIDATIONS))
     BUSINESS_CHANNELS = (OKX.websocket_channels[CANDLES],)
 
     def __init__(
@@ -355,7 +374,7 @@ class OkxFeed(OKX):
                 await self._on_event(event, conn)
             except Exception:  # never let event bookkeeping drop the connection
                 log.exception("%s: failed to act on %.300s", conn.uuid, msg)
-        if self._forward and msg != "pong":
+        if self._forward and msg != "pong" and not _is_books5(msg):
             try:
                 await super().message_handler(msg, conn, timestamp)
             except Exception:

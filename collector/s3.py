@@ -13,7 +13,9 @@ Why it is built this way:
   ``<paths.raw>/ws`` whose destination URL is not in the journal is queued: shards sealed while
   S3 was down, on SIGTERM after the drain gave up, or by start-up recovery after a kill. A crash
   between an upload and its journal line costs one more (idempotent) upload at the next start;
-  a torn last line is skipped. ``.jsonl.open`` files are never queued (they are not sealed).
+  a torn last line is skipped. ``.jsonl.open`` files are never queued (they are not sealed);
+  compressed shards (``.jsonl.zst``) are uploaded as they are, with ``Content-Type:
+  application/zstd``, to the same relative key.
 * **Idempotent uploads.** Same key, same bytes: before a PUT, a HEAD; an object of the same size
   and MD5 is recorded without uploading again, and an object with *different* bytes is a conflict
   that is logged and never overwritten. A PUT carries Content-MD5 (S3 rejects a body that does
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from feeder.shards import all_sealed_shards
+from feeder.shards import SEALED_SUFFIXES, all_sealed_shards, is_compressed
 
 from collector.settings import S3Settings
 
@@ -385,7 +387,7 @@ class ShardUploader:
         md5_b64 = base64.b64encode(bytes.fromhex(md5)).decode()
         with open(path, "rb") as fh:
             resp = self._client.put_object(Bucket=self.target.bucket, Key=key, Body=fh, ContentMD5=md5_b64,
-                                           ContentType="application/x-ndjson", Metadata={"md5": md5})
+                                           ContentType=content_type(path), Metadata={"md5": md5})
         etag = str(resp.get("ETag", "")).strip('"')
         if etag == md5:
             return
@@ -399,7 +401,7 @@ class ShardUploader:
         config = TransferConfig(multipart_threshold=self.multipart_threshold,
                                 multipart_chunksize=self.multipart_chunksize, use_threads=False)
         self._client.upload_file(str(path), self.target.bucket, key, Config=config,
-                                 ExtraArgs={"ContentType": "application/x-ndjson", "Metadata": {"md5": md5}})
+                                 ExtraArgs={"ContentType": content_type(path), "Metadata": {"md5": md5}})
 
     def _verify_size(self, key: str, size: int) -> None:
         head = self._head(key)
@@ -475,18 +477,23 @@ class ShardUploader:
             self._cv.wait_for(lambda: self._stop_at is not None, delay)
 
     def _rel(self, path: Path) -> str | None:
-        """``ws/<channel>/<day>/<hour>/<name>.jsonl`` for a sealed shard under the raw root, else None."""
+        """``ws/<channel>/<day>/<hour>/<name>.jsonl[.zst]`` for a sealed shard under the raw root, else None."""
         try:
             rel = Path(path).relative_to(self.raw_root)
         except ValueError:
             return None
         parts = rel.parts
-        if len(parts) != 5 or parts[0] != self.source or not parts[-1].endswith(".jsonl"):
+        if len(parts) != 5 or parts[0] != self.source or not parts[-1].endswith(SEALED_SUFFIXES):
             return None
         return "/".join(parts)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def content_type(path: Path) -> str:
+    """The object's Content-Type: JSONL, or zstd for a compressed shard (its bytes are uploaded as they are)."""
+    return "application/zstd" if is_compressed(path) else "application/x-ndjson"
 
 
 def _md5_of(path: Path) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptofeed.defines import CANDLES, FUNDING, OPEN_INTEREST, TICKER, TRADES
+from cryptofeed.defines import CANDLES, FUNDING, L2_BOOK, OPEN_INTEREST, TICKER, TRADES
 
 from feeder.config import ConfigError, load_config, split_s3_url
 
@@ -22,6 +22,7 @@ __all__ = ["CHANNEL_MAP", "CollectorSettings", "ConfigError", "S3Settings", "loa
 
 #: OKX channel name (config, records) → cryptofeed channel constant.
 CHANNEL_MAP: dict[str, str] = {
+    "books5": L2_BOOK,    # subscribed as OKX "books5" (collector.okx_feed), sampled (collector.sampler)
     "candle1m": CANDLES,  # with candle_interval "1m"
     "funding-rate": FUNDING,
     "open-interest": OPEN_INTEREST,
@@ -64,6 +65,7 @@ class CollectorSettings:
     universe: dict[str, Any] = field(default_factory=dict)
     symbols: tuple[str, ...] | None = None  # --symbols: fixed instrument list, no universe lookup
     s3: S3Settings | None = None             # collector.s3: also upload sealed shards there
+    compress_channels: frozenset[str] = frozenset({"books5"})  # sealed as .jsonl.zst
 
 
 def load_settings(
@@ -80,6 +82,11 @@ def load_settings(
     unknown = [c for c in channels if c not in CHANNEL_MAP]
     if unknown:  # the schema's enum refuses these first; this catches CHANNEL_MAP and the enum drifting apart
         raise ConfigError(f"collector.channels: {unknown} not supported; choose from {sorted(CHANNEL_MAP)}")
+    compress = col.get("compress_channels")
+    compress = frozenset(["books5"] if compress is None else compress)
+    unknown = sorted(c for c in compress if c not in CHANNEL_MAP)
+    if unknown:
+        raise ConfigError(f"collector.compress_channels: {unknown} not supported; choose from {sorted(CHANNEL_MAP)}")
     ca_file = ex.get("ca_file")
     if ca_file and not Path(ca_file).is_file():
         raise ConfigError(f"exchange.ca_file: {ca_file} does not exist; point it at the CA bundle (PEM) "
@@ -105,6 +112,7 @@ def load_settings(
         universe=dict(cfg.get("universe") or {}),
         symbols=tuple(dict.fromkeys(symbols)) if symbols else None,
         s3=_s3_settings(col.get("s3")),
+        compress_channels=compress,
     )
 
 

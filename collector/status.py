@@ -30,8 +30,10 @@ EXIT_UNREACHABLE = 2
 
 #: Longest silence (real seconds) that is still normal for one instrument on a channel. OKX pushes
 #: forming candles several times a minute, funding-rate every 30-90 s, open-interest every few
-#: seconds when it changes; quiet instruments can pause for longer on trades.
+#: seconds when it changes; quiet instruments can pause for longer on trades; books5 every 100 ms
+#: when the book changed and an unchanged book again after about 60 s.
 DEFAULT_MAX_SILENCE_S: dict[str, float] = {
+    "books5": 120.0,
     "candle1m": 120.0,
     "funding-rate": 180.0,
     "open-interest": 180.0,
@@ -219,6 +221,18 @@ def assess(scrape: Scrape, *, max_silence: Mapping[str, float] | None = None, no
     facts.append(f"{written:,.0f} records written, {scrape.value('collector_shards_sealed_total'):,.0f} shard(s) "
                  f"sealed ({_size(scrape.value('collector_sealed_bytes_total'))}), "
                  f"{scrape.value('collector_open_shards'):.0f} open")
+    sampled = scrape.value("collector_records_skipped_total", reason="books5_sampled")
+    if "books5" in per_channel or sampled:
+        books_in = scrape.value("collector_messages_total", channel="books5")
+        books_out = scrape.value("collector_records_written_total", channel="books5")
+        stale = scrape.value("collector_records_skipped_total", reason="books5_stale")
+        facts.append(f"books5 sampled to the last book of each second: {books_in:,.0f} book(s) received, "
+                     f"{books_out:,.0f} written, {sampled:,.0f} sampled away, {stale:,.0f} stale/duplicate")
+    zin = scrape.value("collector_compressed_input_bytes_total")
+    if zin:
+        zout = scrape.value("collector_compressed_output_bytes_total")
+        facts.append(f"{scrape.value('collector_shards_compressed_total'):,.0f} shard(s) sealed as .jsonl.zst: "
+                     f"{_size(zin)} of JSONL in {_size(zout)} ({zin / max(zout, 1):.1f}x)")
     reconnects = scrape.total("collector_reconnects_total")
     switches = scrape.value("collector_universe_switches_total")
     facts.append(f"{reconnects:.0f} reconnect(s), {switches:.0f} universe change(s) since start")

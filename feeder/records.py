@@ -30,7 +30,9 @@ from feeder.identifiers import is_inst_id
 RECORD_VERSION = 1
 
 #: OKX channel names the raw layer knows (ARCHITECTURE.md, ``channel``).
-CHANNELS: frozenset[str] = frozenset({"candle1m", "funding-rate", "open-interest", "tickers", "trades"})
+#: ``books5`` records are sampled by the collector (the last book of each exchange-clock second,
+#: ``collector.sampler``), not every push; every other channel is recorded as pushed.
+CHANNELS: frozenset[str] = frozenset({"books5", "candle1m", "funding-rate", "open-interest", "tickers", "trades"})
 
 #: Candle arrays: ``[ts, o, h, l, c, vol, volCcy]`` before 2023, then ``+ [volCcyQuote, confirm]``.
 CANDLE_MIN_LEN = 7

@@ -3,6 +3,7 @@
 Layout and sealing rules are a contract (docs/ARCHITECTURE.md, "Raw shard layout")::
 
     <root>/<source>/<channel>/<YYYY-MM-DD>/<HH>/<writer-id>.jsonl          sealed (immutable)
+    <root>/<source>/<channel>/<YYYY-MM-DD>/<HH>/<writer-id>.jsonl.zst      sealed, zstd-compressed
     <root>/<source>/<channel>/<YYYY-MM-DD>/<HH>/<writer-id>.jsonl.open     being written
     <root>/rest/<channel>/<YYYY-MM-DD>.jsonl                              whole REST shard
 
@@ -19,6 +20,11 @@ Why it is built this way:
 * **Seal = flush, fsync, ``os.replace`` to ``.jsonl``, fsync the directory**: after a crash a
   file is either an ``.open`` file (recovered at the next start-up) or a complete sealed one.
   Sealed files are never opened for writing again, by anyone.
+* **Compressed sealed shards** (``.jsonl.zst``, the collector's ``collector.compress_channels``):
+  one zstd stream of exactly the bytes the ``.jsonl`` would hold, written to a temporary name,
+  fsynced and renamed like any seal (:func:`compress_sealed`). Readers stream them
+  (:func:`read_records`, :func:`shard_lines`) without a temporary copy; a torn or garbled one is
+  an error naming the file, never a silent skip or a short read.
 * **Durable directories**: :func:`makedirs_durable` fsyncs the parent of every directory it
   creates, so a sealed shard's directory entry survives a crash too.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import io
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -35,9 +42,21 @@ from typing import Any
 from feeder.records import decode_record, encode_record
 
 
+def _pyarrow() -> Any:
+    """pyarrow (its zstd codec), imported on first use: a collector with no compressed channel
+    and the readers of plain shards do not pay for it."""
+    import pyarrow
+
+    return pyarrow
+
+
 HOUR_MS = 3_600_000
 OPEN_SUFFIX = ".jsonl.open"
 SEALED_SUFFIX = ".jsonl"
+ZST_SUFFIX = ".jsonl.zst"
+#: Every sealed shard ends in one of these (longest first, for stripping a name to its writer id).
+SEALED_SUFFIXES: tuple[str, ...] = (ZST_SUFFIX, SEALED_SUFFIX)
+_READ_CHUNK = 1 << 20
 _SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -103,41 +122,148 @@ def rest_shard_path(root: str | Path, channel: str, day: dt.date | str) -> Path:
 
 
 def sealed_shards(root: str | Path, source: str, channel: str, day: dt.date | str | None = None) -> list[Path]:
-    """Sealed WS-layout shards of one channel (optionally one day), in write order.
+    """Sealed WS-layout shards (``.jsonl`` and ``.jsonl.zst``) of one channel (optionally one day),
+    in write order.
 
     Sorted by hour, then by writer-id start time (numeric), then name, so concatenating them
     replays a single writer's records in the order it wrote them.
     """
     base = Path(root) / check_name("source", source) / check_name("channel", channel)
-    pattern = f"{day if isinstance(day, str) else day.isoformat()}/*/*{SEALED_SUFFIX}" if day else f"*/*/*{SEALED_SUFFIX}"
-    return sorted(base.glob(pattern), key=_shard_sort_key)
+    day_glob = (day if isinstance(day, str) else day.isoformat()) if day else "*"
+    paths = [p for suffix in SEALED_SUFFIXES for p in base.glob(f"{day_glob}/*/*{suffix}")]
+    return sorted(paths, key=_shard_sort_key)
 
 
 def all_sealed_shards(root: str | Path, source: str = "ws") -> list[Path]:
-    """Every sealed WS-layout shard of every channel under ``<root>/<source>``, oldest hour first.
+    """Every sealed WS-layout shard (``.jsonl``, ``.jsonl.zst``) of every channel under
+    ``<root>/<source>``, oldest hour first.
 
-    Never an ``.jsonl.open`` file (the glob ends in ``.jsonl``). The collector's S3 uploader scans
-    with this at start-up to find shards sealed but not yet uploaded.
+    Never an ``.jsonl.open`` file nor a compression's temporary file. The collector's S3 uploader
+    scans with this at start-up to find shards sealed but not yet uploaded.
     """
     base = Path(root) / check_name("source", source)
-    return sorted(base.glob(f"*/*/*/*{SEALED_SUFFIX}"), key=lambda p: (_shard_sort_key(p), p.parent.parent.parent.name))
+    paths = [p for suffix in SEALED_SUFFIXES for p in base.glob(f"*/*/*/*{suffix}") if not p.name.startswith(".")]
+    return sorted(paths, key=lambda p: (_shard_sort_key(p), p.parent.parent.parent.name))
+
+
+def writer_id_of(name: str) -> str:
+    """A sealed shard's file name without its suffix (``.jsonl`` or ``.jsonl.zst``)."""
+    for suffix in SEALED_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _shard_sort_key(path: Path) -> tuple[str, str, int, str]:
-    writer_id = path.name[: -len(SEALED_SUFFIX)] if path.name.endswith(SEALED_SUFFIX) else path.name
+    writer_id = writer_id_of(path.name)
     head = writer_id.split("-", 1)[0]
     return (path.parent.parent.name, path.parent.name, int(head) if head.isdigit() else -1, path.name)
 
 
-def read_records(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
-    """Records of sealed shards, in file order (raises ``ValueError`` on a bad line)."""
-    for path in paths:
+def is_compressed(path: str | Path) -> bool:
+    """True for a zstd shard (``.jsonl.zst``)."""
+    return str(path).endswith(ZST_SUFFIX)
+
+
+def _zst_chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed bytes of a ``.jsonl.zst`` shard, streamed (bounded memory, no temporary copy).
+
+    A shard that is not one complete zstd stream (torn by a crash outside the sealing protocol,
+    garbled, empty) raises ``ValueError`` naming the file: its records cannot be trusted to be all."""
+    pa = _pyarrow()
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not a zstd stream. A sealed .jsonl.zst is never empty (it is "
+                         "written to a temporary name and renamed when complete): the file was truncated outside "
+                         "the collector; restore it from S3 or a backup, or move it away to build without it.")
+    try:
+        with pa.input_stream(str(path), compression="zstd") as fh:
+            while True:
+                chunk = fh.read(_READ_CHUNK)
+                if not chunk:
+                    return
+                yield chunk
+    except OSError as exc:  # pyarrow: "Truncated compressed stream", "ZSTD decompress failed: ..."
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a complete zstd stream ({exc}). The shard is torn or garbled, so some of "
+                         "its records are unreadable; restore it from S3 or a backup, or move it away to build "
+                         "without it (the repair path refetches what REST can restore).") from exc
+
+
+def shard_lines(path: str | Path) -> Iterator[bytes]:
+    """The lines (each ending in ``\n``) of a sealed shard, ``.jsonl`` or ``.jsonl.zst``, streamed.
+
+    A ``.jsonl.zst`` whose content does not end with ``\n`` raises ``ValueError`` (a sealed shard
+    holds complete lines only); the same in a plain ``.jsonl`` is left to the line's decoder."""
+    path = Path(path)
+    if not is_compressed(path):
         with open(path, "rb") as fh:
-            for number, line in enumerate(fh, 1):
-                try:
-                    yield decode_record(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{number}: not a record: {exc}") from exc
+            yield from fh
+        return
+    rest = b""
+    for chunk in _zst_chunks(path):
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield from io.BytesIO(data[:cut])   # splits on "\n" only, in C
+        rest = data[cut:]
+    if rest:
+        raise ValueError(f"{path}: the decompressed shard ends with a partial line ({len(rest)} bytes without a "
+                         "newline); a sealed shard holds complete lines only: restore it from S3 or a backup, or "
+                         "move it away to build without it.")
+
+
+def read_records(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    """Records of sealed shards (``.jsonl`` or ``.jsonl.zst``), in file order (raises ``ValueError``
+    naming the file on a bad line or a torn/garbled compressed shard)."""
+    for path in paths:
+        for number, line in enumerate(shard_lines(path), 1):
+            try:
+                yield decode_record(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not a record: {exc}") from exc
+
+
+def compress_sealed(src_fd: int, length: int, final: Path) -> int:
+    """Seal the first ``length`` bytes of ``src_fd`` (complete JSONL lines) as ``final`` (``.jsonl.zst``).
+
+    Crash-safe like every seal: the zstd stream goes to ``.<final name>.tmp`` in the same
+    directory, is fsynced, renamed to ``final`` and the directory fsynced. The source is read
+    with ``pread`` (its offset and lock are untouched) in chunks, so memory stays bounded.
+    Returns the compressed size. Raises ``OSError`` (the temporary file is removed then)."""
+    pa = _pyarrow()
+    tmp = compress_tmp_path(final)
+    try:
+        with pa.output_stream(str(tmp), compression="zstd") as out:
+            done = 0
+            while done < length:
+                chunk = os.pread(src_fd, min(_READ_CHUNK, length - done), done)
+                if not chunk:
+                    raise OSError(errno.EIO, f"the source ended after {done} of {length} bytes")
+                out.write(chunk)
+                done += len(chunk)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if final.exists():  # never clobber a sealed file
+            raise FileExistsError(errno.EEXIST, "sealed shard already exists", str(final))
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    return size
+
+
+def compress_tmp_path(final: Path) -> Path:
+    """Where :func:`compress_sealed` writes before the rename (a dot file: no reader lists it)."""
+    return final.with_name(f".{final.name}.tmp")
 
 
 # --------------------------------------------------------------------------- fs helpers

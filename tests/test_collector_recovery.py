@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import signal
 import subprocess
@@ -147,3 +148,47 @@ def test_sigkill_mid_write_loses_at_most_the_unflushed_tail(tmp_path: Path, torn
         assert data.endswith(b"\n")
         for line in data.splitlines():
             json.loads(line)
+
+
+# --------------------------------------------------------------------------- compressed channels (books5)
+
+
+def _books_open(root: Path, name: str, content: bytes) -> Path:
+    d = root / "ws" / "books5" / "2024-03-04" / "22"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(content)
+    return d / name
+
+
+def test_recover_seals_an_open_books_shard_as_zst_and_cuts_its_torn_tail(tmp_path: Path) -> None:
+    good = [rec(T0 + i, channel="books5", n=i) for i in range(50)]
+    body = b"".join(encode_record(r) for r in good)
+    p = _books_open(tmp_path, "1-1.jsonl.open", body + b'{"v":1,"channel":"bo')
+    (p.parent / ".1-1.jsonl.zst.tmp").write_bytes(b"\x28\xb5\x2f\xfd half")    # a compression cut by the kill
+    candle = _open_shard(tmp_path, "1-1.jsonl.open", encode_record(rec(T0)))
+    report = recover(tmp_path, compress_channels=["books5"])
+    zst = p.with_name("1-1.jsonl.zst")
+    assert sorted(s.path for s in report.sealed) == sorted([zst, candle.with_name("1-1.jsonl")])
+    assert report.cut_lines == 1 and not report.conflicts and not report.errors
+    assert sorted(x.name for x in p.parent.iterdir()) == [zst.name]            # no .open, no temporary file
+    assert list(S.read_records([zst])) == good
+    assert S.sealed_shards(tmp_path, "ws", "books5") == [zst]
+
+
+def test_recover_after_a_kill_between_the_rename_and_the_removal_of_the_open_file(tmp_path: Path) -> None:
+    body = b"".join(encode_record(rec(T0 + i, channel="books5")) for i in range(20))
+    p = _books_open(tmp_path, "2-1.jsonl.open", body)
+    zst = p.with_name("2-1.jsonl.zst")
+    fd = os.open(p, os.O_RDONLY)
+    S.compress_sealed(fd, len(body), zst)      # the writer got this far, then was killed
+    os.close(fd)
+    before = digest([zst])
+    report = recover(tmp_path, compress_channels=["books5"])
+    assert [s.path for s in report.sealed] == [zst] and not p.exists() and digest([zst]) == before
+    # a .open whose lines differ from its .zst: a conflict, both left alone
+    q = _books_open(tmp_path, "3-1.jsonl.open", body)
+    fd = os.open(q, os.O_RDONLY)
+    S.compress_sealed(fd, len(body) - 10, q.with_name("3-1.jsonl.zst"))
+    os.close(fd)
+    report = recover(tmp_path, compress_channels=["books5"])
+    assert report.conflicts == [q] and q.exists() and report.sealed == []

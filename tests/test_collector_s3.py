@@ -514,3 +514,27 @@ def test_collector_process_uploads_sealed_shards_and_catches_up_after_restart(
     local = expected_objects(raw, S3Settings(BUCKET, prefix, None))
     assert len(local) > len(first_run)
     assert objects(s3, prefix) == local
+
+
+def test_a_compressed_shard_is_uploaded_as_it_is(s3: S3Server, aws_env: dict, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shards = HandShards(raw)
+    shards.writer = ShardWriter(raw, clock=lambda: shards.now, seal_grace_s=0, compress_channels=["books5"])
+    t = target(tmp_path, s3.endpoint_url)
+    uploader = ShardUploader(raw, t, **FAST)
+    shards.writer.on_seal = uploader.notify
+    uploader.start()
+    shards.write("books5", 0, n=500)
+    shards.write("candle1m", 0)
+    shards.seal_until(1)
+    shards.writer.wait_compressed()
+    assert uploader.wait_idle(30), uploader.snapshot()
+    uploader.stop(1)
+    stored = objects(s3, t.key_prefix)
+    key = f"{t.key_prefix}/ws/books5/2024-03-04/22/{shards.writer.writer_id}.jsonl.zst"
+    assert stored == expected_objects(raw, t) and key in stored and len(stored) == 2
+    head = s3.client().head_object(Bucket=BUCKET, Key=key)
+    assert head["ContentType"] == "application/zstd" and head["Metadata"]["md5"] == head["ETag"].strip('"')
+    local = raw / "ws" / "books5" / "2024-03-04" / "22" / f"{shards.writer.writer_id}.jsonl.zst"
+    assert len(list(S.read_records([local]))) == 500
+    shards.writer.close()

@@ -245,3 +245,39 @@ def test_sealed_shards_replay_exactly_what_was_written(tmp_path_factory, seq, gr
         for path in S.sealed_shards(root, "ws", channel):  # every record sits in its receipt hour
             hours = {S.hour_of(r["recv_ts"]) for r in S.read_records([path])}
             assert len(hours) == 1 and S.hour_dir(root, "ws", channel, hours.pop()) == path.parent
+
+
+# --------------------------------------------------------------------------- compressed channels
+
+
+def test_compressed_channel_is_sealed_as_jsonl_zst_and_the_open_file_removed_only_after(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + 5_000)
+    seen: list[tuple[Path, int]] = []
+    w = W.ShardWriter(tmp_path, "ws", clock, seal_grace_s=2.0, pid=4242, compress_channels=["books5"],
+                      on_seal=lambda p, n: seen.append((p, n)))
+    books = [rec(T0 + 5_000 + i, channel="books5", n=i) for i in range(3000)]
+    candles = [rec(T0 + 6_000, n=1)]
+    for r in books + candles:
+        w.write(r)
+    clock.ms = T0 + H + 2_000
+    sealed = w.tick() + w.wait_compressed()
+    hour22 = tmp_path / "ws" / "books5" / "2024-03-04" / "22"
+    zst = hour22 / f"{T0 + 5_000}-4242.jsonl.zst"
+    candle = tmp_path / "ws" / "candle1m" / "2024-03-04" / "22" / f"{T0 + 5_000}-4242.jsonl"
+    assert sorted(sealed) == sorted([zst, candle])
+    assert sorted(p.name for p in hour22.iterdir()) == [zst.name]          # no .open, no temporary file
+    assert list(S.read_records([zst])) == books and list(S.read_records([candle])) == candles
+    plain = sum(len(encode_record(r)) for r in books)
+    assert zst.stat().st_size < plain / 5
+    assert sorted(seen) == sorted([(zst, zst.stat().st_size), (candle, candle.stat().st_size)])
+    st = w.stats
+    assert (st.shards_compressed, st.bytes_compressed_in, st.bytes_compressed_out) == (1, plain, zst.stat().st_size)
+    # a late record of the sealed hour: a fresh writer id, the compressed shard is never touched
+    before = digest([zst])
+    w.write(rec(T0 + 9_000, channel="books5", n=99))
+    closed = w.close()                                 # waits for the compression
+    late = S.sealed_shards(tmp_path, "ws", "books5")
+    assert len(late) == 2 and late[0] == zst and closed == [late[1]] and late[1].name.endswith(".jsonl.zst")
+    assert digest([zst]) == before and [r["data"][1] for r in S.read_records([late[1]])] == ["99"]
+    assert w.stats.late_reopens == 1
+

@@ -220,3 +220,17 @@ def test_rest_open_interest_and_unknown_channel() -> None:
     [rec] = R.records_from_rest("open-interest", body["data"], recv_ts=RECV).records
     assert rec["ts"] == 1728728314766 and rec["data"]["oi"] == "2663107.29999999861"
     assert R.records_from_rest("books", [], recv_ts=RECV).rejects[0].reason == R.R_UNKNOWN_CHANNEL
+
+
+def test_books5_push_becomes_one_record_with_the_element_verbatim() -> None:
+    """BOOKS-CONTRACT section 2: ts = the book's ts as int ms, data = the element as pushed (strings
+    stay strings, seqId a JSON integer, unknown keys kept)."""
+    text = ('{"arg":{"channel":"books5","instId":"BTC-USDT-SWAP"},"data":[{"asks":[["67000.1","12","0","3"]],'
+            '"bids":[["67000","4.5","0","1"]],"instId":"BTC-USDT-SWAP","ts":"1597026383085","seqId":123456,'
+            '"extra":"kept"}]}')
+    result = R.records_from_text(text, recv_ts=1597026383100, channels=R.CHANNELS)
+    assert not result.rejects and len(result.records) == 1
+    r = result.records[0]
+    assert (r["channel"], r["inst"], r["ts"], r["recv_ts"]) == ("books5", "BTC-USDT-SWAP", 1597026383085, 1597026383100)
+    assert r["data"] == json.loads(text)["data"][0] and type(r["data"]["seqId"]) is int
+    assert R.encode_record(r).decode().endswith(json.dumps(r["data"], separators=(",", ":")) + "}\n")

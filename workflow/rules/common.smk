@@ -90,13 +90,13 @@ _HOUR = re.compile(r"\d{2}")
 def sealed_shards(channel: str) -> dict[tuple[str, str], list[str]]:
     """Every sealed WebSocket shard of ``channel``, by (receipt day, hour): one listing per run.
 
-    Only ``*.jsonl`` files are shards; ``.jsonl.open`` ones are still being written.
+    Only ``*.jsonl`` and ``*.jsonl.zst`` files are shards; ``.jsonl.open`` ones are still being written.
     """
-    found = list_matches(f"{RAW}/ws/{channel}/{{day}}/{{hour}}/{{name}}.jsonl")
+    found = list_matches(f"{RAW}/ws/{channel}/{{day}}/{{hour}}/{{name,[^/]+\\.jsonl(?:\\.zst)?}}")
     shards = defaultdict(list)
     for day, hour, name in zip(found.day, found.hour, found.name):
         if _DAY.fullmatch(day) and _HOUR.fullmatch(hour) and "/" not in name:
-            shards[(day, hour)].append(f"{RAW}/ws/{channel}/{day}/{hour}/{name}.jsonl")
+            shards[(day, hour)].append(f"{RAW}/ws/{channel}/{day}/{hour}/{name}")
     return {key: sorted(paths) for key, paths in shards.items()}
 
 
