@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
 from feeder.atomic import write_json, write_parquet
 from feeder.registry import EXCHANGE_COPIES
+from feeder.shards import is_compressed, shard_lines
 
 __all__ = [
     "RAW_SCHEMA",
@@ -91,21 +91,17 @@ class DamagedShardError(RuntimeError):
 
 
 def shard_bytes(path: Path) -> bytes:
-    """A shard's JSONL bytes: ``.jsonl.zst`` (a sealed, zstd-compressed shard) is decompressed in memory.
+    """A shard's JSONL bytes; a ``.jsonl.zst`` is decompressed in memory (feeder.shards.shard_lines).
 
-    A compressed shard that does not decompress is not skipped: every record in it would be
-    lost without a count. :class:`DamagedShardError` names the file and what to do.
+    A compressed shard that does not decompress, or ends inside a line, is not skipped: every record
+    in it would be lost without a count. :class:`DamagedShardError` names the file and what to do.
     """
-    if path.name.endswith(".zst"):
-        try:
-            with pa.input_stream(str(path), compression="zstd") as stream:
-                return stream.read()
-        except (OSError, pa.ArrowException) as exc:
-            raise DamagedShardError(
-                f"raw shard {path} is not a complete zstd file ({exc}); its records cannot be read. Restore it "
-                "from the collector host or the S3 copy, or move it out of paths.raw if its hour is lost "
-                "(the backfill then repairs the candles from REST)") from exc
-    return path.read_bytes()
+    if not is_compressed(path):
+        return path.read_bytes()
+    try:
+        return b"".join(shard_lines(path))
+    except ValueError as exc:
+        raise DamagedShardError(f"raw shard {exc}") from exc
 
 
 def _read_file_robust(path: Path, schema: dict[str, pl.DataType] = RAW_SCHEMA) -> tuple[pl.DataFrame, int]:

@@ -283,7 +283,7 @@ def test_a_compressed_shard_is_read_like_its_jsonl_and_a_torn_one_is_refused_by_
     assert records.height == 5
     torn = tmp_path / "torn.jsonl.zst"
     torn.write_bytes(packed.read_bytes()[:-7])
-    with pytest.raises(DamagedShardError, match=rf"raw shard {torn} is not a complete zstd file .* Restore it"):
+    with pytest.raises(DamagedShardError, match=rf"raw shard {torn}: not a complete zstd stream .* restore it"):
         read_raw_records([plain, torn])
 
 
