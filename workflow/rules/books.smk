@@ -6,14 +6,6 @@
 #
 # clean_books   books5 shards -> work/books/<day>.parquet + work/quality/books/<day>.json
 
-BOOKS_COLLECTED = "books5" in CHANNELS
-
-
-def books_of_day(wildcards) -> list[str]:
-    """The day's per-minute book sums for resample, when the books5 channel is collected."""
-    return [f"{WORK}/books/{wildcards.day}.parquet"] if BOOKS_COLLECTED else []
-
-
 if BOOKS_COLLECTED:
 
     rule clean_books:

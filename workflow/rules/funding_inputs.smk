@@ -1,8 +1,9 @@
-# Input functions and switches of funding.smk, resample.smk and qlib.smk (no rules).
+# Input functions and switches of funding.smk, books.smk, resample.smk and qlib.smk (no rules).
 from feeder.registry import DEFAULT_CHANNELS, qlib_fields
 
 CHANNELS = config.get("collector", {}).get("channels") or list(DEFAULT_CHANNELS)
 TRADES_COLLECTED = "trades" in CHANNELS
+BOOKS_COLLECTED = "books5" in CHANNELS
 
 # The Qlib fields (feeder.registry, docs/fields.md): a field whose channel is not collected
 # would be all NaN, so it is not written.
@@ -28,3 +29,8 @@ def ws_trade_shards(wildcards) -> list[str]:
 def trades_of_day(wildcards) -> list[str]:
     """The day's per-minute trade sums for resample, when the trades channel is collected."""
     return [f"{WORK}/trades/{wildcards.day}.parquet"] if TRADES_COLLECTED else []
+
+
+def books_of_day(wildcards) -> list[str]:
+    """The day's per-minute book sums for resample, when the books5 channel is collected."""
+    return [f"{WORK}/books/{wildcards.day}.parquet"] if BOOKS_COLLECTED else []
