@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import yaml
 
 import okxsim
+from feeder.publish import MANIFEST_NAME
 
 from harness.processes import REPO, run_collector, simulator, snakemake, write_config
 
@@ -60,11 +62,15 @@ def built(tmp_path_factory):
     with simulator(clock_start=f"{SUN}T23:00:00Z", speed=300, cert_dir=data / "certs",
                    log_path=data / "logs" / "simulator.log") as sim:  # fmt: skip
         cfg = data / "config.yaml"
-        write_config(cfg, endpoints=sim, data_dir=data, start=SAT, end=SUN, size=SIZE, frequencies=FREQS,
-                     channels=["candle1m", "funding-rate", "open-interest"])  # fmt: skip
+        config = write_config(cfg, endpoints=sim, data_dir=data, start=SAT, end=SUN, size=SIZE, frequencies=FREQS,
+                              channels=["candle1m", "funding-rate", "open-interest"])  # fmt: skip
+        config["universe"]["window_days"] = 1  # rank on the day before only: fewer REST jobs (ranking is not tested here)
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
         code = run_collector(cfg, duration_s=25, log_path=data / "logs" / "collector.log")
         assert code == 0, (data / "logs" / "collector.log").read_text()[-3000:]
-        snakemake(cfg, "--directory", str(data), cores=4, log_path=data / "logs" / "snakemake.log")
+        # the published dataset only: the tests read it (the quality report is test_report's subject)
+        snakemake(cfg, "--directory", str(data), str(data / "work" / MANIFEST_NAME), cores=4,
+                  log_path=data / "logs" / "snakemake.log")
         state = requests.get(f"{sim.rest}/sim/state", verify=sim.ca_file, timeout=10).json()
         market = okxsim.Market(**state["market_args"])
         insts = qlib_read(data / "qlib", "print(json.dumps(D.list_instruments(D.instruments('all'), as_list=True)))")

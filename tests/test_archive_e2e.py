@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 import okxsim
+from feeder.publish import MANIFEST_NAME
 from harness.processes import snakemake, write_config
 
 pytestmark = pytest.mark.e2e
@@ -33,12 +34,19 @@ CLOCK = "2024-03-02T20:00:00Z"  # February and the UTC+8 day 2024-03-01 are publ
 
 def _build(tmp: Path, sim: okxsim.Simulator, *, source: str, size: int, start: str = DAY, end: str = DAY,
            universe: dict | None = None, targets: tuple[str, ...] = ()) -> Path:
+    """Build ``start..end`` in ``tmp``; by default only what the assertions read: the published
+    Qlib dataset and the coverage table (the quality report is another test's subject).
+
+    The ranking uses the one day before (window_days 1): the ranked metric, from the archive or
+    REST, is the same code path for any window, and each further day is another daily_metrics job."""
     cfg = tmp / "config.yaml"
     config = write_config(cfg, endpoints=sim, data_dir=tmp, start=start, end=end, size=size,
                           frequencies=["1min", "day"], channels=["candle1m"])
     config["history"] = {"source": source, "download_concurrency": 4}
+    config["universe"]["window_days"] = 1
     config["universe"].update(universe or {})
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    targets = targets or (f"{tmp}/work/{MANIFEST_NAME}", f"{tmp}/work/coverage.parquet")
     snakemake(cfg, "--directory", str(tmp), *targets, cores=2, log_path=tmp / "snakemake.log")
     return tmp
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 import okxsim
+from feeder.publish import MANIFEST_NAME
 
 from harness.processes import REPO, run_collector, simulator, snakemake, write_config
 
@@ -50,9 +51,8 @@ def ms(day: str) -> int:
     return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
-def expected_members(sim, day: str) -> list[str]:
+def expected_members(market, state: dict, day: str) -> list[str]:
     """Top-N by trailing 7-day mean of 1Dutc volCcyQuote before `day`, computed independently."""
-    market, state = market_of(sim)
     insts = market.instruments(state["sim_now"], "SWAP")
     stable = {"USDT", "USDC", "DAI", "FDUSD", "TUSD", "USDE", "PYUSD", "USDD", "USDP", "BUSD", "EURT", "USTC"}
     eligible = [i["instId"] for i in insts
@@ -86,8 +86,19 @@ def built(tmp_path_factory):
                      channels=["candle1m"])
         code = run_collector(cfg, duration_s=25, log_path=data / "logs" / "collector.log")
         assert code == 0, (data / "logs" / "collector.log").read_text()[-3000:]
-        snakemake(cfg, "--directory", str(data), cores=4, log_path=data / "logs" / "snakemake.log")
+        # what the tests read: the published dataset (the quality report is test_report's subject)
+        snakemake(cfg, "--directory", str(data), str(data / "work" / MANIFEST_NAME), cores=4,
+                  log_path=data / "logs" / "snakemake.log")
         yield sim, data
+
+
+@pytest.fixture(scope="module")
+def members_by_day(built) -> dict[str, list[str]]:
+    """The independently computed top N of each day, once for the module (it replays 7 days of
+    daily candles of every instrument)."""
+    sim, _ = built
+    market, state = market_of(sim)  # one market for both days: their windows overlap
+    return {day: expected_members(market, state, day) for day in (START, END)}
 
 
 def test_stream_shards_were_written_and_sealed(built):
@@ -100,11 +111,10 @@ def test_stream_shards_were_written_and_sealed(built):
     assert all(r["data"][8] == "1" for r in streamed_last_day), "an unconfirmed candle reached a shard"
 
 
-def test_qlib_1min_and_day_equal_the_ground_truth(built):
+def test_qlib_1min_and_day_equal_the_ground_truth(built, members_by_day):
     """Every bar of every member-day equals the simulator's REST truth; no bar is invented."""
     sim, data = built
     market, state = market_of(sim)
-    members_by_day = {day: expected_members(sim, day) for day in (START, END)}
     insts = sorted({i for m in members_by_day.values() for i in m})
     got = qlib_read(data / "qlib", (
         f"insts = {insts!r}\nout = {{}}\n"
@@ -133,13 +143,13 @@ def test_qlib_1min_and_day_equal_the_ground_truth(built):
     assert compared > 2 * 5 * 1000
 
 
-def test_point_in_time_membership_spans(built):
+def test_point_in_time_membership_spans(built, members_by_day):
     sim, data = built
     spans = qlib_read(data / "qlib", (
         f"d = D.list_instruments(D.instruments('top{SIZE}'), as_list=False, freq='1min')\n"
         "print(json.dumps({k: [[str(a), str(b)] for a, b in v] for k, v in d.items()}))"))
     for day in (START, END):
-        want = set(expected_members(sim, day))
+        want = set(members_by_day[day])
         have = {inst for inst, ss in spans.items()
                 if any(a <= f"{day} 00:00:00" and f"{day} 23:59:00" <= b for a, b in ss)}
         assert have == want, (day, have, want)

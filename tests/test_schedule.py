@@ -130,8 +130,14 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
                           history_limit_max=300) as sim:
         data = tmp_path / "data"
         config_path = tmp_path / "config.yaml"
-        write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end="2024-03-03", size=4,
-                     frequencies=["1min", "day"])
+
+        def configure(end: str) -> None:
+            config = write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end=end, size=4,
+                                  frequencies=["1min", "day"])
+            config["universe"]["window_days"] = 1  # rank on the day before only: fewer REST jobs
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+        configure("2024-03-03")
         logs = iter(range(100))
 
         def run(*a: str) -> subprocess.Popen:
@@ -157,8 +163,7 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
         thread = threading.Thread(target=reader)
         thread.start()
         try:
-            write_config(config_path, endpoints=sim, data_dir=data, start="2024-03-03", end="2024-03-05", size=4,
-                         frequencies=["1min", "day"])
+            configure("2024-03-05")
             second = run()
             # kill it once the new days' cleaning has begun (mid-run), with everything it started
             deadline = time.monotonic() + 120
