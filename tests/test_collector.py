@@ -437,7 +437,11 @@ def test_reconnect_after_drop_and_malformed_frames(okxsim_process: dict[str, Any
         return requests.post(info["rest"] + "/sim/faults", json={"kind": kind}, verify=info["ca_file"],
                              timeout=10).json()
 
-    time.sleep(5)
+    deadline = time.monotonic() + 60  # both connections up (public, business): a loaded machine starts slowly
+    while time.monotonic() < deadline and requests.get(info["rest"] + "/sim/state", verify=info["ca_file"],
+                                                       timeout=10).json()["ws_connections"] < 2:
+        time.sleep(0.2)
+    time.sleep(2)
     assert fault("ws_malformed")["ok"]
     # let the collector read the malformed frames first: the drop is an abort (TCP RST), and a
     # frame still unread in the receive buffer when it arrives is discarded by the kernel (seen

@@ -60,10 +60,11 @@ def digest(payload: bytes) -> str:
 
 
 def tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of the files under ``root`` (Snakemake's own markers left out)."""
+    """Relative path -> sha256 of the files under ``root`` (Snakemake's own markers and the export's
+    build ledger, which names the day block files it read by inode and mtime, left out)."""
     root = root.resolve()
     return {str(p.relative_to(root)): digest(p.read_bytes()) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != ".snakemake_timestamp"}
+            if p.is_file() and p.name not in (".snakemake_timestamp", ".feeder-build.json")}
 
 
 def s3_tree(client, prefix: str) -> dict[str, str]:  # noqa: ANN001
