@@ -72,7 +72,7 @@ def s3_tree(client, prefix: str) -> dict[str, str]:  # noqa: ANN001
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(prefix):]
-            if rel.rsplit("/", 1)[-1] != ".snakemake_timestamp":
+            if rel.rsplit("/", 1)[-1] not in (".snakemake_timestamp", ".feeder-build.json"):  # as tree()
                 out[rel] = digest(client.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
     return out
 
