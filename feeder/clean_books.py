@@ -27,13 +27,22 @@ The rules (docs/fields.md, "Order-book fields"):
 The state of a sample lasts from its second to the next sample's second, at most ``max_age_s``
 seconds: each sample is a run of identical seconds on the 1-second grid, so the sums are the
 run's length times the sample's values, split over the minutes the run crosses.
+
+Memory: a day of sampled books for the top-50 universe is 4.3 M books, ~2 GB of JSON. The job
+reads and parses one shard (one receipt hour) at a time and keeps of each valid book only a
+compact row (:data:`COMPACT_BOOK_SCHEMA`, ~70 bytes: key, receipt, a hash of its levels and the
+per-second values); rows read and rejects add up shard by shard. Dedup, the last book of each
+second and the sums need the whole day (the same book can sit in two shards; a second's books
+can straddle two receipt hours), so they run over the compact rows once every shard is in, and
+give byte for byte what one frame of all the records would give.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +50,15 @@ import polars as pl
 
 from feeder.clean_trades import contract_values
 from feeder.okx import inst_type_expr
-from feeder.raw import RAW_SCHEMA, cleaning_stats, deduplicate_by_key, reason_counts, run_cleaning_job
-from feeder.registry import DAY_MS, day_start_ms
+from feeder.raw import (
+    RAW_SCHEMA,
+    cleaning_stats,
+    deduplicate_by_key,
+    read_raw_records,
+    reason_counts,
+    write_cleaned,
+)
+from feeder.registry import DAY_MS, EXCHANGE_COPIES, day_start_ms
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +67,14 @@ __all__ = [
     "BOOK_FEATURES",
     "BOOK_MINUTES_SCHEMA",
     "BOOK_RAW_SCHEMA",
+    "COMPACT_BOOK_SCHEMA",
     "DEFAULT_MAX_AGE_S",
+    "BookTally",
+    "book_day_reject",
     "book_minutes",
     "book_samples",
+    "books_from_tally",
+    "books_of_day",
     "clean_books_day",
     "parse_books",
     "previous_day_hours",
@@ -211,16 +232,211 @@ def parse_books(records: pl.DataFrame, contracts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def book_day_reject(parsed: pl.DataFrame, *, day: dt.date, max_age_s: int) -> pl.DataFrame:
+    """Parsed books (:func:`parse_books`) with ``outside_day`` for valid books that cannot matter to ``day``.
+
+    A book outside [first second that can still be the state at 00:00:00, end of day) is counted
+    as ``outside_day``; rejected books never become numbers.
+    """
+    first_s = day_start_ms(day) // 1000 - int(max_age_s) + 1
+    end_ms = day_start_ms(day) + DAY_MS
+    return parsed.with_columns(
+        pl.when(pl.col("reject").is_null() & ((pl.col("ts") // 1000 < first_s) | (pl.col("ts") >= end_ms)))
+        .then(pl.lit("outside_day"))
+        .otherwise(pl.col("reject"))
+        .alias("reject")
+    )
+
+
+#: A valid book once its shard is parsed: the dedup key and order (``inst, ts, seq_id``; source
+#: and ``recv_ts``), a hash of its levels text (copies that disagree), and its per-second values.
+#: The levels themselves are dropped, so a day of books is ~70 bytes a book, not its JSON.
+COMPACT_BOOK_SCHEMA: dict[str, pl.DataType] = {
+    "inst": pl.Categorical(),
+    "source": pl.Categorical(),
+    "recv_ts": pl.Int64(),
+    "ts": pl.Int64(),
+    "seq_id": pl.Int64(),
+    "levels_hash": pl.UInt64(),
+    "usable": pl.Boolean(),
+    **{name: pl.Float64() for name in BOOK_FEATURES},
+}
+_KEY = ["inst", "ts", "seq_id"]
+#: Records parsed at once (:meth:`BookTally.add`).
+PARSE_ROWS = 32_768
+
+
+@dataclass
+class BookTally:
+    """What a day's records have given so far, one shard at a time: rows read, rejects by
+    reason, and the compact valid books (:data:`COMPACT_BOOK_SCHEMA`) in read order.
+
+    Rows and rejects are per-record facts, so they add up across shards; dedup and the
+    last-of-second choice are not (a book can sit in two shards), so they wait for the day.
+    """
+
+    rows: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOOK_REJECT_REASONS, 0))
+    books: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, records: pl.DataFrame, *, day: dt.date, contracts: pl.DataFrame, max_age_s: int) -> None:
+        """Parse raw records (BOOK_RAW_SCHEMA, e.g. one shard's) and keep only their compact form.
+
+        Parsed a slice of PARSE_ROWS records at a time: parsing makes several columns per level,
+        so a whole shard at once would cost far more than its records.
+        """
+        for offset in range(0, records.height, PARSE_ROWS):
+            parsed = book_day_reject(parse_books(records.slice(offset, PARSE_ROWS), contracts), day=day,
+                                     max_age_s=max_age_s)  # fmt: skip
+            self.rows += parsed.height
+            for reason, n in reason_counts(parsed, reasons=BOOK_REJECT_REASONS).items():
+                self.by_reason[reason] += n
+            self.books.append(
+                parsed.filter(pl.col("reject").is_null())
+                .with_columns(pl.col("levels").hash().alias("levels_hash"))
+                .select([pl.col(c).cast(t) for c, t in COMPACT_BOOK_SCHEMA.items()])
+            )
+
+    def take_books(self) -> pl.DataFrame:
+        """All compact books in read order; the tally lets go of them (the caller owns the memory)."""
+        books = pl.concat(self.books, how="vertical") if self.books else pl.DataFrame(schema=COMPACT_BOOK_SCHEMA)
+        self.books = []
+        return books
+
+
+def _levels_ties(copies: pl.DataFrame) -> pl.DataFrame:
+    """``inst, ts, seq_id, levels_hash`` of copies of one book that dedup orders by their levels text.
+
+    Dedup keeps, per key, the exchange's copy, then the one received last, then the smallest
+    levels text. Only copies that agree on the first two and differ in levels need the text
+    (the exchange sent two different books under one (ts, seqId) and both arrived in the same
+    millisecond): that is rare, so the text is read again for them only (:func:`_levels_ranks`).
+    """
+    return (
+        copies.group_by(*_KEY, pl.col("source").is_in(EXCHANGE_COPIES).alias("_exchange"), "recv_ts")
+        .agg(pl.col("levels_hash").unique())
+        .filter(pl.col("levels_hash").list.len() > 1)
+        .explode("levels_hash")
+        .select(*_KEY, "levels_hash")
+        .unique()
+    )
+
+
+def _levels_ranks(
+    ties: pl.DataFrame, records_again: Iterable[pl.DataFrame], *, contracts: pl.DataFrame
+) -> pl.DataFrame:
+    """``inst, ts, seq_id, levels_hash, _rank``: the order of the tied copies' levels texts per key."""
+    texts = [
+        parse_books(records.slice(offset, PARSE_ROWS), contracts)
+        .filter(pl.col("reject").is_null())
+        .select(pl.col("inst").cast(pl.Categorical()), "ts", "seq_id", "levels",
+                pl.col("levels").hash().alias("levels_hash"))
+        .join(ties, on=[*_KEY, "levels_hash"], how="semi", nulls_equal=True)
+        .unique()
+        for records in records_again
+        for offset in range(0, records.height, PARSE_ROWS)
+    ]  # fmt: skip
+    return (
+        pl.concat(texts, how="vertical")
+        .unique([*_KEY, "levels_hash"])
+        .with_columns(pl.col("levels").rank("dense").over(_KEY).cast(pl.UInt32).alias("_rank"))
+        .select(*_KEY, "levels_hash", "_rank")
+    )
+
+
+def _repeated(frame: pl.DataFrame, key: Sequence[pl.Expr]) -> pl.Series:
+    """True for the rows whose ``key`` may occur more than once (a superset: hash collisions included).
+
+    Hashes the key and sorts the hashes (16 bytes a row) instead of grouping the key itself,
+    which for a day of books costs hundreds of MB. Callers treat the flagged rows exactly, so a
+    collision costs time, never a wrong row.
+    """
+    hashes = frame.select(pl.struct(*key).hash()).to_series()
+    ordered = hashes.sort()
+    again = ordered.filter((ordered == ordered.shift(1)) | (ordered == ordered.shift(-1))).unique()
+    return hashes.is_in(again.implode())
+
+
+def _deduplicate_books(
+    books: pl.DataFrame, *, records_again: Callable[[], Iterable[pl.DataFrame]], contracts: pl.DataFrame
+) -> tuple[pl.DataFrame, int, int]:
+    """feeder.raw.deduplicate_by_key on compact books: (kept, duplicates, conflicts).
+
+    Only books whose key may occur more than once are sorted; the levels text is stood for by
+    its 64-bit hash (equal texts, equal hashes; two different texts of one key would have to
+    collide to be counted as one) and, where copies tie before it, by its rank.
+    """
+    repeated = _repeated(books, [pl.col(c) for c in _KEY])
+    if not repeated.any():
+        return books, 0, 0
+    copies = books.filter(repeated)
+    ties = _levels_ties(copies)
+    if ties.is_empty():
+        copies = copies.with_columns(pl.lit(0, dtype=pl.UInt32).alias("_rank"))
+    else:
+        ranks = _levels_ranks(ties, records_again(), contracts=contracts)
+        copies = copies.join(ranks, on=[*_KEY, "levels_hash"], how="left", nulls_equal=True, maintain_order="left")
+        copies = copies.with_columns(pl.col("_rank").fill_null(0))
+    kept, duplicates, conflicts = deduplicate_by_key(copies, key=_KEY, values=["_rank", "levels_hash"])
+    return pl.concat([books.filter(~repeated), kept.drop("_rank")], how="vertical"), duplicates, conflicts
+
+
 def book_samples(books: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Valid books (deduplicated) → one sample per (inst, second): the greatest (ts, seqId).
 
-    Returns (``inst, sec, usable`` + the features, sorted by inst, sec; the number of books a
-    later book of the same second replaced).
+    Returns (``inst, sec, usable`` + the features, in no particular order; the number of books
+    a later book of the same second replaced). Only the books that share a second with another
+    one are sorted (the collector already keeps one book a second), so a day of books is not
+    copied whole.
     """
-    ordered = books.with_columns((pl.col("ts") // 1000).alias("sec")).sort(
-        "inst", "sec", "ts", "seq_id", "recv_ts", nulls_last=False, maintain_order=True)
-    samples = ordered.unique(["inst", "sec"], keep="last", maintain_order=True)
-    return samples.select("inst", "sec", "usable", *BOOK_FEATURES), ordered.height - samples.height
+    columns = [pl.col("inst"), (pl.col("ts") // 1000).alias("sec"), pl.col("usable"), *map(pl.col, BOOK_FEATURES)]
+    shared = _repeated(books, [pl.col("inst"), pl.col("ts") // 1000])
+    if not shared.any():
+        return books.select(columns), 0
+    latest = (
+        books.filter(shared)
+        .with_columns((pl.col("ts") // 1000).alias("sec"))
+        .sort("inst", "sec", "ts", "seq_id", "recv_ts", nulls_last=False, maintain_order=True)
+        .unique(["inst", "sec"], keep="last", maintain_order=True)
+    )
+    samples = pl.concat([books.filter(~shared).select(columns), latest.select(columns)], how="vertical")
+    return samples, books.height - samples.height
+
+
+def _instrument_minutes(
+    keys: pl.DataFrame, samples: pl.DataFrame, *, start_s: int, end_s: int, max_age_s: int
+) -> pl.DataFrame:
+    """One instrument's sample keys (``inst, sec, usable, _row``, sorted by sec) → its minutes' sums.
+
+    ``_row`` is the sample's row in ``samples``: the features are looked up for the (run, minute)
+    pieces only.
+    """
+    pieces = (
+        keys.lazy()
+        .with_columns(
+            pl.max_horizontal(pl.col("sec"), pl.lit(start_s)).alias("_from"),
+            pl.min_horizontal(pl.col("sec").shift(-1), pl.col("sec") + int(max_age_s), pl.lit(end_s)).alias("_to"),
+        )
+        .filter(pl.col("usable") & (pl.col("_to") > pl.col("_from")))
+        .with_columns(pl.int_ranges(pl.col("_from") // 60, (pl.col("_to") - 1) // 60 + 1).alias("_minute"))
+        .explode("_minute")
+        .select("inst", "_row", "_minute", "_from",
+                (pl.min_horizontal(pl.col("_to"), (pl.col("_minute") + 1) * 60)
+                 - pl.max_horizontal(pl.col("_from"), pl.col("_minute") * 60)).alias("_n"))
+        .collect()
+    )  # fmt: skip
+    rows = pieces.get_column("_row")
+    in_order = [pl.col("_n").sum().alias("covered_s")] + [
+        (pl.col("_n").cast(pl.Float64) * pl.col(f)).sort_by("_from").cum_sum().last().alias(f"{f}_sum")
+        for f in BOOK_FEATURES
+    ]
+    return (
+        pieces.with_columns(samples.get_column(f).gather(rows) for f in BOOK_FEATURES)
+        .group_by("inst", "_minute")
+        .agg(in_order)
+        .with_columns((pl.col("_minute") * 60_000).cast(pl.Datetime("ms")).alias("ts"))
+        .select([pl.col(c).cast(t) for c, t in BOOK_MINUTES_SCHEMA.items()])
+    )
 
 
 def book_minutes(samples: pl.DataFrame, *, day: dt.date, max_age_s: int) -> pl.DataFrame:
@@ -230,64 +446,47 @@ def book_minutes(samples: pl.DataFrame, *, day: dt.date, max_age_s: int) -> pl.D
     seconds, clipped to the day; only usable samples count. Each such run of seconds adds
     (its seconds in the minute) and (those seconds × each feature) to every minute it crosses.
     Sums are added in time order, so a rebuild gives the same bytes.
+
+    Runs and sums are made one instrument at a time (a run never crosses instruments; only the
+    row numbers of the whole day are sorted, by instrument), so the working set is one
+    instrument's day, not every one's.
     """
     start_s = day_start_ms(day) // 1000
-    end_s = start_s + DAY_MS // 1000
-    runs = (
-        samples.lazy()
-        .sort("inst", "sec")
-        .with_columns(pl.col("sec").shift(-1).over("inst").alias("_next"))
-        .with_columns(
-            pl.max_horizontal(pl.col("sec"), pl.lit(start_s)).alias("_from"),
-            pl.min_horizontal(pl.col("_next"), pl.col("sec") + int(max_age_s), pl.lit(end_s)).alias("_to"),
-        )
-        .filter(pl.col("usable") & (pl.col("_to") > pl.col("_from")))
-        .with_columns(pl.int_ranges(pl.col("_from") // 60, (pl.col("_to") - 1) // 60 + 1).alias("_minute"))
-        .explode("_minute")
-        .with_columns(
-            (pl.min_horizontal(pl.col("_to"), (pl.col("_minute") + 1) * 60)
-             - pl.max_horizontal(pl.col("_from"), pl.col("_minute") * 60)).alias("_n")  # fmt: skip
-        )
-    )
-    in_order = [pl.col("_n").sum().alias("covered_s")] + [
-        (pl.col("_n").cast(pl.Float64) * pl.col(f)).sort_by("_from").cum_sum().last().alias(f"{f}_sum")
-        for f in BOOK_FEATURES
-    ]
-    return (
-        runs.group_by("inst", "_minute")
-        .agg(in_order)
-        .with_columns((pl.col("_minute") * 60_000).cast(pl.Datetime("ms")).alias("ts"))
-        .select([pl.col(c).cast(t) for c, t in BOOK_MINUTES_SCHEMA.items()])
-        .sort("inst", "ts")
-        .collect()
-    )
+    by_inst = samples.select(pl.arg_sort_by(pl.col("inst").to_physical()).cast(pl.UInt32)).to_series()
+    lengths = samples.select(pl.col("inst").to_physical().gather(by_inst).rle()).unnest("inst").get_column("len")
+    per_instrument = []
+    offset = 0
+    for length in lengths.to_list():
+        rows = by_inst.slice(offset, length).alias("_row")
+        keys = samples.select(pl.col("inst", "sec", "usable").gather(rows)).with_columns(rows).sort("sec")
+        per_instrument.append(_instrument_minutes(keys, samples, start_s=start_s, end_s=start_s + DAY_MS // 1000,
+                                                  max_age_s=max_age_s))  # fmt: skip
+        offset += length
+    if not per_instrument:
+        return pl.DataFrame(schema=BOOK_MINUTES_SCHEMA)
+    return pl.concat(per_instrument, how="vertical").sort("inst", "ts")
 
 
-def books_of_day(
-    records: pl.DataFrame, *, day: dt.date, contracts: pl.DataFrame, max_age_s: int = DEFAULT_MAX_AGE_S
+def books_from_tally(
+    tally: BookTally,
+    *,
+    day: dt.date,
+    contracts: pl.DataFrame,
+    max_age_s: int,
+    records_again: Callable[[], Iterable[pl.DataFrame]],
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Raw books5 records → the day's per-minute sums (BOOK_MINUTES_SCHEMA) and quality counts.
+    """A day's tally (every shard added) → the day's per-minute sums (BOOK_MINUTES_SCHEMA) and quality counts.
 
-    ``records``: the day's records and those of the day before that may carry into it. A
-    book outside [first second that can still be the state at 00:00:00, end of day) is counted
-    as ``outside_day``; rejected books never become numbers.
+    ``records_again`` gives the same raw records once more, one frame at a time; it is called
+    only when copies of one book differ in levels and nothing else orders them (:func:`_levels_ties`).
     """
-    first_s = day_start_ms(day) // 1000 - int(max_age_s) + 1
-    end_ms = day_start_ms(day) + DAY_MS
-    parsed = parse_books(records, contracts)
-    parsed = parsed.with_columns(
-        pl.when(pl.col("reject").is_null() & ((pl.col("ts") // 1000 < first_s) | (pl.col("ts") >= end_ms)))
-        .then(pl.lit("outside_day"))
-        .otherwise(pl.col("reject"))
-        .alias("reject")
-    )
-    by_reason = reason_counts(parsed, reasons=BOOK_REJECT_REASONS)
-    valid = parsed.filter(pl.col("reject").is_null())
-    kept, duplicates, conflicts = deduplicate_by_key(valid, key=["inst", "ts", "seq_id"], values=["levels"])
-    samples, superseded = book_samples(kept)
+    kept, duplicates, conflicts = _deduplicate_books(tally.take_books(), records_again=records_again,
+                                                     contracts=contracts)  # fmt: skip
+    stats = cleaning_stats(day=day, rows=tally.rows, kept=kept.select("inst", "source"), duplicates=duplicates,
+                           conflicts=conflicts, by_reason=dict(tally.by_reason))  # fmt: skip
+    samples, superseded = book_samples(kept.select("inst", "ts", "seq_id", "recv_ts", "usable", *BOOK_FEATURES))
+    del kept
     minutes = book_minutes(samples, day=day, max_age_s=max_age_s)
-    stats = cleaning_stats(day=day, rows=parsed.height, kept=kept.select("inst", "source"), duplicates=duplicates,
-                           conflicts=conflicts, by_reason=by_reason)  # fmt: skip
     stats.update(
         max_age_s=int(max_age_s),
         superseded=superseded,
@@ -299,6 +498,26 @@ def books_of_day(
     return minutes, stats
 
 
+def books_of_day(
+    records: pl.DataFrame, *, day: dt.date, contracts: pl.DataFrame, max_age_s: int = DEFAULT_MAX_AGE_S
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Raw books5 records → the day's per-minute sums (BOOK_MINUTES_SCHEMA) and quality counts.
+
+    ``records``: the day's records and those of the day before that may carry into it, in one
+    frame (the job itself adds them shard by shard: :func:`clean_books_day`).
+    """
+    tally = BookTally()
+    tally.add(records, day=day, contracts=contracts, max_age_s=max_age_s)
+    return books_from_tally(tally, day=day, contracts=contracts, max_age_s=max_age_s,
+                            records_again=lambda: [records])  # fmt: skip
+
+
+def _shard_records(paths: Sequence[Path]) -> Iterator[tuple[pl.DataFrame, int]]:
+    """Each shard's raw books5 records and malformed-line count, one shard at a time (feeder.raw)."""
+    for path in paths:
+        yield read_raw_records([path], BOOK_RAW_SCHEMA)
+
+
 def clean_books_day(
     *,
     shard_paths: Sequence[Path],
@@ -308,14 +527,27 @@ def clean_books_day(
     quality_path: Path,
     max_age_s: int = DEFAULT_MAX_AGE_S,
 ) -> dict[str, Any]:
-    """Clean ``day``'s books5 shards (and the previous day's last hours) → work/books/<day>.parquet + quality."""
-    instruments = pl.read_parquet(instruments_path)
-    stats = run_cleaning_job(shard_paths=shard_paths, schema=BOOK_RAW_SCHEMA,
-                             clean=lambda records: books_of_day(records, day=day, contracts=instruments,
-                                                                max_age_s=max_age_s),
-                             out_path=out_path, quality_path=quality_path)  # fmt: skip
+    """Clean ``day``'s books5 shards (and the previous day's last hours) → work/books/<day>.parquet + quality.
+
+    One shard (one receipt hour) is read and parsed at a time and reduced to compact books
+    (:class:`BookTally`) before the next is read, so the job's memory is one shard's records
+    plus ~70 bytes per book of the day, not the day's JSON. Files are read once each, in path
+    order, and counted like every cleaning job (feeder.raw.run_cleaning_job).
+    """
+    contracts = pl.read_parquet(instruments_path)
+    paths = sorted(dict.fromkeys(Path(p) for p in shard_paths))
+    tally = BookTally()
+    malformed = 0
+    for records, bad in _shard_records(paths):
+        tally.add(records, day=day, contracts=contracts, max_age_s=max_age_s)
+        malformed += bad
+        del records
+    minutes, stats = books_from_tally(tally, day=day, contracts=contracts, max_age_s=max_age_s,
+                                      records_again=lambda: (records for records, _ in _shard_records(paths)))
+    quality = {"files": len(paths), "malformed_lines": malformed, **stats}
+    write_cleaned(minutes, out_path=out_path, quality=quality, quality_path=quality_path)
     log.info("books %s: %d files, %d rows read, %d books kept, %d samples (%d unusable), %d minutes with a book, "
-             "%d duplicates, rejected %s", day, stats["files"], stats["rows_read"], stats["kept"], stats["samples"],
-             stats["unusable_samples"], stats["minutes"], stats["duplicates"],
-             {k: v for k, v in stats["rejected"].items() if v})  # fmt: skip
-    return stats
+             "%d duplicates, rejected %s", day, quality["files"], quality["rows_read"], quality["kept"],
+             quality["samples"], quality["unusable_samples"], quality["minutes"], quality["duplicates"],
+             {k: v for k, v in quality["rejected"].items() if v})  # fmt: skip
+    return quality

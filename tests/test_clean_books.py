@@ -321,3 +321,84 @@ def test_books_published_at_or_after_a_close_never_change_that_bar(books: list[d
     assert bars_at(before, SWAP, "1min", opens) == bars_at(after, SWAP, "1min", opens)
     if close == H0 + 3_600_000:
         assert bars_at(before, SWAP, "60min", [H0]) == bars_at(after, SWAP, "60min", [H0])
+
+
+# --------------------------------------------------------------------------------------------
+# One shard at a time: the job's memory is one shard's records, its output the whole day's
+# --------------------------------------------------------------------------------------------
+
+
+def write_shards(tmp_path: Path, shards: Sequence[Sequence[dict | str]]) -> list[Path]:
+    """One ``NN.jsonl`` per shard (a str is written as a raw line: a malformed one)."""
+    paths = []
+    for i, lines in enumerate(shards):
+        path = tmp_path / f"{i:02d}.jsonl"
+        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in lines))
+        paths.append(path)
+    return paths
+
+
+def run_job(tmp_path: Path, shards: Sequence[Sequence[dict | str]], name: str) -> tuple[dict, bytes]:
+    out = tmp_path / name
+    out.mkdir()
+    INSTRUMENTS.write_parquet(out / "instruments.parquet")
+    quality = clean_books_day(shard_paths=write_shards(out, shards), day=DAY,
+                              instruments_path=out / "instruments.parquet", out_path=out / "books.parquet",
+                              quality_path=out / "q.json")  # fmt: skip
+    return quality, (out / "books.parquet").read_bytes()
+
+
+def test_a_day_split_across_shards_gives_the_same_output_as_one_shard(tmp_path: Path) -> None:
+    """Receipt-hour shards split a second's books and repeat books (replays, two writers);
+    dedup, the last book of a second and the sums still see the whole day."""
+    replayed = book(SWAP, D0 + 5_200, *narrow(3), seq=7)
+    two_writers = book(SWAP, D0 + 70_000, *narrow(2), seq=20)
+    shards: list[list[dict | str]] = [
+        [book(SWAP, D0 - 20_000, *narrow(1), seq=1),  # yesterday's last hour: the state at 00:00:00
+         book(SWAP, D0 + 5_900, *narrow(4), seq=9),  # second 5's last book, read BEFORE its earlier one
+         replayed, two_writers,
+         # same (ts, seqId) and receipt, different levels: dedup keeps the smaller levels text (2 < 3 ticks)
+         book(SPOT, D0 + 3_000, *narrow(3), seq=40, recv=D0 + 3_050)],
+        [replayed, {**two_writers, "recv_ts": two_writers["recv_ts"] + 1},  # the same book again, later receipt
+         book(SWAP, D0 + 5_100, *narrow(6), seq=6),  # second 5, earlier: superseded by seq 9 of shard 0
+         book(SWAP, D0 + 59_999, *narrow(1), seq=19), '{"v":1,"data":', book(SPOT, D0 + 10_000, *narrow(1), seq=41)],
+        [book(SPOT, D0 + 3_000, *narrow(2), seq=40, recv=D0 + 3_050), book(SWAP, D0 + 3_600_000, *narrow(1), seq=99)],
+    ]  # fmt: skip
+    split, split_bytes = run_job(tmp_path, shards, "split")
+    whole, whole_bytes = run_job(tmp_path, [[line for shard in shards for line in shard]], "whole")
+    assert split_bytes == whole_bytes
+    assert {**split, "files": 1} == whole and split["files"] == 3
+    assert split["malformed_lines"] == 1 and split["rows_read"] == 12
+    assert split["duplicates"] == 3 and split["conflicts"] == 1 and split["superseded"] == 2
+    minutes = pl.read_parquet(tmp_path / "split" / "books.parquet")
+    [swap0] = bars_at(minutes, SWAP, "1min", [D0])
+    # s 0..4: yesterday's 1 tick (s -20 + 60 > 4); 5..58: seq 9 (4 ticks, not seq 6's); 59: 1 tick
+    assert swap0["book_coverage"] == 1.0
+    assert swap0["spread_bps"] == pytest.approx((6 * spread_of(1) + 54 * spread_of(4)) / 60, rel=1e-12)
+    [spot0] = bars_at(minutes, SPOT, "1min", [D0])
+    # s 3..9: the 2-tick copy (smaller levels text than the 3-tick one, though read later); 10..59: 1 tick
+    assert spot0["spread_bps"] == pytest.approx((7 * spread_of(2) + 50 * spread_of(1)) / 57, rel=1e-12)
+
+
+def test_the_job_reads_and_parses_one_shard_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read is one shard, and no earlier shard's records are alive when the next is read."""
+    import weakref
+
+    import feeder.clean_books as clean_books
+
+    reads: list[tuple[list[Path], weakref.ref]] = []
+    real_read = clean_books.read_raw_records
+
+    def read_one_at_a_time(paths: Sequence[Path], schema: dict) -> tuple[pl.DataFrame, int]:
+        alive = [p for p, ref in reads if ref() is not None]
+        assert not alive, f"records of {alive} still alive when reading {paths}"
+        records, malformed = real_read(paths, schema)
+        reads.append((list(paths), weakref.ref(records)))
+        return records, malformed
+
+    monkeypatch.setattr(clean_books, "read_raw_records", read_one_at_a_time)
+    shards = [[book(SWAP, D0 + h * 3_600_000 + s * 1_000, *narrow(1 + s % 3), seq=h * 100 + s) for s in range(50)]
+              for h in range(4)]  # fmt: skip
+    quality, _ = run_job(tmp_path, shards, "job")
+    assert [p for p, _ in reads] == [[tmp_path / "job" / f"{h:02d}.jsonl"] for h in range(4)]
+    assert quality["rows_read"] == 200 and quality["samples"] == 200 and quality["files"] == 4
