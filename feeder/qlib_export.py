@@ -120,12 +120,17 @@ def _assemble_frequency(
                 series = buffer[i, first : last + 1]
                 (out_dir / "features" / name.lower() / f"{field}.{freq}.bin").write_bytes(encode_feature(first, series))
                 values[field] += int(np.count_nonzero(~np.isnan(series)))
+    return _frequency_summary(freq, n_slots=n_slots, n_bars=n_bars, n_instruments=len(names), values=values), \
+        _slot_spans(spans)
+
+
+def _frequency_summary(freq: str, *, n_slots: int, n_bars: int, n_instruments: int,
+                       values: dict[str, int]) -> dict[str, Any]:
+    """A frequency's summary; a field without a single value is logged (Qlib would show it all NaN)."""
     empty = [f for f, n in values.items() if n == 0]
     if empty:
         log.warning("qlib export %s: fields without any value: %s (all NaN)", freq, empty)
-    summary = {"slots": n_slots, "bars": n_bars, "instruments": len(names), "values": values,
-               "empty_fields": empty}
-    return summary, _slot_spans(spans)
+    return {"slots": n_slots, "bars": n_bars, "instruments": n_instruments, "values": values, "empty_fields": empty}
 
 
 def _slot_spans(spans: Sequence[tuple[str, int, int]]) -> pl.DataFrame:
@@ -422,11 +427,7 @@ def _append_frequency(
                     series = buffer[i, : last + 1]
                     _appended_copy(src, dst, first=old[0], last=old[1], pad=n_old - old[1] - 1, tail=series)
                 values[field] += int(np.count_nonzero(~np.isnan(series)))
-    empty = [f for f, n in values.items() if n == 0]
-    if empty:
-        log.warning("qlib export %s: fields without any value: %s (all NaN)", freq, empty)
-    summary = {"slots": n_slots, "bars": n_bars, "instruments": len(spans), "values": values,
-               "empty_fields": empty}
+    summary = _frequency_summary(freq, n_slots=n_slots, n_bars=n_bars, n_instruments=len(spans), values=values)
     return summary, _slot_spans(sorted((inst, first, last) for inst, (first, last) in spans.items()))
 
 

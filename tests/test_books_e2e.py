@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from harness.processes import REPO, simulator, snakemake, stop, write_config
+from harness.readback import qlib_read
 
 pytestmark = pytest.mark.e2e
 
@@ -50,14 +51,6 @@ def recorded_books(raw: Path) -> dict[str, list[dict]]:
                 record = json.loads(line)
                 books.setdefault(record["inst"], []).append(record)
     return books
-
-
-def qlib_read(qlib_dir: Path, code: str) -> object:
-    prog = ("import json, qlib\nfrom qlib.data import D\n"
-            f"qlib.init(provider_uri={str(qlib_dir)!r}, region='us', kernels=1)\n" + code)
-    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def truth(sim, inst: str, freq: str, *, start: int, end: int, until: int | None = None) -> list[dict]:

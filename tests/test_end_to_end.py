@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +15,8 @@ import requests
 
 import okxsim
 from feeder.publish import MANIFEST_NAME
-
-from harness.processes import REPO, run_collector, simulator, snakemake, write_config
+from harness.processes import run_collector, simulator, snakemake, write_config
+from harness.readback import qlib_read
 
 pytestmark = pytest.mark.e2e
 
@@ -65,15 +62,6 @@ def expected_members(market, state: dict, day: str) -> list[str]:
         if rows:
             scores.append((-np.mean([float(r[7]) for r in rows]), inst))
     return [inst for _, inst in sorted(scores)[:SIZE]]
-
-
-def qlib_read(qlib_dir: Path, code: str) -> object:
-    """Run a Qlib read in a fresh interpreter (Qlib caches instruments per process) → JSON."""
-    prog = ("import json, qlib\nfrom qlib.data import D\n"
-            f"qlib.init(provider_uri={str(qlib_dir)!r}, region='us', kernels=1)\n" + code)
-    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
