@@ -144,11 +144,15 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
 
         configure("2024-03-03")
         logs = iter(range(100))
+        # the published dataset only (passed on to Snakemake): what the reader checks; the quality
+        # page (the rest of the default target) does not feed it
+        manifest = str(data / "work" / MANIFEST_NAME)
 
         def run(*a: str) -> subprocess.Popen:
             # output to a file: an unread pipe would block the run once its buffer is full
             log = open(tmp_path / f"run{next(logs)}.log", "w+")
-            return subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path), *a],
+            return subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path), *a,
+                                     manifest],
                                     cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
                                     start_new_session=True)
 
