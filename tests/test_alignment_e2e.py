@@ -73,18 +73,23 @@ def built(tmp_path_factory):
                   log_path=data / "logs" / "snakemake.log")
         state = requests.get(f"{sim.rest}/sim/state", verify=sim.ca_file, timeout=10).json()
         market = okxsim.Market(**state["market_args"])
-        insts = qlib_read(data / "qlib", "print(json.dumps(D.list_instruments(D.instruments('all'), as_list=True)))")
-        assert len(insts) >= SIZE
+        # one Qlib process reads the instruments, every frequency's features and the calendars
         code = (
-            f"insts = {insts!r}\nfields = {['$' + f for f in FIELDS]!r}\nout = {{}}\n"
+            "insts = D.list_instruments(D.instruments('all'), as_list=True)\n"
+            f"fields = {['$' + f for f in FIELDS]!r}\nout = {{}}\n"
             f"for freq in {FREQS!r}:\n"
             f"    df = D.features(insts, fields, '{SAT}', '{SUN} 23:59:00' if freq != 'day' else '{SUN}', freq=freq)\n"
             "    out[freq] = {i: {str(ts): [None if x != x else float(x) for x in row] for ts, row in g.droplevel(0).iterrows()}\n"
             "                 for i, g in df.groupby(level=0)}\n"
-            "print(json.dumps(out))"
+            f"cal = {{f: [str(t) for t in D.calendar(start_time='{SAT}', end_time='{SUN} 23:59:00', freq=f)]"
+            f" for f in {FREQS!r}}}\n"
+            "print(json.dumps({'insts': insts, 'features': out, 'calendars': cal}))"
         )  # fmt: skip
-        got = qlib_read(data / "qlib", code)
-        yield {"data": data, "market": market, "now": state["sim_now"], "insts": insts, "got": got}
+        read = qlib_read(data / "qlib", code)
+        insts = read["insts"]
+        assert len(insts) >= SIZE
+        yield {"data": data, "market": market, "now": state["sim_now"], "insts": insts, "got": read["features"],
+               "calendars": read["calendars"]}
 
 
 def field(values: list[float | None], name: str) -> float | None:
@@ -109,9 +114,7 @@ def test_every_configured_frequency_returns_every_field(built):
 
 
 def test_calendars_are_24_7_across_the_weekend_and_midnight(built):
-    cal = qlib_read(built["data"] / "qlib", (
-        f"print(json.dumps({{f: [str(t) for t in D.calendar(start_time='{SAT}', end_time='{SUN} 23:59:00', freq=f)]"
-        f" for f in {FREQS!r}}}))"))  # fmt: skip
+    cal = built["calendars"]  # D.calendar at each frequency, over both days
     for freq in FREQS:
         step = STEP_MIN[freq]
         want = [label(ms(SAT) + i * step * MIN, freq) for i in range(2 * 1440 // step)]

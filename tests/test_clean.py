@@ -101,10 +101,11 @@ def raw_records(draw: st.DrawFn) -> list[dict[str, Any]]:
 HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@HYPO
-@given(raw_records())
-def test_counts_add_up(records: list[dict[str, Any]]) -> None:
-    kept, stats = clean_candles(frame(records), DAY)
+# The four properties below share one draw each: cleaning runs once a draw (not once a property),
+# and every property still sees all 60 examples.
+
+
+def check_counts_add_up(records: list[dict[str, Any]], kept: pl.DataFrame, stats: dict[str, Any]) -> None:
     assert stats["rows_read"] == len(records)
     assert stats["rows_read"] == stats["kept"] + stats["duplicates"] + stats["rejected_total"]
     assert stats["rejected_total"] == sum(stats["rejected"].values())
@@ -112,10 +113,7 @@ def test_counts_add_up(records: list[dict[str, Any]]) -> None:
     assert stats["conflicts"] <= stats["duplicates"]
 
 
-@HYPO
-@given(raw_records())
-def test_output_unique_sorted_inside_day(records: list[dict[str, Any]]) -> None:
-    kept, _ = clean_candles(frame(records), DAY)
+def check_output_unique_sorted_inside_day(kept: pl.DataFrame) -> None:
     assert kept.columns == ["inst", *CLEAN_SCHEMA]
     assert dict(kept.schema) == {"inst": pl.Utf8, **CLEAN_SCHEMA}
     assert not kept.select(pl.struct("inst", "ts").is_duplicated().any()).item()
@@ -126,10 +124,8 @@ def test_output_unique_sorted_inside_day(records: list[dict[str, Any]]) -> None:
     assert (kept["low"] <= kept["high"]).all()
 
 
-@HYPO
-@given(raw_records(), st.randoms(use_true_random=False))
-def test_dedup_idempotent_and_order_independent(records: list[dict[str, Any]], rnd: Any) -> None:
-    kept, stats = clean_candles(frame(records), DAY)
+def check_dedup_idempotent_and_order_independent(records: list[dict[str, Any]], kept: pl.DataFrame,
+                                                 stats: dict[str, Any], rnd: Any) -> None:
     again, dups, conflicts = deduplicate(kept)
     assert again.equals(kept) and dups == 0 and conflicts == 0
     shuffled = list(records)
@@ -140,14 +136,22 @@ def test_dedup_idempotent_and_order_independent(records: list[dict[str, Any]], r
     assert stats2["conflicts"] == stats["conflicts"]
 
 
-@HYPO
-@given(raw_records())
-def test_rest_preferred(records: list[dict[str, Any]]) -> None:
-    kept, _ = clean_candles(frame(records), DAY)
+def check_rest_preferred(records: list[dict[str, Any]], kept: pl.DataFrame) -> None:
     rest_only, _ = clean_candles(frame([r for r in records if r["source"] == "rest"]), DAY)
     joined = rest_only.join(kept, on=["inst", "ts"], how="left", suffix="_all")
     assert (joined["source_all"] == "rest").all()
     assert joined["close"].equals(joined["close_all"], check_names=False)
+
+
+@HYPO
+@given(raw_records(), st.randoms(use_true_random=False))
+def test_counts_unique_sorted_order_independent_and_rest_preferred(records: list[dict[str, Any]], rnd: Any) -> None:
+    """Counts add up; output unique, sorted, inside the day; dedup idempotent and order independent; REST wins."""
+    kept, stats = clean_candles(frame(records), DAY)
+    check_counts_add_up(records, kept, stats)
+    check_output_unique_sorted_inside_day(kept)
+    check_dedup_idempotent_and_order_independent(records, kept, stats, rnd)
+    check_rest_preferred(records, kept)
 
 
 # --------------------------------------------------------------------------------------------

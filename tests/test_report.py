@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from feeder.report import write_report
 
@@ -255,9 +256,10 @@ def test_report_uses_the_coverage_stage_and_plots_funding(build: dict, tmp_path:
 # the operator's view tests at the end of this file.
 # --------------------------------------------------------------------------------------------
 
-# 2024-02-06..08: the simulated exchange has minutes without candles for some members (real gaps);
-# 2024-02-10: a member change (FIL out, ATOM in).
-FIRST, N_DAYS, SIZE = dt.date(2024, 2, 6), 5, 5
+# 2024-02-06..08: the simulated exchange has minutes without candles for some members (real gaps).
+# Ranked on the day before only (window_days 1, one daily_metrics job a day instead of seven):
+# 2024-02-07 keeps the members of 02-06, 2024-02-08 changes one (FIL out, ATOM in).
+FIRST, N_DAYS, SIZE, WINDOW_DAYS = dt.date(2024, 2, 6), 3, 5, 1
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +275,10 @@ def real_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with simulator(seed=7, clock_start=clock, speed=1, history_start="2024-01-01", cert_dir=tmp / "certs",
                    log_path=tmp / "simulator.log", extra_args=["--rate-limit-scale", "0"]) as sim:
         cfg = tmp / "config.yaml"
-        write_config(cfg, endpoints=sim, data_dir=tmp, start=days[0].isoformat(), end=days[-1].isoformat(),
-                     size=SIZE, frequencies=["60min", "day"])
+        config = write_config(cfg, endpoints=sim, data_dir=tmp, start=days[0].isoformat(), end=days[-1].isoformat(),
+                              size=SIZE, frequencies=["60min", "day"])
+        config["universe"]["window_days"] = WINDOW_DAYS
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
         build = snakemake(cfg, "--directory", str(tmp), cores=2, log_path=tmp / "snakemake.log")
         report = snakemake(cfg, "--directory", str(tmp), "--report", str(tmp / "report.html"), cores=1,
                            log_path=tmp / "snakemake-report.log", check=False)
@@ -328,7 +332,8 @@ def test_quality_report_rule_on_a_real_build(real_build: dict):
         now = {i for d, i in members if d == day}
         assert churn[day.isoformat()]["entered_names"].split() == sorted(now - before)
         assert churn[day.isoformat()]["left_names"].split() == sorted(before - now)
-    assert any(churn[d.isoformat()]["entered"] != "0" for d in days[1:])
+    assert any(churn[d.isoformat()]["entered"] != "0" for d in days[1:]), "the chosen days have a member change"
+    assert any(churn[d.isoformat()]["entered"] == "0" for d in days[1:]), "and a day without one"
 
     bars = pl.concat([pl.read_parquet(work / "bars" / "day" / f"{d}.parquet") for d in days])
     turnover = {row["inst"]: float(row["total_musdt"]) for row in records(r.tables["turnover"])}

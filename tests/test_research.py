@@ -23,6 +23,9 @@ from harness.processes import REPO
 
 FIRST, LAST = dt.date(2023, 5, 1), dt.date(2023, 10, 31)  # 184 days: Alpha158's 60-day warm-up + 124
 N_SYMBOLS, SIZE = 10, 6
+# 60min bars from here: 12 days (288 bars) = 20 warm-up, 143 train, 53 valid, then a test segment
+# from 00:00 of the 10th day (72 bars, 71 backtest steps)
+INTRADAY_START = "2023-10-20"
 FEE = 0.0005
 
 
@@ -171,7 +174,7 @@ def test_intraday_example_on_60min_bars(provider: Path, tmp_path: Path):
     previous bar's scores, and pays (receives) the simulator's funding on the long (short) leg."""
     mlflow_dir = tmp_path / "mlflow"
     summary = run_example(tmp_path, "--provider-uri", str(provider), "--freq", "60min", "--mlflow-dir",
-                          str(mlflow_dir), "--start", "2023-10-10", "--windows", "5,10,20", "--topk", "3",
+                          str(mlflow_dir), "--start", INTRADAY_START, "--windows", "5,10,20", "--topk", "3",
                           "--n-drop", "1", "--long-short")
     assert summary["handler"] == "Alpha158Windows" and summary["windows"] == [5, 10, 20]
     assert summary["model"]["trees"] >= 1

@@ -15,6 +15,7 @@ import yaml
 import okxsim
 from feeder.config import check_config
 from driver.schedule import freshness, next_run, workflow_lock, WorkflowBusy
+from feeder.publish import MANIFEST_NAME
 from harness.processes import REPO, write_config
 
 UTC = dt.timezone.utc
@@ -66,13 +67,17 @@ def test_a_scheduled_run_overlapping_a_running_one_skips_or_waits(tmp_path):
     with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=1, history_start="2024-02-01", n_swaps=24,
                           history_limit_max=300) as sim:
         config_path = tmp_path / "config.yaml"
-        write_config(config_path, endpoints=sim, data_dir=tmp_path / "data", start="2024-03-03", end="2024-03-04",
-                     size=4, frequencies=["day"])
+        config = write_config(config_path, endpoints=sim, data_dir=tmp_path / "data", start="2024-03-03",
+                              end="2024-03-04", size=4, frequencies=["day"])
+        config["universe"]["window_days"] = 1  # rank on the day before only: fewer REST jobs
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        # the published dataset only (extra arguments go to Snakemake): the quality page is test_report's
+        manifest = str(tmp_path / "data" / "work" / MANIFEST_NAME)
 
         def run(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
             log = tmp_path / f"{name}.log"  # a file: an unread pipe would block the run when full
             proc = subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path),
-                                     *args], cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                                     *args, manifest], cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
             return proc, log
 
         first, first_log = run("first")
@@ -139,11 +144,15 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
 
         configure("2024-03-03")
         logs = iter(range(100))
+        # the published dataset only (passed on to Snakemake): what the reader checks; the quality
+        # page (the rest of the default target) does not feed it
+        manifest = str(data / "work" / MANIFEST_NAME)
 
         def run(*a: str) -> subprocess.Popen:
             # output to a file: an unread pipe would block the run once its buffer is full
             log = open(tmp_path / f"run{next(logs)}.log", "w+")
-            return subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path), *a],
+            return subprocess.Popen([sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path), *a,
+                                     manifest],
                                     cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
                                     start_new_session=True)
 
@@ -192,9 +201,13 @@ def published_days(qlib: Path, freq: str = "day") -> list[str]:
     return (qlib / "calendars" / f"{freq}.txt").read_text().split()
 
 
-def schedule_run(config_path: Path, log: Path, *, file_limit_kb: int | None = None) -> subprocess.CompletedProcess:
-    """``python -m driver.schedule run``, optionally under RLIMIT_FSIZE (a disk that fills up), with all it starts."""
-    cmd = [sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path)]
+def schedule_run(config_path: Path, log: Path, *, file_limit_kb: int | None = None,
+                 targets: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m driver.schedule run``, optionally under RLIMIT_FSIZE (a disk that fills up), with all it starts.
+
+    ``targets`` are passed on to Snakemake (the default target when empty).
+    """
+    cmd = [sys.executable, "-m", "driver.schedule", "run", "--config", str(config_path), *targets]
     if file_limit_kb is not None:  # bash's ulimit -f counts 1024-byte blocks; Python turns EFBIG into OSError
         cmd = ["bash", "-c", f'ulimit -f {file_limit_kb} && exec "$@"', "bash", *cmd]
     with open(log, "w") as out:  # a file: an unread pipe would block the run when full
@@ -213,20 +226,26 @@ def test_a_failed_export_is_rebuilt_and_published_by_the_next_run(tmp_path):
             config["universe"]["window_days"] = 1  # rank on the day before only: fewer REST jobs
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
+        # every run builds the published dataset only: the export is the subject, the coverage table
+        # and the quality page (the rest of the default target) do not feed it
+        manifest = (str(data / "work" / MANIFEST_NAME),)
+
         # both days' bars and day blocks, but no export yet (a dataset of day one is published next)
         configure("2024-03-04")
         built = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                                "--configfile", str(config_path), "--cores", "2", "--omit-from", "qlib"],
+                                "--configfile", str(config_path), "--cores", "2", *manifest, "--omit-from", "qlib"],
                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert built.returncode == 0, built.stderr[-3000:]
+        assert list((data / "work" / "qlib-blocks" / "day").glob("*.arrow")), "the day blocks were built"
         configure("2024-03-03")
-        assert schedule_run(config_path, tmp_path / "run1.log").returncode == 0, (tmp_path / "run1.log").read_text()
+        assert schedule_run(config_path, tmp_path / "run1.log", targets=manifest).returncode == 0, \
+            (tmp_path / "run1.log").read_text()
         qlib = data / "qlib"
         assert published_days(qlib) == ["2024-03-03"]
 
         # day two is asked for; the disk "fills up" while the qlib job writes the 1min calendar (57 kB)
         configure("2024-03-04")
-        failed = schedule_run(config_path, tmp_path / "run2.log", file_limit_kb=40)
+        failed = schedule_run(config_path, tmp_path / "run2.log", file_limit_kb=40, targets=manifest)
         log2 = (tmp_path / "run2.log").read_text()
         assert failed.returncode != 0, log2[-3000:]
         assert "Error in rule qlib" in log2 and "File too large" in log2, log2[-3000:]
@@ -235,7 +254,7 @@ def test_a_failed_export_is_rebuilt_and_published_by_the_next_run(tmp_path):
         assert status["covered_through"] == "2024-03-03" and status["last_failure"] >= status["last_success"]
 
         # space is back: the next run must rebuild and publish day two (not "Nothing to be done")
-        rerun = schedule_run(config_path, tmp_path / "run3.log")
+        rerun = schedule_run(config_path, tmp_path / "run3.log", targets=manifest)
         log3 = (tmp_path / "run3.log").read_text()
         assert rerun.returncode == 0, log3[-3000:]
     assert "Nothing to be done" not in log3
