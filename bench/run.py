@@ -109,12 +109,15 @@ def ensure_workload(workdir: Path, symbols: int, days: list[dt.date], label: str
     regenerate a store whose stamp predates the per-day candle counts)."""
     raw = workdir / "raw"
     stamp = workdir / f"workload-{symbols}x{len(days)}.json"
-    if not stamp.exists() or (by_day and "candles_by_day" not in json.loads(stamp.read_text())):
+    clock = clock_after(days[-1])  # the simulator's clock in the runs below: the same market
+    stale = stamp.exists() and json.loads(stamp.read_text()).get("clock_start") != clock
+    if not stamp.exists() or stale or (by_day and "candles_by_day" not in json.loads(stamp.read_text())):
         shutil.rmtree(raw, ignore_errors=True)
         for old in workdir.glob("workload-*.json"):
             old.unlink()
-        gen = generate(raw_root=raw, seed=SEED, history_start=HISTORY_START, days=days, n_symbols=symbols)
-        stamp.write_text(json.dumps(gen))
+        gen = generate(raw_root=raw, seed=SEED, history_start=HISTORY_START, days=days, n_symbols=symbols,
+                       clock_start=clock)
+        stamp.write_text(json.dumps({**gen, "clock_start": clock}))
     gen = json.loads(stamp.read_text())
     print(f"workload ({label}): {gen['symbols']} symbols/day x {len(days)} days = {gen['candles']:,} candles, "
           f"{gen['lines']:,} lines, {gen['bytes'] / 1e6:.0f} MB", flush=True)

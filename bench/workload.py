@@ -23,9 +23,14 @@ MINUTE_MS = 60_000
 
 
 def generate(*, raw_root: Path, seed: int, history_start: str, days: list[dt.date], n_symbols: int,
-             duplicate_share: float = 0.01) -> dict[str, Any]:
-    """Write the workload; return counts (candles, lines, bytes, seconds, candles_by_day)."""
-    market = Market(seed=seed, history_start=history_start)
+             duplicate_share: float = 0.01, clock_start: str | None = None) -> dict[str, Any]:
+    """Write the workload; return counts (candles, lines, bytes, seconds, candles_by_day).
+
+    ``clock_start``: the clock of the simulator the workload is built against. The simulator's
+    market depends on it (its volumes do), so a store generated for another clock disagrees with
+    that simulator's REST and archive copies of the same minutes (every such bar a conflict).
+    """
+    market = Market(seed=seed, history_start=history_start, **({"clock_start": clock_start} if clock_start else {}))
     members = {day: top_by_turnover(market, day, n_symbols) for day in days}
     swaps = sorted({inst for day_members in members.values() for inst in day_members})
     rng = random.Random(seed)
