@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +51,18 @@ def write_json(payload: Any, path: Path) -> None:
             fh.write("\n")
 
     write_atomically(path, dump)
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """``dst`` = ``src`` as a hard link (no bytes written), or a copy where links are impossible.
+
+    Published files are never modified in place (a change writes a new file and renames it),
+    so a link shares them safely between dataset versions. A missing ``src`` raises
+    FileNotFoundError; any other link failure (another file system, a link limit) copies.
+    """
+    try:
+        os.link(src, dst)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copy2(src, dst)

@@ -188,6 +188,8 @@ def publish_dataset(dataset_dir: Path, qlib_dir: Path, *, ignore: Sequence[str] 
     patterns) in ``dataset_dir`` that are not part of the dataset, e.g. a workflow tool's own
     marker files, left out of the version.
     """
+    from feeder.atomic import link_or_copy
+
     qlib_dir = _publish_path(qlib_dir)
     check_publish_target(qlib_dir)
     versions = _versions_dir(qlib_dir)
@@ -195,19 +197,12 @@ def publish_dataset(dataset_dir: Path, qlib_dir: Path, *, ignore: Sequence[str] 
     tmp = Path(tempfile.mkdtemp(prefix="build-", suffix=".tmp", dir=versions))
     try:
         tmp.rmdir()
-        shutil.copytree(dataset_dir, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(*ignore))
+        shutil.copytree(dataset_dir, tmp, copy_function=link_or_copy, ignore=shutil.ignore_patterns(*ignore))
         tmp.chmod(0o755)
         return publish_version(tmp, qlib_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def write_manifest(path: Path, *, qlib_dir: Path, version: Path, summary: dict[str, Any],

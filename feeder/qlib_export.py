@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from feeder.atomic import link_or_copy
 from feeder.identifiers import inst_path_stem
 from feeder.publish import check_publish_target, is_our_dataset, publish_dataset
 from feeder.qlib_blocks import (
@@ -320,12 +320,11 @@ def _changed_days(now: dict[str, Any], then: dict[str, Any]) -> list[str]:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
+    """A base bin carried into the new version unchanged; its absence means the base is torn."""
     try:
-        os.link(src, dst)
+        link_or_copy(src, dst)
     except FileNotFoundError as exc:
         raise AppendNotPossible(f"{src} is missing") from exc
-    except OSError:  # another file system
-        shutil.copyfile(src, dst)
 
 
 _FICLONE = 0x40049409  # Linux ioctl: dst shares src's blocks (btrfs, XFS with reflink, ...)
