@@ -2,9 +2,10 @@
 
 Input of every baseline: the run's raw store, i.e. the stream shards ``raw/ws/candle1m/<day>/<HH>/``
 (plus hour 00 of the next day, which holds a day's 23:59 candle) and the REST backfill shards
-``raw/rest/candle1m/<day>.jsonl`` the pipeline's warm-up wrote (the pipeline reads both; without
-them the two sides would not start from the same data). Bars are kept when they open inside the
-built days and deduplicated on (inst, ts) with REST first, as the pipeline does (among stream
+``raw/rest/candle1m/<day>.jsonl`` and, with history.source archive+rest (the default), the archive's
+copies ``raw/archive/candle1m/<day>.jsonl`` the pipeline's warm-up wrote (the pipeline reads them all;
+without them the two sides would not start from the same data). Bars are kept when they open inside the
+built days and deduplicated on (inst, ts) with the exchange's copies (REST, archive) first, as the pipeline does (among stream
 copies the baselines keep the first, the pipeline the last received: the workload's duplicate
 lines are identical copies, as after a reconnect replay). Values are computed
 from the same OKX candle elements as feeder/okx.py: ``volume`` base coin (``volCcy``; ``vol`` for
@@ -59,10 +60,11 @@ def _day_ms(day: dt.date) -> int:
 
 
 def shard_paths(raw_root: Path, day: dt.date) -> list[Path]:
-    """The files the pipeline's clean job reads for ``day``, REST first (REST wins duplicates)."""
+    """The files the pipeline's clean job reads for ``day``: the exchange's copies first (REST, then
+    the archive's with history.source archive+rest; they win duplicates), then the stream's."""
     ws = raw_root / "ws" / "candle1m"
-    rest = raw_root / "rest" / "candle1m" / f"{day}.jsonl"
-    return ([rest] if rest.exists() else []) + sorted((ws / str(day)).glob("*/*.jsonl")) + sorted(
+    exchange = [raw_root / "rest" / "candle1m" / f"{day}.jsonl", raw_root / "archive" / "candle1m" / f"{day}.jsonl"]
+    return [p for p in exchange if p.exists()] + sorted((ws / str(day)).glob("*/*.jsonl")) + sorted(
         (ws / str(day + dt.timedelta(days=1)) / "00").glob("*.jsonl"))
 
 
@@ -172,8 +174,8 @@ def polars_limit(raw_root: Path, out_dir: Path, days: list[dt.date]) -> int:
     frame = (
         raw.with_columns(slot=(data.list.get(0).cast(pl.Int64) - calendar_start) // MINUTE_MS)
         .filter(pl.col("slot").is_between(0, n_slots - 1))
-        .with_columns(key=codes * (1 << 32) + pl.col("slot"), rest=pl.col("source") != "rest")
-        .sort("key", "rest")
+        .with_columns(key=codes * (1 << 32) + pl.col("slot"), stream=~pl.col("source").is_in(["rest", "archive"]))
+        .sort("key", "stream")
         .unique("key", keep="first", maintain_order=True)
         .select("inst", "slot",
                 open=data.list.get(1).cast(pl.Float64), high=data.list.get(2).cast(pl.Float64),
