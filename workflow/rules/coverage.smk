@@ -8,7 +8,8 @@ rule coverage:
     output:
         table=f"{WORK}/coverage.parquet",
         gaps=f"{WORK}/gaps.csv",
-    threads: 2
+    # one: a second of work, which can then run while the day jobs still run
+    threads: 1
     resources:
         mem_mb=scaled(1024),
         runtime=scaled(10),

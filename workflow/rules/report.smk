@@ -28,7 +28,8 @@ rule quality_report:
         days=DAYS,
         market=MARKET,
         bars_freq=REPORT_FREQ,
-    threads: 2
+    # one: rendering is single-threaded; it runs beside the export
+    threads: 1
     resources:
         mem_mb=scaled(2048),
         runtime=scaled(15),
