@@ -411,8 +411,8 @@ def test_day_block_refuses_broken_bars() -> None:
     """Off-grid, out-of-day and doubled bars would shift every later value: they raise."""
     bars = pl.DataFrame({"inst": ["X", "X"], "ts": [T0, T0 + dt.timedelta(minutes=5)], "close": [1.0, 2.0]})
     block = day_block(bars, day=FRI, freq="5min", fields=("close", "factor"))
-    assert block.column("inst").to_pylist() == ["X"]
-    close = block.column("close").combine_chunks().flatten().to_numpy()
+    assert block["inst"].to_list() == ["X"]
+    close = block["close"].explode().to_numpy()
     assert close.shape == (288,) and close[0] == 1.0 and close[1] == 2.0 and np.isnan(close[2:]).all()
     for broken, match in (
         (bars.with_columns(ts=pl.col("ts") + dt.timedelta(minutes=1)), "not aligned"),

@@ -101,7 +101,7 @@ def test_every_field_reaches_the_bars_or_the_export() -> None:
     bars = resample_bars(pl.DataFrame({"inst": ["X"], "ts": [dt.datetime(2024, 3, 1)], "open": [1.0], "high": [2.0],
                                        "low": [0.5], "close": [1.5], "volume": [2.0], "amount": [3.0]}), "day")
     block = day_block(bars, day=dt.date(2024, 3, 1), freq="day", fields=[f.name for f in registry.FIELDS])
-    assert block.column_names == ["inst", *(f.name for f in registry.FIELDS)]
+    assert block.columns == ["inst", *(f.name for f in registry.FIELDS)]
     with pytest.raises(ValueError, match="rsi"):
         registry.check_fields(["close", "rsi"])
 
