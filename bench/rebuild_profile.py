@@ -28,8 +28,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.run import job_stats, snakemake
+
 REPO = Path(__file__).resolve().parent.parent
-CORES = 2
+CORES = 2  # bench.run.snakemake's --cores
 
 # Runs Snakemake in this process and prints its own and its children's CPU time at exit.
 RUSAGE_WRAPPER = """
@@ -46,32 +48,17 @@ runpy.run_module("snakemake", run_name="__main__")
 """
 
 
-def job_stats(text: str) -> dict[str, int]:
-    """Snakemake's "Job stats" table (rule -> jobs), without the total."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "Job stats:"), None)
-    if start is None:
-        return {}
-    stats: dict[str, int] = {}
-    for line in lines[start + 3:]:
-        match = re.fullmatch(r"\s*(\S+)\s+(\d+)\s*", line)
-        if not match:
-            break
-        if match.group(1) != "total":
-            stats[match.group(1)] = int(match.group(2))
-    return stats
-
-
 def rebuild(run_dir: Path, *extra: str) -> tuple[dict[str, float], dict[str, int]]:
     """One ``--forcerun clean`` rebuild: (wall and CPU figures, jobs per rule)."""
-    argv = [sys.executable, "-c", RUSAGE_WRAPPER, "--snakefile", str(REPO / "Snakefile"), "--directory",
-            str(run_dir), "--configfile", str(run_dir / "config.yaml"), "--cores", str(CORES), "--forcerun",
-            "clean", *extra]
+    command = snakemake(run_dir, run_dir / "config.yaml", "--forcerun", "clean", *extra)
+    argv = [sys.executable, "-c", RUSAGE_WRAPPER, *command[command.index("snakemake") + 1:]]
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"snakemake failed:\n{proc.stderr[-3000:]}")
     line = next(x for x in proc.stderr.splitlines() if x.startswith("RUSAGE "))
-    return json.loads(line.removeprefix("RUSAGE ")), job_stats(proc.stdout + proc.stderr)
+    jobs = job_stats(proc.stdout + proc.stderr)
+    jobs.pop("total", None)
+    return json.loads(line.removeprefix("RUSAGE ")), jobs
 
 
 def script_of_rule(rule: str) -> Path | None:

@@ -338,7 +338,7 @@ def run_dag(*, days: int, instruments: int, workdir: Path, repeat: int) -> Resul
 
 def add_ratios(results: list[Result]) -> None:
     """``x limit`` for the rebuild rows, and ``x pipeline`` for the baselines (their median over
-    the pipeline's: the issue's targets are pipeline <= 3x limit and pandas + dump_bin >= 5x)."""
+    the pipeline's: the issue's targets are pipeline <= 2x limit and pandas + dump_bin >= 5x)."""
     limit = next((r for r in results if r["scenario"] == BASELINES[-1][0]), None)
     pipeline = next((r for r in results if r["scenario"] == REBUILD_ROW), None)
     if limit is None:
