@@ -115,7 +115,7 @@ def test_circuit_breaker_gives_up_when_nothing_is_answered_for_the_budget(sim):
     sim.delay_next("public/time", 1000, seconds=1.0)
     with client(sim, timeout_s=0.1, max_retries=50, give_up_after_s=0.6) as c:
         t0 = time.monotonic()
-        with pytest.raises(OkxUnreachableError, match=r"public/time: no answer for 0\.\d s .*exchange\.rest_url"):
+        with pytest.raises(OkxUnreachableError, match=r"public/time: no answer for [01]\.\d s .*exchange\.rest_url"):
             c.server_time_ms()
         assert time.monotonic() - t0 < 1.2 and c.retries < 10
         sent = c.requests_sent
