@@ -7,12 +7,19 @@ min_version("9.0")
 
 from snakemake.logging import logger as snakemake_logger
 from feeder.logs import quiet_empty_shell_commands
+from feeder.snakemake_scheduler import lift_local_job_rate_limit
 
 # every rule runs a script: without this, each job adds "Shell command: None" to the output
 quiet_empty_shell_commands(snakemake_logger)
 
 
 configfile: "config.yaml"
+
+
+# Snakemake's job rate limiter keeps its scheduler busy on long local runs (see the module)
+onstart:
+    lift_local_job_rate_limit(workflow)
+
 
 
 include: "workflow/rules/common.smk"
