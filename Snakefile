@@ -21,7 +21,6 @@ onstart:
     lift_local_job_rate_limit(workflow)
 
 
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/universe.smk"
 include: "workflow/rules/archive.smk"

@@ -3,8 +3,8 @@
 # Tests run on four workers on two cores (--dist loadfile keeps each file's tests, and its module
 # fixtures, on one worker): the end-to-end tests spend much of their time waiting on the
 # simulator's clock and the collector's fixed streaming windows, not on the CPU. Measured here:
-# 10 to 12 1/2 min with 4 workers from a fresh clone (636 tests, 2026-11-30; the same code took
-# 9 min 59 s on one day and 12 min 23 s on another).
+# 9 1/4 to 9 3/4 min of pytest with 4 workers from a fresh clone (638 tests, 2026-11-30, after
+# the Snakefile lifted Snakemake's job rate limiter; 10 to 12 1/2 min before it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

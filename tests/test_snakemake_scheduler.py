@@ -8,6 +8,7 @@ and count the scheduling passes that found jobs ready (Snakemake's "Ready jobs" 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ rule make:
 def scheduling_passes(workdir: Path, *extra: str) -> int:
     """Run the toy workflow from scratch; the number of scheduling passes that found jobs ready."""
     (workdir / "Snakefile").write_text(SNAKEFILE)
-    subprocess.run(["rm", "-rf", "out", ".snakemake"], cwd=workdir, check=True)
+    for previous_run in ("out", ".snakemake"):
+        shutil.rmtree(workdir / previous_run, ignore_errors=True)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--verbose", *extra],
                           cwd=workdir, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
