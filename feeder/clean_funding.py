@@ -1,4 +1,4 @@
-"""Cleaning settled funding rates: one UTC day per job (the ``clean_funding_oi`` rule).
+"""Cleaning settled funding rates: one UTC day per job (in the ``clean`` rule's job).
 
 Field semantics (docs/fields.md has the user-facing version):
 

@@ -1,4 +1,4 @@
-"""Cleaning open interest: one UTC day per job (the ``clean_funding_oi`` rule).
+"""Cleaning open interest: one UTC day per job (in the ``clean`` rule's job).
 
 Open interest comes from the WebSocket only (OKX keeps no history). One row per push, keyed by
 the exchange's ``ts``; the Qlib field ``open_interest`` is the last value with ``ts <= close``

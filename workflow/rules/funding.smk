@@ -3,8 +3,8 @@
 #
 # funding_history  REST funding-rate-history of the day's universe members -> raw rest shard
 #                  (a per-instrument cache in work/.funding-history makes later days free)
-# clean_funding_oi settled rates usable by the day's bars (REST + stream) and the stream's
-#                  open-interest pushes, deduplicated (one job: both are small)
+#                  The clean rule (clean.smk) cleans it with the stream's settled rates and
+#                  open-interest pushes: they are too small for a job of their own.
 # clean_trades     per-minute trade counts and taker buy volume (only with the trades channel)
 # clean_books      per-minute order-book sums (only with the books5 channel; books.smk)
 
@@ -34,28 +34,6 @@ rule funding_history:
         "../../envs/rest.yaml"
     script:
         "../scripts/funding_history.py"
-
-
-rule clean_funding_oi:
-    input:
-        rest=rules.funding_history.output[0],
-        funding_stream=ws_funding_shards,
-        open_interest_stream=ws_open_interest_shards,
-    output:
-        funding=f"{WORK}/funding/{{day}}.parquet",
-        open_interest=f"{WORK}/open_interest/{{day}}.parquet",
-        funding_quality=f"{WORK}/quality/funding/{{day}}.json",
-        open_interest_quality=f"{WORK}/quality/open-interest/{{day}}.json",
-    threads: 1
-    resources:
-        mem_mb=scaled(512),
-        runtime=scaled(5),
-    log:
-        f"{LOGS}/clean_funding_oi/{{day}}.log",
-    conda:
-        "../../envs/transform.yaml"
-    script:
-        "../scripts/clean_funding_oi.py"
 
 
 if TRADES_COLLECTED:

@@ -9,8 +9,8 @@
 rule resample:
     input:
         bars=rules.clean.output.bars,
-        funding=rules.clean_funding_oi.output.funding,
-        open_interest=rules.clean_funding_oi.output.open_interest,
+        funding=rules.clean.output.funding,
+        open_interest=rules.clean.output.open_interest,
         trades=trades_of_day,
         books=books_of_day,
     output:

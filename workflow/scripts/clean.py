@@ -1,9 +1,12 @@
-"""Clean one UTC day of raw candle shards -> Parquet per symbol-day, and account for its coverage.
-Logic: feeder.clean, feeder.coverage."""
+"""Clean one UTC day of raw shards -> Parquet: candles per symbol-day (and the day's coverage),
+settled funding rates and open-interest pushes.
+Logic: feeder.clean, feeder.coverage, feeder.clean_funding, feeder.clean_open_interest."""
 import datetime as dt
 from pathlib import Path
 
 from feeder.clean import clean_day
+from feeder.clean_funding import clean_funding_day
+from feeder.clean_open_interest import clean_open_interest_day
 from feeder.coverage import build_coverage_day
 from feeder.logs import setup_logging
 
@@ -25,4 +28,16 @@ build_coverage_day(
     instruments_path=Path(snakemake.input.instruments),
     backfill_summary_path=Path(snakemake.input.backfill),
     out_path=Path(snakemake.output.coverage),
+)
+clean_funding_day(
+    shard_paths=[Path(p) for p in [snakemake.input.funding_rest, *snakemake.input.funding_stream]],
+    day=day,
+    out_path=Path(snakemake.output.funding),
+    quality_path=Path(snakemake.output.funding_quality),
+)
+clean_open_interest_day(
+    shard_paths=[Path(p) for p in snakemake.input.open_interest_stream],
+    day=day,
+    out_path=Path(snakemake.output.open_interest),
+    quality_path=Path(snakemake.output.open_interest_quality),
 )
