@@ -59,6 +59,7 @@ from feeder.raw import (
     write_cleaned,
 )
 from feeder.registry import DAY_MS, EXCHANGE_COPIES, day_start_ms
+from feeder.shards import previous_day_hours
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +122,6 @@ BOOK_REJECT_REASONS: tuple[str, ...] = (
     "unknown_contract_value",  # a contract without a usable ctVal in the instrument list (or an option)
     "outside_day",  # its second is after the day, or too old to be the state at the day's first second
 )
-
-
-def previous_day_hours(max_age_s: int) -> range:
-    """Receipt hours of the day before whose shards can hold a book still the state at 00:00:00.
-
-    Such a book has ``ts >= 00:00 - max_age_s`` and is received after it; one more minute
-    allows for the collector's clock being behind the exchange's.
-    """
-    first = (DAY_MS // 1000 - int(max_age_s) - 60) // 3600
-    return range(max(0, first), 24)
 
 
 def _levels(side: str, part: int) -> pl.Expr:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from feeder.records import decode_record, encode_record
+from feeder.registry import DAY_MS
 
 
 def _pyarrow() -> Any:
@@ -106,6 +107,19 @@ def check_name(kind: str, value: str) -> str:
 def hour_of(ts_ms: int) -> int:
     """Index of the UTC hour containing ``ts_ms`` (epoch ms // 3 600 000)."""
     return int(ts_ms) // HOUR_MS
+
+
+def previous_day_hours(max_age_s: int) -> range:
+    """Receipt hours of the day before whose shards can hold a record still in force at 00:00:00
+    (a book is the state for ``max_age_s``; the books5 cleaning of day D reads these hours of D-1).
+
+    Such a record has ``ts >= 00:00 - max_age_s`` and is received after it; one more minute
+    allows for the collector's clock being behind the exchange's. Here, not in
+    feeder.clean_books, because the workflow's input functions call it: this module imports no
+    polars, so Snakemake's own process does not pay for it.
+    """
+    first = (DAY_MS // 1000 - int(max_age_s) - 60) // 3600
+    return range(max(0, first), 24)
 
 
 def hour_dir(root: str | Path, source: str, channel: str, hour: int) -> Path:

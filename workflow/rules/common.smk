@@ -6,10 +6,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from feeder.clean_books import previous_day_hours
 from feeder.config import EXCHANGE_REST_KEYS, UNIVERSE_METRIC_KEYS, build_days, check_config, market_name
 from feeder.publish import MANIFEST_NAME
 from feeder.registry import FREQ_PATTERN
+from feeder.shards import previous_day_hours
 
 
 def config_source() -> str:
@@ -120,7 +120,7 @@ def ws_candle_shards(wildcards) -> list[str]:
 
 def ws_book_shards(wildcards) -> list[str]:
     """books5 shards for day D: D's (ws_shards) and the last receipt hours of D-1 that can hold a
-    book still the state at D 00:00:00 (books.max_age_s; feeder.clean_books.previous_day_hours)."""
+    book still the state at D 00:00:00 (books.max_age_s; feeder.shards.previous_day_hours)."""
     hours = previous_day_hours(config["books"]["max_age_s"])
     paths = shards_of_hours("books5", prev_day(wildcards.day), hours) + ws_shards("books5", wildcards.day)
     return list(dict.fromkeys(paths))

@@ -4,7 +4,7 @@
 #   snakemake --cores 2 quality_report
 # Being in the default target, it also shows up in Snakemake's own report
 # (`snakemake --report report.html`, after a build), which shows report() outputs of those jobs only.
-from feeder.resample import freq_minutes
+from feeder.registry import freq_minutes
 
 # Turnover (and funding, when the bars carry it) is read from the coarsest built frequency:
 # fewest rows, and every frequency sums to the same daily turnover.
