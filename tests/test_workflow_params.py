@@ -124,3 +124,25 @@ def test_clean_books_is_planned_only_with_the_books5_channel(tmp_path):
     assert [p for p in inputs if "/ws/books5/" in p] == wanted, inputs  # not hour 22 of D-1, not hour 01 of D+1
     assert f"{data}/work/books/{DAY}.parquet" in plans[True].split("rule resample:", 1)[1].split("output:", 1)[0]
     assert "clean_books" not in planned(plans[False]) and "/books/" not in plans[False]
+
+
+def test_snakemakes_own_process_imports_no_dataframe_library(tmp_path):
+    """Snakemake's process parses the workflow on every run (and on a cluster, once more for every
+    job): the Snakefile and its input functions must not import polars, which costs about 0.3 s
+    of CPU each time and is only needed inside the jobs. `python -X importtime` lists every module
+    the dry run imported."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    data = tmp_path / "data"
+    config.update(start=DAY, end=DAY, frequencies=["day", "1min"])
+    config["paths"] = {"raw": str(data / "raw"), "work": str(data / "work"), "qlib": str(data / "qlib")}
+    config["collector"]["channels"] = ["candle1m", "funding-rate", "open-interest", "trades", "books5"]
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [sys.executable, "-X", "importtime", "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--configfile", str(config_path), "--cores", "2", "-n"]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "snakemake.dag" in imported and "feeder.registry" in imported, sorted(imported)[:20]  # the probe works
+    assert planned(res.stdout + res.stderr)["clean"], res.stdout[-2000:]  # the workflow was planned
+    assert not {name for name in imported if name.split(".")[0] in ("polars", "pandas", "pyarrow")}
