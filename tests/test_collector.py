@@ -405,10 +405,11 @@ def test_closed_candles_equal_the_simulators_history(okxsim_process: dict[str, A
         for r in (r for r in candles if r["inst"] == inst):
             assert r["data"] == history.get(r["ts"]), f"{inst} {r['ts']}: ws {r['data']} != rest {history.get(r['ts'])}"
     # receipt time on the simulator's clock: after the bar closed, and each shard holds its receipt hour.
-    # The receipt clock is the exchange's, estimated from the pushes: at 300x, 0.1 s of real error in
-    # that estimate (a loaded machine) is 30 simulated seconds, hence the tolerance before the close
+    # The receipt clock is the exchange's, estimated from the pushes: at 300x, 0.2 s of real error in
+    # that estimate (a loaded machine: 4 test workers on 2 cores reached 0.106 s) is 60 simulated
+    # seconds, hence the tolerance on both sides of the close
     for r in candles:
-        assert r["ts"] + 60_000 - 30_000 <= r["recv_ts"] <= r["ts"] + 60_000 + 60_000, r
+        assert r["ts"] + 60_000 - 60_000 <= r["recv_ts"] <= r["ts"] + 60_000 + 60_000, r
     hours = set()
     for path in S.sealed_shards(raw, "ws", "candle1m"):
         recs = list(S.read_records([path]))
