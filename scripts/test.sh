@@ -9,4 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/python -m snakemake --lint
-exec .venv/bin/python -m pytest -n 4 --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder "$@"

@@ -13,3 +13,20 @@ FIXTURES_DIR = Path(__file__).parent / "fixtures"
 def okx_samples_dir() -> Path:
     """Real OKX payload samples (tests/fixtures/okx-samples, provenance in its README)."""
     return FIXTURES_DIR / "okx-samples"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the files holding slow tests first, then those holding end-to-end or install tests, then
+    the rest (each file's tests in their order; ties in collection order).
+
+    With ``-n 4 --dist loadfile --no-loadscope-reorder`` (scripts/test.sh) each file goes to one
+    worker as a unit, in this order. A file of builds takes one to two minutes, a file of unit tests
+    seconds: pytest-xdist's own order (the files with the most tests first) starts the builds last,
+    so the run ended with one build alone on one core while the other idled. Started first, the
+    builds overlap each other and the quick files fill the gaps.
+    """
+    def tier(marks: tuple[str, ...]) -> dict:
+        return {item.path for item in items if any(item.get_closest_marker(m) for m in marks)}
+
+    slow, heavy = tier(("slow",)), tier(("e2e", "install"))
+    items.sort(key=lambda item: 0 if item.path in slow else 1 if item.path in heavy else 2)  # stable

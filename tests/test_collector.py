@@ -374,6 +374,7 @@ def pick_swaps(info: dict[str, Any], n: int) -> list[str]:
     return [i["instId"] for i in instruments if i.get("state") == "live" and i["instId"].endswith("-USDT-SWAP")][:n]
 
 
+@pytest.mark.slow
 def test_closed_candles_equal_the_simulators_history(okxsim_process: dict[str, Any], tmp_path: Path) -> None:
     info = okxsim_process
     symbols = pick_swaps(info, 4)
@@ -426,6 +427,7 @@ def test_closed_candles_equal_the_simulators_history(okxsim_process: dict[str, A
         assert all(isinstance(v, str) for k, v in r["data"].items()), r["data"]  # strings stay strings
 
 
+@pytest.mark.slow
 def test_reconnect_after_drop_and_malformed_frames(okxsim_process: dict[str, Any], tmp_path: Path) -> None:
     import requests
 

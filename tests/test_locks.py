@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
@@ -104,6 +105,7 @@ def wait_for(predicate, timeout_s: float, what: str) -> float:  # noqa: ANN001
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_a_backfill_orphaned_by_kill_9_of_snakemake_stops_and_frees_its_day(tmp_path):
     """kill -9 of Snakemake while the real backfill job waits on a slow OKX answer: the job notices,
     logs why, stops within seconds without publishing anything, and the day's lock is free."""

@@ -123,6 +123,7 @@ def test_profile_scripts_are_executable():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_cluster_run_builds_the_same_dataset_as_a_local_run(tmp_path):
     local, cluster = tmp_path / "local", tmp_path / "cluster"
     with simulator(clock_start="2024-03-06T01:00:00Z", speed=1, cert_dir=tmp_path / "certs",

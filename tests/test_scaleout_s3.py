@@ -86,6 +86,7 @@ def relative_config(path: Path, sim, data_dir: Path) -> None:  # noqa: ANN001
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+@pytest.mark.slow
 def test_workflow_on_s3_builds_the_local_dataset_byte_for_byte(tmp_path: Path) -> None:
     source = tmp_path / "source"
     generated = generate(raw_root=source / "raw", seed=SEED, history_start=HISTORY_START, days=DAYS,

@@ -63,6 +63,7 @@ def test_lock_is_exclusive_and_released_when_the_holder_dies(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_scheduled_run_overlapping_a_running_one_skips_or_waits(tmp_path):
     with okxsim.Simulator(seed=7, clock_start="2024-03-05T01:00:00Z", speed=1, history_start="2024-02-01", n_swaps=24,
                           history_limit_max=300) as sim:
@@ -126,6 +127,7 @@ def qlib_dir_is_consistent(qlib: Path) -> bool | None:
     return bool(cal) and bool(insts)
 
 
+@pytest.mark.slow
 def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishes(tmp_path):
     import os
     import signal
@@ -214,6 +216,7 @@ def schedule_run(config_path: Path, log: Path, *, file_limit_kb: int | None = No
         return subprocess.run(cmd, cwd=config_path.parent, stdout=out, stderr=subprocess.STDOUT, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_failed_export_is_rebuilt_and_published_by_the_next_run(tmp_path):
     with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-20", n_swaps=6,
                           history_limit_max=300) as sim:

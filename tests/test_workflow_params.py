@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import okxsim
@@ -40,6 +41,7 @@ def planned(output: str) -> dict[str, list[str]]:
     return jobs
 
 
+@pytest.mark.slow
 def test_changing_universe_size_or_the_websocket_urls_refetches_nothing(tmp_path):
     with okxsim.Simulator(seed=7, clock_start="2024-03-06T01:00:00Z", speed=1, history_start="2024-02-20", n_swaps=6,
                           history_limit_max=300) as sim:
