@@ -168,7 +168,9 @@ def test_a_run_killed_halfway_leaves_no_partial_dataset_and_the_next_run_finishe
         stop_reading = threading.Event()
 
         def reader() -> None:
-            while not stop_reading.is_set():
+            # a check every 5 ms: a half-written dataset would stay visible for the whole export (far
+            # longer), and a loop without a pause would take a core from the builds it watches
+            while not stop_reading.wait(0.005):
                 seen.append(qlib_dir_is_consistent(qlib))
 
         thread = threading.Thread(target=reader)
