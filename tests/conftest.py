@@ -25,8 +25,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     so the run ended with one build alone on one core while the other idled. Started first, the
     builds overlap each other and the quick files fill the gaps.
     """
-    def tier(marks: tuple[str, ...]) -> dict:
-        return {item.path for item in items if any(item.get_closest_marker(m) for m in marks)}
-
-    slow, heavy = tier(("slow",)), tier(("e2e", "install"))
-    items.sort(key=lambda item: 0 if item.path in slow else 1 if item.path in heavy else 2)  # stable
+    rank: dict[Path, int] = {}  # a file's rank is that of its heaviest test
+    for item in items:
+        own = 0 if item.get_closest_marker("slow") else 1 if any(
+            item.get_closest_marker(m) for m in ("e2e", "install")) else 2
+        rank[item.path] = min(rank.get(item.path, 2), own)
+    items.sort(key=lambda item: rank[item.path])  # stable: ties keep the collection order
