@@ -12,7 +12,7 @@
 
 rule archive:
     input:
-        universe=universe_of_day,
+        universe=rules.universe.output[0],
     output:
         shard=f"{RAW}/archive/candle1m/{{day}}.jsonl",
         summary=f"{WORK}/archive/{{day}}.json",

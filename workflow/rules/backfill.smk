@@ -13,7 +13,7 @@
 rule backfill:
     input:
         unpack(archive_of_day),
-        universe=universe_of_day,
+        universe=rules.universe.output[0],
         stream=ws_candle_shards,
     output:
         shard=f"{RAW}/rest/candle1m/{{day}}.jsonl",

@@ -15,7 +15,7 @@ rule clean:
         unpack(archive_of_day),
         stream=ws_candle_shards,
         rest=rules.backfill.output.shard,
-        universe=f"{WORK}/universe/{{day}}.parquet",
+        universe=rules.universe.output[0],
         instruments=lambda wc: f"{WORK}/reference/instruments/{prev_day(wc.day)}.parquet",
         backfill=rules.backfill.output.summary,
         funding_rest=rules.funding_history.output[0],

@@ -137,11 +137,6 @@ def rest_params() -> dict:
     return dict(exchange, rate_state_dir=f"{WORK}/.okx-rate-limits")
 
 
-def universe_of_day(wildcards) -> str:
-    """The day's ranking; the universe checkpoint decides which instruments the day needs."""
-    return checkpoints.universe.get(day=wildcards.day).output[0]
-
-
 def prev_day(day: str) -> str:
     return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
 

@@ -14,7 +14,7 @@ include: "books.smk"
 
 rule funding_history:
     input:
-        universe=universe_of_day,
+        universe=rules.universe.output[0],
     output:
         f"{RAW}/rest/funding-rate/{{day}}.jsonl",
     params:
