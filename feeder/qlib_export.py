@@ -345,7 +345,13 @@ def _clone_or_copy(src: Path, dst: Path) -> None:
 
 
 def _appended_copy(src: Path, dst: Path, *, first: int, last: int, pad: int, tail: np.ndarray) -> None:
-    """``dst`` = the base bin ``src`` (slots first..last) + ``pad`` NaN slots + ``tail``; ``src`` untouched."""
+    """``dst`` = the base bin ``src`` (slots first..last) + ``pad`` NaN slots + ``tail``; ``src`` untouched.
+
+    A copy, not ``src`` grown in place through a hard link (which would write only the tail):
+    Qlib reads past a calendar's end for forward-looking expressions (``Ref($close, -1)``), so
+    the version ``src`` belongs to, which a reader may have pinned, would start answering with
+    this version's bars.
+    """
     try:
         size = src.stat().st_size
         with src.open("rb") as handle:

@@ -378,6 +378,43 @@ def test_adding_days_appends_to_the_published_dataset_and_gives_the_same_bytes(
     assert (qlib_dir / btc).stat().st_ino != (sat_version / btc).stat().st_ino
 
 
+def test_a_version_pinned_by_a_reader_answers_the_same_after_days_are_appended(
+    dataset: dict[str, Any], D: Any, tmp_path: Path
+) -> None:
+    """Why an append copies a bin instead of growing the published file in place (hard links would
+    make that free): Qlib reads past the calendar's end for expressions that look forward (it loads
+    slots up to ``end_index + right window``, e.g. for a label ``Ref($close, -1)``). Grown in place,
+    a version a reader pinned (research/run_example.py resolves paths.qlib once) would answer such a
+    query with the next version's bars. Here it keeps answering as before: no bar after its end."""
+    import qlib
+
+    blocks, universe_paths = workflow_inputs(dataset, tmp_path)
+    qlib_dir, work = tmp_path / "qlib", tmp_path / "work" / "qlib-dataset"
+    build_and_publish(blocks, universe_paths, [FRI, SAT], work, qlib_dir)
+    pinned = qlib_dir.resolve()
+
+    def next_close(provider: Path, freq: str, start: str, end: str) -> list[float]:
+        qlib.init(provider_uri=str(provider), region="us", logging_level=logging.WARNING)
+        frame = D.features(["BTC-USDT-SWAP"], ["Ref($close, -1)"], start, end, freq=freq)
+        return frame.iloc[:, 0].tolist()
+
+    try:
+        before = {f: next_close(pinned, f, s, e) for f, s, e in (("1min", "2024-03-02 23:58:00", "2024-03-02 23:59:00"),
+                                                                  ("day", "2024-03-02", "2024-03-02"))}
+        assert before["1min"][0] == pytest.approx(60000.123456 + (2 * 1440 - 1) * 0.1, rel=1e-6)
+        assert np.isnan(before["1min"][1]) and np.isnan(before["day"][0])  # nothing after the version's end
+        build_and_publish(blocks, universe_paths, DAYS, work, qlib_dir)  # Sunday appended: a new version
+        assert qlib_dir.resolve() != pinned
+        after = {f: next_close(pinned, f, s, e) for f, s, e in (("1min", "2024-03-02 23:58:00", "2024-03-02 23:59:00"),
+                                                                 ("day", "2024-03-02", "2024-03-02"))}
+        assert str(after) == str(before)  # NaN-aware: the same answers, NaN where there was NaN
+        # the new version does have Sunday's first bar after Saturday's last minute
+        newest = next_close(qlib_dir, "1min", "2024-03-02 23:59:00", "2024-03-02 23:59:00")
+        assert newest[0] == pytest.approx(60000.123456 + 2 * 1440 * 0.1, rel=1e-6)
+    finally:  # the module's other Qlib tests read the module's dataset
+        qlib.init(provider_uri=str(dataset["qlib_dir"]), region="us", logging_level=logging.WARNING)
+
+
 def test_a_changed_old_day_or_a_torn_base_file_means_a_full_build(
     dataset: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
