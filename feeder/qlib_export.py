@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -328,20 +329,35 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 _FICLONE = 0x40049409  # Linux ioctl: dst shares src's blocks (btrfs, XFS with reflink, ...)
+#: (source, target) file systems where FICLONE failed (ext4 has no reflinks): not tried again in
+#: this process, so an export of thousands of bins asks once.
+_NO_REFLINKS: set[tuple[int, int]] = set()
 
 
-def _clone_or_copy(src: Path, dst: Path) -> None:
-    """``dst`` = a copy of ``src``: a reflink where the file system has them (no data written until
-    the append), else an in-kernel copy. Either way ``src`` is never changed."""
-    with src.open("rb") as source, dst.open("wb") as target:
+def _copy_into(source: int, target: int, size: int) -> None:
+    """Fill the empty file ``target`` with the ``size`` bytes of ``source`` (file descriptors):
+    a reflink where the file system has them (no data written), else a copy inside the kernel
+    (copy_file_range, or sendfile across file systems that refuse it). Leaves ``target``'s
+    position at its end."""
+    devices = (os.fstat(source).st_dev, os.fstat(target).st_dev)
+    if devices not in _NO_REFLINKS:
         try:
             import fcntl
 
-            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            fcntl.ioctl(target, _FICLONE, source)
+            os.lseek(target, 0, os.SEEK_END)
             return
         except (ImportError, OSError):
-            pass
-    shutil.copyfile(src, dst)  # os.sendfile on Linux: no copy through Python
+            _NO_REFLINKS.add(devices)
+    copied = 0
+    while copied < size:
+        try:
+            n = os.copy_file_range(source, target, size - copied, copied)
+        except OSError:  # EXDEV, ENOSYS, EINVAL: older kernels, other file systems
+            n = os.sendfile(target, source, copied, size - copied)
+        if n == 0:
+            raise AppendNotPossible(f"a base bin ended after {copied} of its {size} bytes while it was copied")
+        copied += n
 
 
 def _appended_copy(src: Path, dst: Path, *, first: int, last: int, pad: int, tail: np.ndarray) -> None:
@@ -350,20 +366,26 @@ def _appended_copy(src: Path, dst: Path, *, first: int, last: int, pad: int, tai
     A copy, not ``src`` grown in place through a hard link (which would write only the tail):
     Qlib reads past a calendar's end for forward-looking expressions (``Ref($close, -1)``), so
     the version ``src`` belongs to, which a reader may have pinned, would start answering with
-    this version's bars.
+    this version's bars. Each file is opened once (an append touches thousands of bins).
     """
     try:
-        size = src.stat().st_size
-        with src.open("rb") as handle:
-            head = np.frombuffer(handle.read(4), dtype="<f4")
+        source = os.open(src, os.O_RDONLY)
     except FileNotFoundError as exc:
         raise AppendNotPossible(f"{src} is missing") from exc
-    if size != 4 * (last - first + 2) or head.size != 1 or int(head[0]) != first:
-        raise AppendNotPossible(f"{src} holds {size} bytes from slot {head[:1]}, its ledger says slots {first}..{last}")
-    _clone_or_copy(src, dst)
-    with dst.open("ab") as out:
-        out.write(np.full(pad, np.nan, dtype="<f4").tobytes())
-        out.write(np.asarray(tail).astype("<f4", copy=False).tobytes())
+    try:
+        size = os.fstat(source).st_size
+        head = np.frombuffer(os.pread(source, 4, 0), dtype="<f4")
+        if size != 4 * (last - first + 2) or head.size != 1 or int(head[0]) != first:
+            raise AppendNotPossible(
+                f"{src} holds {size} bytes from slot {head[:1]}, its ledger says slots {first}..{last}")
+        with open(dst, "wb", buffering=0) as target:
+            _copy_into(source, target.fileno(), size)
+            new = memoryview(np.concatenate([np.full(pad, np.nan, dtype="<f4"),
+                                             np.asarray(tail).astype("<f4", copy=False)]).tobytes())
+            while new:
+                new = new[target.write(new):]
+    finally:
+        os.close(source)
 
 
 def _append_frequency(

@@ -444,6 +444,34 @@ def test_a_changed_old_day_or_a_torn_base_file_means_a_full_build(
     assert_same_dataset(qlib_dir, dataset["qlib_dir"])
 
 
+def test_a_base_bin_is_copied_whole_or_the_append_gives_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy an append starts from holds every byte of the base bin, also where the kernel refuses
+    copy_file_range (sendfile then); a bin shorter than its size said while copied stops the append
+    (the export then builds everything) instead of leaving a short copy."""
+    import errno
+    import os
+
+    import feeder.qlib_export as qe
+
+    src = tmp_path / "close.1min.bin"
+    src.write_bytes(encode_feature(7, np.arange(3000, dtype="<f4")))
+    size = src.stat().st_size
+
+    def refused(*_: object) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+
+    for patch in (False, True):
+        if patch:
+            monkeypatch.setattr(os, "copy_file_range", refused)
+        dst = tmp_path / f"copy-{patch}.bin"
+        with src.open("rb") as source, dst.open("wb") as target:
+            qe._copy_into(source.fileno(), target.fileno(), size)
+        assert dst.read_bytes() == src.read_bytes()
+    with src.open("rb") as source, (tmp_path / "short.bin").open("wb") as target:
+        with pytest.raises(qe.AppendNotPossible, match=f"ended after {size} of its {size + 8} bytes"):
+            qe._copy_into(source.fileno(), target.fileno(), size + 8)
+
+
 def test_day_block_refuses_broken_bars() -> None:
     """Off-grid, out-of-day and doubled bars would shift every later value: they raise."""
     bars = pl.DataFrame({"inst": ["X", "X"], "ts": [T0, T0 + dt.timedelta(minutes=5)], "close": [1.0, 2.0]})
