@@ -30,6 +30,7 @@ DIST = "crypto-data-feeder"
 ROLES: dict[str, tuple[str, ...]] = {
     "feeder": (),
     "feeder/report/figures.py": ("workflow",),   # matplotlib: the report rule only
+    "feeder/snakemake_params.py": ("workflow",),  # snakemake: called by the Snakefile only
     "collector": ("collector",),
     "okxsim": ("sim",),
     "workflow": ("workflow",),

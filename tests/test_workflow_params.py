@@ -19,9 +19,11 @@ DAY = "2024-03-04"
 REST_RULES = {"daily_metrics", "archive", "backfill", "funding_history"}
 
 
-def snakemake(cwd: Path, config_path: Path, targets: list[str], *, dry_run: bool) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(config_path), "--cores", "2", *(["-n"] if dry_run else []), *targets]
+def snakemake(cwd: Path, config_path: Path, targets: list[str], *, dry_run: bool, importtime: bool = False) -> str:
+    """Snakemake's output (``importtime``: with Python's import log, ``import time: ... | module``)."""
+    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "snakemake", "--snakefile",
+           str(REPO / "Snakefile"), "--configfile", str(config_path), "--cores", "2", *(["-n"] if dry_run else []),
+           *targets]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
@@ -63,10 +65,14 @@ def test_changing_universe_size_or_the_websocket_urls_refetches_nothing(tmp_path
     config["exchange"]["ws_public_url"] = "wss://ws.example.org/ws/v5/public"
     config["exchange"]["ws_business_url"] = "wss://ws.example.org/ws/v5/business"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    jobs = planned(snakemake(tmp_path, config_path, targets, dry_run=True))
+    output = snakemake(tmp_path, config_path, targets, dry_run=True, importtime=True)
+    jobs = planned(output)
     assert "daily_metrics" not in jobs, jobs
     [reason] = jobs["universe"]
     assert reason.startswith("Params have changed since last execution") and "before: 2 now: 3" in reason, jobs
+    # Snakemake compared every job's params without importing pandas (feeder.snakemake_params)
+    imported = {line.rsplit("|", 1)[1].strip() for line in output.splitlines() if line.startswith("import time:")}
+    assert "snakemake.persistence" in imported and not {m for m in imported if m.split(".")[0] == "pandas"}
     universe_file = str(work / "universe" / f"{DAY}.parquet")
     # the day's archive job follows the new members too; the backfill follows the universe and the
     # archive shard (both inputs); nothing is re-run for a params change of its own
