@@ -7,13 +7,13 @@ min_version("9.0")
 
 from snakemake.logging import logger as snakemake_logger
 from feeder.logs import quiet_empty_shell_commands
-from feeder.snakemake_params import compare_params_without_pandas
+from feeder.snakemake_params import handle_params_without_dataframe_libraries
 from feeder.snakemake_scheduler import lift_local_job_rate_limit
 
 # every rule runs a script: without this, each job adds "Shell command: None" to the output
 quiet_empty_shell_commands(snakemake_logger)
-# Snakemake's params check would import pandas into its own process on every run (see the module)
-compare_params_without_pandas()
+# Snakemake would import pandas, numpy and polars into its own process for the params (see the module)
+handle_params_without_dataframe_libraries()
 
 
 configfile: "config.yaml"

@@ -29,6 +29,15 @@ def snakemake(cwd: Path, config_path: Path, targets: list[str], *, dry_run: bool
     return res.stdout + res.stderr
 
 
+def imported_modules(output: str) -> set[str]:
+    """The modules Snakemake's own process imported (its output with ``importtime``)."""
+    return {line.rsplit("|", 1)[1].strip() for line in output.splitlines() if line.startswith("import time:")}
+
+
+def dataframe_libraries(output: str) -> set[str]:
+    return {m for m in imported_modules(output) if m.split(".")[0] in ("pandas", "polars", "pyarrow")}
+
+
 def planned(output: str) -> dict[str, list[str]]:
     """Rule name -> the reasons Snakemake gives for each job it would run."""
     jobs: dict[str, list[str]] = {}
@@ -55,8 +64,11 @@ def test_changing_universe_size_or_the_websocket_urls_refetches_nothing(tmp_path
         work, raw = tmp_path / "data" / "work", tmp_path / "data" / "raw"
         targets = [str(work / "universe" / f"{DAY}.parquet"), str(work / "backfill" / f"{DAY}.json"),
                    str(raw / "rest" / "funding-rate" / f"{DAY}.jsonl")]
-        built = planned(snakemake(tmp_path, config_path, targets, dry_run=False))
+        output = snakemake(tmp_path, config_path, targets, dry_run=False, importtime=True)
+        built = planned(output)
         assert REST_RULES <= set(built), built  # every REST job ran once, with its params recorded
+        # Snakemake handed each job its params without importing a dataframe library (feeder.snakemake_params)
+        assert "snakemake.script" in imported_modules(output) and not dataframe_libraries(output)
 
     # a bigger universe re-ranks the day (no REST) and never re-fetches the metrics of any instrument;
     # the day's backfill and funding history follow its new members (their input), and only that:
@@ -71,8 +83,7 @@ def test_changing_universe_size_or_the_websocket_urls_refetches_nothing(tmp_path
     [reason] = jobs["universe"]
     assert reason.startswith("Params have changed since last execution") and "before: 2 now: 3" in reason, jobs
     # Snakemake compared every job's params without importing pandas (feeder.snakemake_params)
-    imported = {line.rsplit("|", 1)[1].strip() for line in output.splitlines() if line.startswith("import time:")}
-    assert "snakemake.persistence" in imported and not {m for m in imported if m.split(".")[0] == "pandas"}
+    assert "snakemake.persistence" in imported_modules(output) and not dataframe_libraries(output)
     universe_file = str(work / "universe" / f"{DAY}.parquet")
     # the day's archive job follows the new members too; the backfill follows the universe and the
     # archive shard (both inputs); nothing is re-run for a params change of its own
