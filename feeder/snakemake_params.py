@@ -24,7 +24,7 @@ libraries. The Snakefile calls it while it is parsed, before Snakemake checks or
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,14 @@ def _serializer(persistence: Any) -> Callable[[Any], Any]:
 def _store_params(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """Snakemake's ``Snakemake._safely_store_params`` for the script's ``snakemake`` object."""
     def store(self: Any, params: Any) -> None:
-        values: Iterable[Any] = list(params)
+        values = list(params)
         if any(_from_dataframe_library(v) for v in values):
             original(self, params)  # Snakemake's own conversions
             return
         from snakemake.iocontainers import Params
 
         # what Snakemake's own code stores when no param needs converting
-        self._params_store = Params(toclone=list(params))
+        self._params_store = Params(toclone=values)
         self._params_types = {}
         self._params_store._take_names(params._get_names())
 

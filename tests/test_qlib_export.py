@@ -398,15 +398,15 @@ def test_a_version_pinned_by_a_reader_answers_the_same_after_days_are_appended(
         frame = D.features(["BTC-USDT-SWAP"], ["Ref($close, -1)"], start, end, freq=freq)
         return frame.iloc[:, 0].tolist()
 
+    # Saturday's last two minutes and Saturday itself: the pinned version's last slots
+    queries = (("1min", "2024-03-02 23:58:00", "2024-03-02 23:59:00"), ("day", "2024-03-02", "2024-03-02"))
     try:
-        before = {f: next_close(pinned, f, s, e) for f, s, e in (("1min", "2024-03-02 23:58:00", "2024-03-02 23:59:00"),
-                                                                  ("day", "2024-03-02", "2024-03-02"))}
+        before = {f: next_close(pinned, f, s, e) for f, s, e in queries}
         assert before["1min"][0] == pytest.approx(60000.123456 + (2 * 1440 - 1) * 0.1, rel=1e-6)
         assert np.isnan(before["1min"][1]) and np.isnan(before["day"][0])  # nothing after the version's end
         build_and_publish(blocks, universe_paths, DAYS, work, qlib_dir)  # Sunday appended: a new version
         assert qlib_dir.resolve() != pinned
-        after = {f: next_close(pinned, f, s, e) for f, s, e in (("1min", "2024-03-02 23:58:00", "2024-03-02 23:59:00"),
-                                                                 ("day", "2024-03-02", "2024-03-02"))}
+        after = {f: next_close(pinned, f, s, e) for f, s, e in queries}
         assert str(after) == str(before)  # NaN-aware: the same answers, NaN where there was NaN
         # the new version does have Sunday's first bar after Saturday's last minute
         newest = next_close(qlib_dir, "1min", "2024-03-02 23:59:00", "2024-03-02 23:59:00")
