@@ -122,6 +122,41 @@ def _read_file_robust(path: Path, schema: dict[str, pl.DataType] = RAW_SCHEMA) -
     return records, bad + (text.len() - len(candidates))
 
 
+def _arrays_only_as_arrays(paths: Sequence[Path]) -> bool:
+    """True when no record of ``paths`` can hold its ``data`` as anything but a JSON array.
+
+    The check behind :func:`_read_array_records`: in each file every ``"data"`` is followed by
+    ``:[`` (the collector's, the backfill's and the archive's compact form), and there is no
+    backslash at all (a ``\\u`` escape could spell the key another way; the exchange's candles
+    have none). Anything else (a string ``data``, spaces, the word in a value, any escape) takes
+    the exact path: a false alarm costs time, never a record. About 45 ms for a day's 31 MB.
+    """
+    for path in paths:
+        data = shard_bytes(path)
+        if b"\\" in data or data.count(b'"data"') != data.count(b'"data":['):
+            return False
+    return True
+
+
+def _read_array_records(paths: Sequence[Path], schema: dict[str, pl.DataType]) -> pl.DataFrame | None:
+    """The candle records of ``paths`` (``data`` a list of strings), read about twice as fast.
+
+    Polars reads a ``List(Utf8)`` field of NDJSON at half the speed of the same field as text (a
+    day of 50 instruments: 0.54 s against 0.27 s on one thread), so ``data`` is read as its JSON
+    text and decoded by one vectorised ``json_decode``: 0.36 s in all, the same frame. Text would
+    also hold a ``data`` sent as a JSON *string*, which the list reading refuses as malformed; the
+    byte check :func:`_arrays_only_as_arrays` rules that out first. None (read the exact way) when
+    it cannot, or when anything does not parse.
+    """
+    if schema.get("data") != pl.List(pl.Utf8()) or not _arrays_only_as_arrays(paths):
+        return None
+    try:
+        records = pl.scan_ndjson(list(paths), schema={**schema, "data": pl.Utf8()}).collect()
+        return records.with_columns(pl.col("data").str.json_decode(pl.List(pl.Utf8())))
+    except Exception:  # noqa: BLE001 (polars raises ComputeError/SchemaError/... for bad lines)
+        return None
+
+
 def read_raw_records(
     paths: Sequence[Path], schema: dict[str, pl.DataType] = RAW_SCHEMA
 ) -> tuple[pl.DataFrame, int]:
@@ -129,7 +164,8 @@ def read_raw_records(
 
     ``schema`` is RAW_SCHEMA (candles: ``data`` is a list of strings) by default; object
     channels pass a ``data`` Struct of Utf8 fields (:func:`raw_schema`; JSON numbers become
-    their text). Happy path: one multi-file polars NDJSON scan. If any file has a bad line the
+    their text). Happy path: one multi-file polars NDJSON scan (for candles, with ``data`` read as
+    text and decoded: :func:`_read_array_records`). If any file has a bad line the
     scan fails as a whole, so each file is then read on its own and only the failing ones go
     through the line-isolating reader. Empty files and blank lines are fine (not counted as
     malformed).
@@ -137,6 +173,9 @@ def read_raw_records(
     paths = [Path(p) for p in paths]
     if not paths:
         return _empty_raw(schema), 0
+    records = _read_array_records(paths, schema)
+    if records is not None:
+        return records, 0
     try:
         return pl.scan_ndjson(paths, schema=schema).collect(), 0
     except Exception:  # noqa: BLE001 (fall back to per-file isolation)

@@ -270,6 +270,49 @@ def test_read_raw_records_isolates_malformed_lines(tmp_path: Path) -> None:
     assert read_raw_records([])[1] == 0
 
 
+_LINE = '{"v":1,"source":"ws","channel":"candle1m","inst":"BTC-USDT-SWAP","ts":1,"recv_ts":2,"data":%s}'
+_STRING_DATA = '"[\\"1709337600000\\", \\"2.8\\"]"'  # a candle array sent as a JSON *string*
+
+
+@pytest.mark.parametrize("line", [
+    _LINE % '["1709337600000","2.8","2.9","2.7","2.85","10","10","28.5","1"]',
+    _LINE % '["1",null]', _LINE % "[]", _LINE % '[1,2.50,true,"x"]', _LINE % "null",
+    _LINE % '"x"', _LINE % '{"a":"1"}', _LINE % '[["1"]]', _LINE % '["a\\"b","\\u00e9"]',
+    _LINE.replace("BTC", '\\"data\\":[') % "[]", "{}", "[1, 2]", "not json",
+    _LINE % '["1"]' + _LINE % '["2"]', '{"v":1.5,"data":["1"]}',
+])
+def test_candles_read_fast_are_exactly_what_the_line_reader_gives(tmp_path: Path, line: str) -> None:
+    """The candle reading takes ``data`` as text and decodes it (twice as fast as polars' list
+    reading): what it returns must equal polars' own reading of the file, or it must decline."""
+    from feeder.raw import _read_array_records
+
+    path = tmp_path / "shard.jsonl"
+    path.write_text(line + "\n" + _LINE % '["1709337600000","1"]' + "\n")
+    fast = _read_array_records([path], RAW_SCHEMA)
+    if fast is not None:
+        assert fast.to_dicts() == pl.read_ndjson(path, schema=RAW_SCHEMA).to_dicts()
+    records, malformed = read_raw_records([path])
+    assert records.height + malformed == 2  # every line is a record or counted as malformed
+
+
+@pytest.mark.parametrize("line", [
+    _LINE % _STRING_DATA,
+    _LINE.replace('"data":', '"d\\u0061ta":') % _STRING_DATA,  # the key spelled with an escape
+    _LINE.replace('"data":', '"data" : ') % _STRING_DATA,
+])
+def test_a_candle_array_sent_as_a_string_is_a_malformed_line_not_a_candle(tmp_path: Path, line: str) -> None:
+    """Read as text, a ``data`` string holding an array's text looks like the array: the fast
+    reading must decline such a file, so the line reader counts the line as malformed."""
+    from feeder.raw import _read_array_records
+
+    path = tmp_path / "shard.jsonl"
+    path.write_text(line + "\n" + _LINE % '["1709337600000","1"]' + "\n")
+    assert _read_array_records([path], RAW_SCHEMA) is None
+    records, malformed = read_raw_records([path])
+    assert (records.height, malformed) == (1, 1)
+    assert records["data"].to_list() == [["1709337600000", "1"]]
+
+
 def test_a_compressed_shard_is_read_like_its_jsonl_and_a_torn_one_is_refused_by_name(tmp_path: Path) -> None:
     """Sealed shards may be zstd files (.jsonl.zst): a bad line in one costs that line only, as in
     a .jsonl; a compressed shard cut short cannot be read at all, and says which file it is."""
