@@ -30,9 +30,13 @@ __all__ = [
     "RECORD_REJECT_REASONS",
     "SPIKE_WINDOW",
     "VALUE_COLUMNS",
+    "conflict_keys",
     "deduplicate",
     "disagreeing_keys",
+    "kept_copies",
+    "rank_copies",
     "spike_scores",
+    "stream_ranking",
     "stream_suspects",
     "stream_view",
     "validate_candles",
@@ -87,14 +91,51 @@ def validate_candles(records: pl.DataFrame, *, day: dt.date) -> pl.DataFrame:
     return parsed.with_columns(reject.alias("reject"))
 
 
+def rank_copies(bars: pl.DataFrame) -> pl.DataFrame:
+    """``bars`` in the order :func:`deduplicate` prefers them, each (inst, ts) one run, best copy first.
+
+    Adds ``_first`` (the run's preferred copy, the one kept) and ``_differs`` (the copy differs from
+    the one before it in its run in some VALUE_COLUMNS value, nulls comparing equal: a run has such
+    a row iff its copies disagree). One sort serves the kept bars, the duplicates and the
+    conflicts, and (:func:`stream_ranking`) the stream's own view: cleaning sorted the day's copies
+    four times before (0.1 s of a day's 0.5 s of cleaning).
+    """
+    key = ["inst", "ts"]
+    recv = ["recv_ts"] if "recv_ts" in bars.columns else []
+    ordered = bars.sort(
+        [*key, pl.col("source").is_in(EXCHANGE_COPIES).cast(pl.Int8), *recv, *VALUE_COLUMNS],
+        descending=[False, False, True, *([True] * len(recv)), *([False] * len(VALUE_COLUMNS))],
+        nulls_last=True,
+        maintain_order=True,
+    )
+    return _mark_runs(ordered)
+
+
+def _mark_runs(ordered: pl.DataFrame) -> pl.DataFrame:
+    first = pl.col("inst").ne_missing(pl.col("inst").shift(1)) | pl.col("ts").ne_missing(pl.col("ts").shift(1))
+    differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in VALUE_COLUMNS]) & ~first
+    return ordered.with_columns(first.alias("_first"), differs.alias("_differs"))
+
+
+def stream_ranking(ranked: pl.DataFrame) -> pl.DataFrame:
+    """The ``ws`` copies of a :func:`rank_copies` result, ranked among themselves (no new sort: the
+    stream's copies keep their relative order, which is the order ranking them alone gives)."""
+    return _mark_runs(ranked.filter(pl.col("source") == "ws").drop("_first", "_differs"))
+
+
+def kept_copies(ranked: pl.DataFrame) -> pl.DataFrame:
+    """The preferred copy of each (inst, ts) of a :func:`rank_copies` result, sorted by inst, ts."""
+    return ranked.filter(pl.col("_first")).drop("_first", "_differs")
+
+
+def conflict_keys(ranked: pl.DataFrame) -> pl.DataFrame:
+    """(inst, ts) of a :func:`rank_copies` result whose copies differ in any of VALUE_COLUMNS."""
+    return ranked.filter(pl.col("_differs")).select("inst", "ts").unique(maintain_order=True)
+
+
 def disagreeing_keys(copies: pl.DataFrame) -> pl.DataFrame:
     """(inst, ts) whose copies in ``copies`` differ in any of VALUE_COLUMNS (nulls compare equal)."""
-    return (
-        copies.group_by("inst", "ts")
-        .agg(pl.struct(VALUE_COLUMNS).n_unique().alias("_versions"))
-        .filter(pl.col("_versions") > 1)
-        .select("inst", "ts")
-    )
+    return conflict_keys(rank_copies(copies))
 
 
 def deduplicate(bars: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
@@ -106,24 +147,9 @@ def deduplicate(bars: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
     so the result never depends on input order). ``conflicts`` counts keys whose copies
     disagree. Idempotent: deduplicating the output again changes nothing.
     """
-    key = ["inst", "ts"]
-    recv = ["recv_ts"] if "recv_ts" in bars.columns else []
-    ordered = bars.sort(
-        [*key, pl.col("source").is_in(EXCHANGE_COPIES).cast(pl.Int8), *recv, *VALUE_COLUMNS],
-        descending=[False, False, True, *([True] * len(recv)), *([False] * len(VALUE_COLUMNS))],
-        nulls_last=True,
-        maintain_order=True,
-    )
-    # after the sort, each key is one run of rows; the run's first row is the preferred copy
-    first_of_run = pl.col("inst").ne_missing(pl.col("inst").shift(1)) | pl.col("ts").ne_missing(pl.col("ts").shift(1))
-    ordered = ordered.with_columns(first_of_run.alias("_first"))
-    ordered = ordered.with_columns(pl.col("_first").cum_sum().alias("_run"))
-    kept = ordered.filter(pl.col("_first")).drop("_first", "_run")
-    duplicates = ordered.height - kept.height
-    # a run disagrees iff some row differs from its predecessor in the run (nulls compare equal)
-    differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in VALUE_COLUMNS]) & ~pl.col("_first")
-    conflicts = ordered.filter(differs).get_column("_run").n_unique() if duplicates else 0
-    return kept, duplicates, conflicts
+    ranked = rank_copies(bars)
+    kept = kept_copies(ranked)
+    return kept, bars.height - kept.height, conflict_keys(ranked).height
 
 
 def stream_view(valid: pl.DataFrame) -> pl.DataFrame:
@@ -157,21 +183,24 @@ def spike_scores(bars: pl.DataFrame, *, window: int = SPIKE_WINDOW) -> pl.DataFr
     )
 
 
-def stream_suspects(valid: pl.DataFrame, *, spike_factor: float = DEFAULT_SPIKE_FACTOR) -> pl.DataFrame:
+def stream_suspects(
+    valid: pl.DataFrame, *, spike_factor: float = DEFAULT_SPIKE_FACTOR, ranked: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Minutes whose streamed bar must be cross-checked with the exchange's REST history.
 
     ``valid``: usable typed bars (inst, ts, VALUE_COLUMNS, source, recv_ts), any sources; only
-    the ``ws`` ones are judged. Returns (inst, ts, check, score): ``conflict`` where the stream's
+    the ``ws`` ones are judged. ``ranked``: ``rank_copies(valid)`` when the caller has it (saves a
+    sort). Returns (inst, ts, check, score): ``conflict`` where the stream's
     confirmed copies disagree, ``spike`` where the stream's bar (:func:`stream_view`) scores
     above ``spike_factor`` (:func:`spike_scores`). A minute can appear under both checks.
     """
-    ws = valid.filter(pl.col("source") == "ws")
     schema = {"inst": pl.Utf8, "ts": valid.schema["ts"], "check": pl.Utf8, "score": pl.Float64}
+    ws = stream_ranking(rank_copies(valid) if ranked is None else ranked)
     if ws.is_empty():
         return pl.DataFrame(schema=schema)
-    conflicts = disagreeing_keys(ws).with_columns(check=pl.lit("conflict"), score=pl.lit(None, pl.Float64))
+    conflicts = conflict_keys(ws).with_columns(check=pl.lit("conflict"), score=pl.lit(None, pl.Float64))
     spikes = (
-        spike_scores(stream_view(ws).select("inst", "ts", "high", "low", "close"))
+        spike_scores(kept_copies(ws).select("inst", "ts", "high", "low", "close"))
         .filter(pl.col("score") > spike_factor)
         .select("inst", "ts", check=pl.lit("spike"), score=pl.col("score"))
     )

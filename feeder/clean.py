@@ -49,8 +49,10 @@ from feeder.checks import (
     DEFAULT_SPIKE_FACTOR,
     RECORD_REJECT_REASONS,
     VALUE_COLUMNS,
+    conflict_keys,
     deduplicate,
-    disagreeing_keys,
+    kept_copies,
+    rank_copies,
     stream_suspects,
     stream_view,
     validate_candles,
@@ -170,6 +172,7 @@ def flag_bars(
     kept: pl.DataFrame,
     spike_factor: float = DEFAULT_SPIKE_FACTOR,
     instruments: pl.DataFrame | None = None,
+    ranked: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Every bar cleaning must report, with how it was resolved; one row per (check, inst, ts).
 
@@ -189,8 +192,10 @@ def flag_bars(
 
     Columns: check, inst, ts, resolution, detail, ``values`` (every distinct copy: source, values,
     number of copies) and ``kept`` (the bar that went into the output). Nothing is dropped here.
+    ``ranked``: ``rank_copies(valid)`` when the caller has it (it is sorted once per day).
     """
-    suspects = stream_suspects(valid, spike_factor=spike_factor)
+    ranked = rank_copies(valid) if ranked is None else ranked
+    suspects = stream_suspects(valid, spike_factor=spike_factor, ranked=ranked)
     checked = [suspects.filter(pl.col("check") == "spike").select(
         "check", "inst", "ts",
         pl.format("jump of {} typical ranges (limit {})", pl.col("score").round(1), pl.lit(spike_factor))
@@ -206,7 +211,7 @@ def flag_bars(
     # as `corrected`, not again as a conflict, unless the stream's own copies disagree as well.
     corrected_only = others.select("inst", "ts").join(
         suspects.filter(pl.col("check") == "conflict"), on=["inst", "ts"], how="anti")
-    conflicts = disagreeing_keys(valid).join(corrected_only, on=["inst", "ts"], how="anti")
+    conflicts = conflict_keys(ranked).join(corrected_only, on=["inst", "ts"], how="anti")
     rest_keys = valid.filter(pl.col("source").is_in(EXCHANGE_COPIES)).select("inst", "ts").unique().with_columns(_r=pl.lit(True))
     conflict_rows = conflicts.join(rest_keys, on=["inst", "ts"], how="left").select(
         pl.lit("conflict").alias("check"), "inst", "ts",
@@ -255,8 +260,10 @@ def clean_candles(
     by_reason = reason_counts(parsed, reasons=CLEAN_REJECT_REASONS)
 
     valid = parsed.filter(pl.col("reject").is_null()).select("inst", "ts", *VALUE_COLUMNS, "source", "recv_ts")
-    kept, duplicates, _ = deduplicate(valid)
-    flags = flag_bars(valid=valid, kept=kept, spike_factor=spike_factor, instruments=instruments)
+    ranked = rank_copies(valid)
+    kept = kept_copies(ranked)
+    duplicates = valid.height - kept.height
+    flags = flag_bars(valid=valid, kept=kept, spike_factor=spike_factor, instruments=instruments, ranked=ranked)
     kept = kept.select("inst", *[pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()])
 
     per_inst = kept.group_by("inst").len().sort("inst")

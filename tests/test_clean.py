@@ -18,6 +18,7 @@ from feeder.clean import (
     clean_day,
     deduplicate,
 )
+from feeder.checks import VALUE_COLUMNS, disagreeing_keys, stream_suspects
 from feeder.raw import RAW_SCHEMA, read_raw_records
 
 DAY = dt.date(2024, 3, 2)  # a Saturday
@@ -152,6 +153,42 @@ def test_counts_unique_sorted_order_independent_and_rest_preferred(records: list
     check_output_unique_sorted_inside_day(kept)
     check_dedup_idempotent_and_order_independent(records, kept, stats, rnd)
     check_rest_preferred(records, kept)
+
+
+@st.composite
+def bar_copies(draw: st.DrawFn) -> pl.DataFrame:
+    """Valid copies of a few bars from every source, some with one value changed: real conflicts."""
+    rows = []
+    for _ in range(draw(st.integers(0, 30))):
+        values = dict.fromkeys(VALUE_COLUMNS, 100.0)
+        changed = draw(st.sampled_from([None, None, *VALUE_COLUMNS]))
+        if changed:
+            values[changed] = draw(st.sampled_from([101.0, 102.0]))
+        rows.append({"inst": draw(st.sampled_from(INSTS[:2])), "ts": dt.datetime(2024, 3, 2, 0, draw(st.integers(0, 3))),
+                     **values, "source": draw(st.sampled_from(["ws", "ws", "rest", "archive"])),
+                     "recv_ts": draw(st.integers(0, 5))})  # fmt: skip
+    schema = {"inst": pl.Utf8, "ts": pl.Datetime("ms"), **dict.fromkeys(VALUE_COLUMNS, pl.Float64),
+              "source": pl.Utf8, "recv_ts": pl.Int64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _keys_with_several_versions(copies: pl.DataFrame) -> list[tuple[Any, ...]]:
+    return sorted(copies.group_by("inst", "ts").agg(pl.struct(VALUE_COLUMNS).n_unique().alias("versions"))
+                  .filter(pl.col("versions") > 1).select("inst", "ts").rows())
+
+
+@HYPO
+@given(bar_copies())
+def test_conflicts_are_exactly_the_bars_whose_copies_disagree(copies: pl.DataFrame) -> None:
+    """Cleaning sorts a day's copies once (feeder.checks.rank_copies) and reads the kept bars, the
+    duplicates and the conflicts off that order: the conflicts must be the keys with more than one
+    set of values, for all copies and for the stream's alone, as a group-by would count them."""
+    expected = _keys_with_several_versions(copies)
+    assert sorted(disagreeing_keys(copies).rows()) == expected
+    kept, duplicates, conflicts = deduplicate(copies)
+    assert (duplicates, conflicts) == (copies.height - kept.height, len(expected))
+    stream = stream_suspects(copies).filter(pl.col("check") == "conflict").select("inst", "ts").rows()
+    assert sorted(stream) == _keys_with_several_versions(copies.filter(pl.col("source") == "ws"))
 
 
 # --------------------------------------------------------------------------------------------
