@@ -334,7 +334,10 @@ def _write_instrument_files(bars: pl.DataFrame, out_dir: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         for (inst,), part in bars.partition_by("inst", as_dict=True, maintain_order=True).items():
-            part.drop("inst").write_parquet(tmp / f"{inst_path_stem(inst)}.parquet", statistics=True)
+            # lz4, not polars' default zstd: a day's 50 files in 82 ms against 131 ms (one thread),
+            # 3.5 MB against 2.8 MB; they are the workflow's own intermediate files
+            part.drop("inst").write_parquet(tmp / f"{inst_path_stem(inst)}.parquet", statistics=True,
+                                            compression="lz4")
         tmp.chmod(0o755)  # mkdtemp creates 0700
         replace_directory(tmp, out_dir)
     except BaseException:
