@@ -39,11 +39,10 @@ from feeder.qlib_format import (
     calendar_frame,
     encode_feature,
     membership_spans,
-    slots_per_day,
     span_text,
     write_tsv,
 )
-from feeder.registry import check_fields, check_market_name, freq_minutes, qlib_fields
+from feeder.registry import check_fields, check_market_name, freq_minutes, qlib_fields, slots_per_day
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from feeder.registry import MINUTES_PER_DAY, freq_minutes
+from feeder.registry import freq_minutes
 
 __all__ = [
     "DAY_FORMAT",
@@ -36,7 +36,6 @@ __all__ = [
     "dense_series",
     "encode_feature",
     "membership_spans",
-    "slots_per_day",
     "span_text",
     "write_tsv",
 ]
@@ -82,11 +81,6 @@ def dense_series(slots: np.ndarray, values: np.ndarray) -> tuple[int, np.ndarray
 # --------------------------------------------------------------------------------------------
 # Calendars, spans
 # --------------------------------------------------------------------------------------------
-
-
-def slots_per_day(freq: str) -> int:
-    """Calendar slots of ``freq`` in one UTC day (frequencies divide the day: see feeder.registry)."""
-    return MINUTES_PER_DAY // freq_minutes(freq)
 
 
 def calendar_frame(first_day: dt.date, last_day: dt.date, freq: str) -> pl.DataFrame:

@@ -47,6 +47,7 @@ __all__ = [
     "frequency_problems",
     "market_name",
     "qlib_fields",
+    "slots_per_day",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +267,11 @@ def freq_minutes(freq: str) -> int:
     if meant:
         raise ValueError(f"unknown frequency {freq!r}: {why}; use {meant}")
     raise ValueError(f"unknown frequency {freq!r}: {why}; supported: {_ALLOWED}")
+
+
+def slots_per_day(freq: str) -> int:
+    """Calendar slots of ``freq`` in one UTC day (every supported frequency divides the day)."""
+    return MINUTES_PER_DAY // freq_minutes(freq)
 
 
 def frequency_problems(freqs: Any) -> list[str]:

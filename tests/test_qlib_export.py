@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeder.publish import publish_dataset
-from feeder.qlib_blocks import day_block, write_day_blocks
+from feeder.qlib_blocks import block_instruments, day_block, write_day_blocks
 from feeder.qlib_export import (
     BUILD_LEDGER,
     DEFAULT_FIELDS,
@@ -486,6 +489,32 @@ def test_day_block_refuses_broken_bars() -> None:
     ):
         with pytest.raises(ValueError, match=match):
             day_block(broken, day=FRI, freq="5min", fields=("close", "factor"))
+
+
+def test_a_resample_job_builds_its_day_blocks_without_numpy_pyarrow_or_pandas(tmp_path: Path) -> None:
+    """Every day of a build runs a resample job in a fresh process, so its imports are paid once
+    a day: numpy alone is 56 ms of a job's start-up. The job's own imports (those of
+    workflow/scripts/resample.py) and building and writing a day block load none of the three;
+    only the export, which reads the blocks, uses pyarrow and numpy."""
+    script = Path(__file__).resolve().parent.parent / "workflow" / "scripts" / "resample.py"
+    imports = [ast.unparse(node) for node in ast.parse(script.read_text()).body
+               if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert any("feeder.qlib_blocks" in line for line in imports), imports
+    block_path = tmp_path / "day.arrow"
+    job = "\n".join([*imports, "import sys", "import polars as pl", (
+        "bars = pl.DataFrame({'inst': ['B', 'A'], 'ts': [dt.datetime(2024, 3, 1, 0, 5), dt.datetime(2024, 3, 1)],"
+        " 'close': [2.0, None]})"), (
+        f"write_day_blocks({{'5min': bars}}, day=dt.date(2024, 3, 1), fields=['close'],"
+        f" out_paths={{'5min': Path({str(block_path)!r})}})"),
+        "print(sorted(m for m in ('numpy', 'pyarrow', 'pandas') if m in sys.modules))"])
+    done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+    block = pl.read_ipc(block_path)
+    assert block_instruments(block_path) == ["A", "B"]
+    close, factor = (np.stack(block[name].to_list()) for name in ("close", "factor"))
+    assert np.isnan(close[0]).all() and factor[0, 0] == 1.0 and np.isnan(factor[0, 1:]).all()
+    assert close[1, 1] == 2.0 and factor[1, 1] == 1.0 and np.isnan(np.delete(close[1], 1)).all()
 
 
 def test_instrument_batches_write_the_same_files(
