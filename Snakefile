@@ -10,7 +10,8 @@ from feeder.logs import quiet_empty_shell_commands
 from feeder.snakemake_params import handle_params_without_dataframe_libraries
 from feeder.snakemake_scheduler import lift_local_job_rate_limit
 
-# every rule runs a script: without this, each job adds "Shell command: None" to the output
+# every rule runs a script: without this, each job adds "Shell command: None" (or, for the day
+# rules' `python -m feeder.job`, the job's files as JSON) to the output
 quiet_empty_shell_commands(snakemake_logger)
 # Snakemake would import pandas, numpy and polars into its own process for the params (see the module)
 handle_params_without_dataframe_libraries()

@@ -61,28 +61,41 @@ def rebuild(run_dir: Path, *extra: str) -> tuple[dict[str, float], dict[str, int
     return json.loads(line.removeprefix("RUSAGE ")), jobs
 
 
-def script_of_rule(rule: str) -> Path | None:
-    """The script a rule runs (``script: "../scripts/x.py"`` in workflow/rules/*.smk)."""
+def script_of_rule(rule: str) -> tuple[Path, bool] | None:
+    """The script a rule runs, and whether through ``python -m feeder.job`` (the day rules) rather
+    than ``script: "../scripts/x.py"`` (workflow/rules/*.smk)."""
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
         match = re.search(rf"^\s*(?:rule|checkpoint) {re.escape(rule)}:\n(.*?)(?=^\s*(?:rule|checkpoint) |\Z)",
                           text, flags=re.MULTILINE | re.DOTALL)
         if match:
             script = re.search(r'script:\s*\n\s*"([^"]+)"', match.group(1))
-            return (smk.parent / script.group(1)).resolve() if script else None
+            if script:
+                return (smk.parent / script.group(1)).resolve(), False
+            lean = re.search(r'-m feeder\.job "\$FEEDER_JOB_SCRIPTS/([^"]+)"', match.group(1))
+            return (REPO / "workflow" / "scripts" / lean.group(1), True) if lean else None
     return None
 
 
 PREAMBLE_END = "######## snakemake preamble end #########"
 
 
-def job_start(kept: Path) -> str:
-    """What a job does before its work: Snakemake's preamble of ``kept`` (a script Snakemake wrote
-    for a job, kept with --skip-script-cleanup) and the script's import statements."""
-    preamble, _, script = kept.read_text().partition(PREAMBLE_END)
+def script_imports(script: str) -> str:
+    """A script's top-level import statements."""
     tree = ast.parse(script)
-    imports = [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
-    return preamble + "\n" + "\n".join(imports)
+    return "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+def job_start(kept: Path) -> str:
+    """What a ``script:`` job does before its work: Snakemake's preamble of ``kept`` (a script
+    Snakemake wrote for a job, kept with --skip-script-cleanup) and the script's imports."""
+    preamble, _, script = kept.read_text().partition(PREAMBLE_END)
+    return preamble + "\n" + script_imports(script)
+
+
+def lean_job_start(script: Path) -> str:
+    """What a ``python -m feeder.job`` job does before its work: feeder.job and the script's imports."""
+    return "import feeder.job\n" + script_imports(script.read_text())
 
 
 def startup_cpu_s(code: str, *, repeat: int) -> float:
@@ -117,13 +130,14 @@ def main() -> None:
     before = set(scripts_dir.glob("tmp*.py")) if scripts_dir.exists() else set()
     rebuild(args.run_dir, "--skip-script-cleanup")
     kept = sorted(set(scripts_dir.glob("tmp*.py")) - before)
-    print(f"\njobs per rule, and a job's start-up CPU (preamble + imports, median of {args.repeat}):")
+    print(f"\njobs per rule, and a job's start-up CPU (preamble or feeder.job, + imports, median of {args.repeat}):")
     startup_total = 0.0
     try:
         for rule, n in sorted(jobs.items()):
-            script = script_of_rule(rule)
+            script, lean = script_of_rule(rule) or (None, False)
             sample = next((k for k in kept if script and k.name.endswith(f".{script.name}")), None)
-            each = startup_cpu_s(job_start(sample), repeat=args.repeat) if sample else 0.0
+            start = lean_job_start(script) if script and lean else job_start(sample) if sample else None
+            each = startup_cpu_s(start, repeat=args.repeat) if start else 0.0
             startup_total += n * each
             print(f"  {rule:<18} {n:>4} jobs  {each * 1000:6.0f} ms each  {n * each:6.1f} s")
     finally:

@@ -4,8 +4,8 @@
 
 Runs Snakemake on an existing run directory (e.g. the one `python -m bench.run` leaves in
 bench-data/pipeline) and samples every job process every 50 ms: Snakemake runs each `script:`
-job as `python .../.snakemake/scripts/tmpXXXX.<script>.py`, so the script name identifies the
-rule. Prints, per script, the number of jobs, the largest peak RSS and the longest wall time.
+job as `python .../.snakemake/scripts/tmpXXXX.<script>.py`, and the day rules run
+`python -m feeder.job .../workflow/scripts/<script>.py`, so the script name identifies the rule. Prints, per script, the number of jobs, the largest peak RSS and the longest wall time.
 Sampling can miss a peak shorter than 50 ms; the figures are a floor, which is why the rules
 declare several times more.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from harness.processes import REPO
 
-SCRIPT = re.compile(r"\.snakemake/scripts/tmp[^.]+\.([A-Za-z0-9_]+)\.py")
+# a `script:` job runs Snakemake's copy of the script; a day job (clean, resample) `python -m feeder.job <script>`
+SCRIPT = re.compile(r"\.snakemake/scripts/tmp[^.]+\.([A-Za-z0-9_]+)\.py|-m feeder\.job \S*/workflow/scripts/([A-Za-z0-9_]+)\.py")
 
 
 def job_processes(run_dir: Path) -> dict[int, str]:
@@ -32,7 +33,7 @@ def job_processes(run_dir: Path) -> dict[int, str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
             match = SCRIPT.search(text)
             if match and Path(cmdline.parent / "cwd").resolve() == run_dir:
-                found[int(cmdline.parent.name)] = match.group(1)
+                found[int(cmdline.parent.name)] = match.group(1) or match.group(2)
         except OSError:
             continue
     return found

@@ -9,6 +9,8 @@ from pathlib import Path
 from feeder.locks import watch_snakemake
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: What the day rules' shell command runs (workflow/rules/clean.smk, resample.smk): see feeder.job.
+SCRIPT_JOB_COMMAND = " -m feeder.job "
 
 
 def setup_logging(log_file: str | Path | None = None, *, level: int = logging.INFO) -> None:
@@ -27,22 +29,29 @@ def setup_logging(log_file: str | Path | None = None, *, level: int = logging.IN
 
 
 class _NoEmptyShellCommand(logging.Filter):
-    """Drops Snakemake's ``Shell command: None`` line (its SHELLCMD event with no command).
+    """Drops Snakemake's shell-command line of script jobs: ``Shell command: None`` and the
+    ``python -m feeder.job`` command.
 
     ``printshellcmds`` (the workflow profile) makes Snakemake log the shell command of every job
-    it starts; a ``script:`` rule has none, so each of its jobs adds ``Shell command: None``.
-    Records with a real command, and every other record, pass.
+    it starts; a ``script:`` rule has none, so each of its jobs adds ``Shell command: None``, and
+    the day rules' ``python -m feeder.job`` command carries the job's files as JSON, a few kB
+    restating the input and output lines printed just above it. Records with any other command,
+    and every other record, pass.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (str(getattr(record, "event", "")) == "shellcmd" and getattr(record, "shellcmd", "") is None)
+        if str(getattr(record, "event", "")) != "shellcmd":
+            return True
+        command = getattr(record, "shellcmd", "")
+        return command is not None and SCRIPT_JOB_COMMAND not in str(command)
 
 
 def quiet_empty_shell_commands(logger: logging.Logger) -> None:
-    """Stop ``logger`` (Snakemake's) printing ``Shell command: None`` for script jobs (idempotent).
+    """Stop ``logger`` (Snakemake's) printing the shell command of script jobs (idempotent).
 
     Called by the Snakefile on ``snakemake.logging.logger``: every rule of this workflow runs a
-    script, so the line would otherwise come once per job (59 times in a small build).
+    script (``script:``, or ``python -m feeder.job`` for the day rules), so the line would
+    otherwise come once per job (59 times in a small build).
     """
     if not any(isinstance(f, _NoEmptyShellCommand) for f in logger.filters):
         logger.addFilter(_NoEmptyShellCommand())

@@ -434,13 +434,16 @@ def test_snakemake_report_contains_the_quality_page(real_build: dict):
 
 @pytest.mark.slow
 def test_a_run_prints_no_shell_command_none(real_build: dict):
-    """Every rule runs a script: Snakemake's "Shell command: None" line for each job is noise."""
+    """Every rule runs a script: Snakemake's "Shell command: None" line for each job is noise, and
+    so is the day rules' `python -m feeder.job` command (the job's files again, as JSON)."""
     out = real_build["build"].stdout + real_build["build"].stderr
     assert "Shell command: None" not in out, f"{out.count('Shell command: None')} noise lines"
+    assert "feeder.job" not in out, f"{out.count('feeder.job')} commands of day jobs printed"
+    assert "rule clean:" in out and "rule resample:" in out
     assert "rule quality_report:" in out and "rule publish_qlib:" in out  # the jobs are still announced
 
 
-def test_only_empty_shell_commands_are_silenced():
+def test_only_the_shell_commands_of_script_jobs_are_silenced():
     """A real shell command (a `shell:` rule someone adds) and every other record still pass."""
     import logging
 
@@ -457,5 +460,7 @@ def test_only_empty_shell_commands_are_silenced():
         return logger.filter(logging.makeLogRecord({"msg": "x", **extra}))
 
     assert not passes(event=LogEvent.SHELLCMD, shellcmd=None)
+    assert not passes(event=LogEvent.SHELLCMD,
+                      shellcmd='"$FEEDER_JOB_PYTHON" -m feeder.job "$FEEDER_JOB_SCRIPTS/clean.py" \'{}\' clean.log')
     assert passes(event=LogEvent.SHELLCMD, shellcmd="echo hi > out.txt")
     assert passes(event=LogEvent.JOB_INFO, shellcmd=None) and passes()

@@ -30,7 +30,7 @@ rule clean:
         funding_quality=f"{WORK}/quality/funding/{{day}}.json",
         open_interest_quality=f"{WORK}/quality/open-interest/{{day}}.json",
     params:
-        spike_factor=config["clean"]["spike_factor"],
+        job=script_job(spike_factor=config["clean"]["spike_factor"]),
     threads: 1
     resources:
         mem_mb=scaled(2048),
@@ -39,5 +39,5 @@ rule clean:
         f"{LOGS}/clean/{{day}}.log",
     conda:
         "../../envs/transform.yaml"
-    script:
-        "../scripts/clean.py"
+    shell:
+        '"$FEEDER_JOB_PYTHON" -m feeder.job "$FEEDER_JOB_SCRIPTS/clean.py" {params.job:q} {log:q}'

@@ -3,9 +3,11 @@ import datetime as dt
 import functools
 import os
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+from feeder.job import job_json
 from feeder.config import EXCHANGE_REST_KEYS, UNIVERSE_METRIC_KEYS, build_days, check_config, market_name
 from feeder.publish import MANIFEST_NAME
 from feeder.registry import FREQ_PATTERN
@@ -36,7 +38,6 @@ LOGS = f"{WORK}/logs"
 FROM_ARCHIVE = config["history"]["source"] == "archive+rest"
 ARCHIVE_CACHE = config["paths"]["archive"] or f"{RAW}/archive-files"
 
-
 wildcard_constraints:
     day=r"\d{4}-\d{2}-\d{2}",
     freq=FREQ_PATTERN,
@@ -51,6 +52,25 @@ def scaled(amount: int):
     30 days, coverage 77 MB, REST jobs ~90 MB), with room for 300 instruments a day and a year.
     """
     return lambda wildcards, attempt: amount * attempt
+
+
+# The day rules (clean, resample) run their scripts with `python -m feeder.job` instead of
+# `script:`, whose preamble imports Snakemake into every job (see feeder/job.py). The shell command
+# names the interpreter and the scripts' directory through these two variables, so that it stays
+# the same text wherever the project lies: Snakemake would rerun every job whose command changed.
+# The interpreter is the one `script:` would use: Snakemake's own, or the environment's `python`
+# when jobs run in a conda environment or container (--sdm).
+os.environ.update(
+    FEEDER_JOB_PYTHON=os.environ.get("FEEDER_JOB_PYTHON")
+    or ("python" if workflow.deployment_settings.deployment_method else sys.executable),
+    FEEDER_JOB_SCRIPTS=str(Path(workflow.basedir) / "workflow" / "scripts"),
+)
+
+
+def script_job(**params):
+    """``params.job`` for `python -m feeder.job` (clean, resample): the job's files, wildcards and
+    ``params`` as one JSON argument (feeder.job.job_json)."""
+    return lambda wildcards, input, output: job_json(input=input, output=output, wildcards=wildcards, params=params)
 
 
 def next_day(day: str) -> str:

@@ -18,8 +18,7 @@ rule resample:
         bars=expand(f"{WORK}/bars/{{freq}}/{{{{day}}}}.parquet", freq=FREQS),
         blocks=expand(f"{WORK}/qlib-blocks/{{freq}}/{{{{day}}}}.arrow", freq=FREQS),
     params:
-        freqs=FREQS,
-        fields=QLIB_FIELDS,
+        job=script_job(freqs=FREQS, fields=QLIB_FIELDS),
     threads: 1
     resources:
         mem_mb=scaled(2048),
@@ -28,5 +27,5 @@ rule resample:
         f"{LOGS}/resample/{{day}}.log",
     conda:
         "../../envs/transform.yaml"
-    script:
-        "../scripts/resample.py"
+    shell:
+        '"$FEEDER_JOB_PYTHON" -m feeder.job "$FEEDER_JOB_SCRIPTS/resample.py" {params.job:q} {log:q}'
