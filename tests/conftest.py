@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
+FILE_SECONDS = Path(__file__).parent / "file_seconds.json"
+# A file missing from FILE_SECONDS (a new one) is estimated from its heaviest marker.
+UNMEASURED_SECONDS = {"slow": 40.0, "e2e": 30.0, "install": 30.0}
 
 
 @pytest.fixture(scope="session")
@@ -15,19 +20,52 @@ def okx_samples_dir() -> Path:
     return FIXTURES_DIR / "okx-samples"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record-file-seconds", action="store_true",
+                     help=f"after the run, write each test file's seconds to {FILE_SECONDS.name} "
+                          "(the order the files start in)")
+
+
+def _file_seconds() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(FILE_SECONDS.read_text(encoding="utf-8"))["seconds"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no record (or a damaged one): the markers alone order the files
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the files holding slow tests first, then those holding end-to-end or install tests, then
-    the rest (each file's tests in their order; ties in collection order).
+    """Start the longest test files first (each file's tests in their order; ties in collection order).
 
     With ``-n 4 --dist loadfile --no-loadscope-reorder`` (scripts/test.sh) each file goes to one
-    worker as a unit, in this order. A file of builds takes one to two minutes, a file of unit tests
-    seconds: pytest-xdist's own order (the files with the most tests first) starts the builds last,
-    so the run ended with one build alone on one core while the other idled. Started first, the
-    builds overlap each other and the quick files fill the gaps.
+    worker as a unit, in this order, and a worker takes its next file when it has two tests
+    left. A file of builds takes one to two minutes, a file of unit tests seconds: started
+    longest first (what the file took last time, tests/file_seconds.json; a new file by its
+    markers), the builds overlap each other and the quick files fill the gaps, so the workers
+    finish together instead of one running a long build alone at the end (simulated on a
+    recorded run: the busiest worker 257 s in marker order, 231 s longest first).
     """
-    rank: dict[Path, int] = {}  # a file's rank is that of its heaviest test
+    recorded = _file_seconds()
+    cost: dict[Path, float] = {}
     for item in items:
-        own = 0 if item.get_closest_marker("slow") else 1 if any(
-            item.get_closest_marker(m) for m in ("e2e", "install")) else 2
-        rank[item.path] = min(rank.get(item.path, 2), own)
-    items.sort(key=lambda item: rank[item.path])  # stable: ties keep the collection order
+        name = item.path.name
+        own = recorded.get(name)
+        if own is None:
+            own = max([s for m, s in UNMEASURED_SECONDS.items() if item.get_closest_marker(m)], default=1.0)
+        cost[item.path] = own
+    items.sort(key=lambda item: -cost[item.path])  # stable: ties keep the collection order
+
+
+_seconds_by_file: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _seconds_by_file[report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not session.config.getoption("--record-file-seconds") or hasattr(session.config, "workerinput"):
+        return  # only the controller (or a run without xdist) writes the record
+    record = json.loads(FILE_SECONDS.read_text(encoding="utf-8")) if FILE_SECONDS.exists() else {}
+    record["seconds"] = {name: round(seconds, 1) for name, seconds
+                         in sorted(_seconds_by_file.items(), key=lambda kv: -kv[1])}
+    FILE_SECONDS.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
