@@ -26,11 +26,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "(the order the files start in)")
 
 
-def _file_seconds() -> dict[str, float]:
+def read_file_seconds(path: Path = FILE_SECONDS) -> dict[str, float]:
+    """The recorded seconds per test file name; empty when there is no record or it is damaged
+    (the markers alone then order the files: the order changes the run's length, never its result)."""
     try:
-        return {str(k): float(v) for k, v in json.loads(FILE_SECONDS.read_text(encoding="utf-8"))["seconds"].items()}
+        return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf-8"))["seconds"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}  # no record (or a damaged one): the markers alone order the files
+        return {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,19 +41,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     With ``-n 4 --dist loadfile --no-loadscope-reorder`` (scripts/test.sh) each file goes to one
     worker as a unit, in this order, and a worker takes its next file when it has two tests
     left. A file of builds takes one to two minutes, a file of unit tests seconds: started
-    longest first (what the file took last time, tests/file_seconds.json; a new file by its
-    markers), the builds overlap each other and the quick files fill the gaps, so the workers
+    longest first (what the file took in the recorded run, tests/file_seconds.json; a new file
+    by its markers), the builds overlap each other and the quick files fill the gaps, so the workers
     finish together instead of one running a long build alone at the end (simulated on a
     recorded run: the busiest worker 257 s in marker order, 231 s longest first).
     """
-    recorded = _file_seconds()
+    recorded = read_file_seconds()
     cost: dict[Path, float] = {}
     for item in items:
-        name = item.path.name
-        own = recorded.get(name)
-        if own is None:
-            own = max([s for m, s in UNMEASURED_SECONDS.items() if item.get_closest_marker(m)], default=1.0)
-        cost[item.path] = own
+        estimate = max([s for m, s in UNMEASURED_SECONDS.items() if item.get_closest_marker(m)], default=1.0)
+        cost[item.path] = recorded.get(item.path.name, estimate)
     items.sort(key=lambda item: -cost[item.path])  # stable: ties keep the collection order
 
 
@@ -59,13 +58,28 @@ _seconds_by_file: defaultdict[str, float] = defaultdict(float)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _seconds_by_file[report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]] += report.duration
+    _seconds_by_file[Path(report.nodeid.split("::", 1)[0]).name] += report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not session.config.getoption("--record-file-seconds") or hasattr(session.config, "workerinput"):
         return  # only the controller (or a run without xdist) writes the record
-    record = json.loads(FILE_SECONDS.read_text(encoding="utf-8")) if FILE_SECONDS.exists() else {}
-    record["seconds"] = {name: round(seconds, 1) for name, seconds
-                         in sorted(_seconds_by_file.items(), key=lambda kv: -kv[1])}
-    FILE_SECONDS.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    FILE_SECONDS.write_text(recorded_json(FILE_SECONDS, _seconds_by_file), encoding="utf-8")
+
+
+def recorded_json(path: Path, measured: dict[str, float]) -> str:
+    """The record at ``path`` with the files of this run replaced by what they took now.
+
+    Files this run did not include keep their recorded seconds, so a partial run
+    (``pytest tests/test_clean.py --record-file-seconds``) does not drop the rest; a deleted
+    file's entry is what tests/test_conftest.py reports. A damaged record starts afresh.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):
+        record = {}
+    seconds = {**read_file_seconds(path), **{name: round(value, 1) for name, value in measured.items()}}
+    record["seconds"] = dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+    return json.dumps(record, indent=1, ensure_ascii=False) + "\n"
