@@ -26,13 +26,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "(the order the files start in)")
 
 
+def _read_record(path: Path) -> dict:
+    """The record at ``path`` as a JSON object; empty when there is none or it is not one."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _seconds_of(record: dict) -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in record["seconds"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}
+
+
 def read_file_seconds(path: Path = FILE_SECONDS) -> dict[str, float]:
     """The recorded seconds per test file name; empty when there is no record or it is damaged
     (the markers alone then order the files: the order changes the run's length, never its result)."""
-    try:
-        return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf-8"))["seconds"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+    return _seconds_of(_read_record(path))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -74,12 +87,7 @@ def recorded_json(path: Path, measured: dict[str, float]) -> str:
     (``pytest tests/test_clean.py --record-file-seconds``) does not drop the rest; a deleted
     file's entry is what tests/test_conftest.py reports. A damaged record starts afresh.
     """
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(record, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):
-        record = {}
-    seconds = {**read_file_seconds(path), **{name: round(value, 1) for name, value in measured.items()}}
+    record = _read_record(path)
+    seconds = {**_seconds_of(record), **{name: round(value, 1) for name, value in measured.items()}}
     record["seconds"] = dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
     return json.dumps(record, indent=1, ensure_ascii=False) + "\n"
